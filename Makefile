@@ -1,0 +1,49 @@
+# Tocsin — the two commands a newcomer needs are `make demo` and `make test`.
+GO       ?= go
+PKGS     := ./...
+SOAK_COUNT ?= 10
+
+.PHONY: all build test demo bench soak lint fmt deps clean
+
+all: build
+
+build:
+	$(GO) build -o bin/tocsin ./cmd/tocsin
+
+# Runs Tocsin in one process: in-process Redis stand-in and MQTT broker,
+# simulated sirens, nothing to install and nothing kept.
+demo:
+	$(GO) run ./cmd/tocsin demo
+
+# The whole suite with the race detector, against real redis-server and
+# mosquitto processes the tests start themselves (installed with apt-get when
+# missing and running as root).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+
+# Repeats the chaos tests (Redis and broker kill -9, instance kill -9, SIGTERM)
+# and the fence race; CI runs it shortened (SOAK_COUNT=2).
+soak:
+	$(GO) test -race -count=$(SOAK_COUNT) -timeout 30m \
+		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery' ./gateway/
+	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease' ./priority/
+
+# Micro-benchmarks of the hot paths against a real Redis, with peers in the
+# same run. Results go in BENCHMARKS.md by hand, with the command and machine.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./priority/ ./gateway/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# The Debian packages the tests use (the tests install them themselves as root).
+deps:
+	apt-get update && apt-get install -y --no-install-recommends redis-server mosquitto mosquitto-clients
+
+clean:
+	rm -rf bin

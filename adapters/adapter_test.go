@@ -1,0 +1,153 @@
+package adapters_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/alert"
+)
+
+func delivery(target string, expires time.Duration) alert.Delivery {
+	a := &alert.Alert{ID: "a1"}
+	t := alert.Target{Kind: alert.KindSiren, ID: target}
+	return alert.Delivery{ID: alert.DeliveryID(a.ID, t, alert.MessageAlert), Alert: a, Target: t,
+		Message: alert.MessageAlert, Expires: time.Now().Add(expires)}
+}
+
+// failing fails n times with err, then succeeds.
+func failing(n int32, err error) (adapters.Adapter, *atomic.Int32) {
+	var calls atomic.Int32
+	return adapters.Func(func(ctx context.Context, d alert.Delivery) error {
+		if calls.Add(1) <= n {
+			return err
+		}
+		return nil
+	}), &calls
+}
+
+func TestRetry(t *testing.T) {
+	boom := errors.New("boom")
+	fast := adapters.RetryOptions{Initial: time.Millisecond, Max: 5 * time.Millisecond}
+	t.Run("retries until success", func(t *testing.T) {
+		a, calls := failing(3, boom)
+		if err := adapters.Retry(fast)(a).Deliver(context.Background(), delivery("s1", time.Minute)); err != nil || calls.Load() != 4 {
+			t.Fatalf("Deliver = %v after %d calls, want nil after 4", err, calls.Load())
+		}
+	})
+	t.Run("permanent stops at once", func(t *testing.T) {
+		a, calls := failing(3, adapters.Permanent(boom))
+		err := adapters.Retry(fast)(a).Deliver(context.Background(), delivery("s1", time.Minute))
+		if !errors.Is(err, boom) || !adapters.IsPermanent(err) || calls.Load() != 1 {
+			t.Fatalf("Deliver = %v after %d calls, want the permanent error after 1", err, calls.Load())
+		}
+	})
+	t.Run("fence stops retries and counts attempts", func(t *testing.T) {
+		a, calls := failing(100, boom)
+		fenced := func(ctx context.Context, d alert.Delivery) error {
+			if calls.Load() >= 2 {
+				return adapters.ErrFenced
+			}
+			return nil
+		}
+		ctx, attempts := adapters.WithAttempts(context.Background())
+		err := adapters.Chain(a, adapters.Retry(fast), adapters.Fence(fenced)).Deliver(ctx, delivery("s1", time.Minute))
+		if !errors.Is(err, adapters.ErrFenced) || calls.Load() != 2 || attempts() != 2 {
+			t.Fatalf("Deliver = %v after %d calls, %d attempts; want ErrFenced after 2", err, calls.Load(), attempts())
+		}
+	})
+	t.Run("fenced before the first attempt is never attempted", func(t *testing.T) {
+		a, calls := failing(0, nil)
+		ctx, attempts := adapters.WithAttempts(context.Background())
+		err := adapters.Chain(a, adapters.Retry(fast), adapters.Fence(func(context.Context, alert.Delivery) error { return adapters.ErrFenced })).
+			Deliver(ctx, delivery("s1", time.Minute))
+		if !errors.Is(err, adapters.ErrFenced) || calls.Load() != 0 || attempts() != 0 {
+			t.Fatalf("Deliver = %v, %d calls, %d attempts; want ErrFenced and none", err, calls.Load(), attempts())
+		}
+	})
+	t.Run("honours Retry-After", func(t *testing.T) {
+		a, _ := failing(1, adapters.RetryAfter(boom, 150*time.Millisecond))
+		start := time.Now()
+		if err := adapters.Retry(fast)(a).Deliver(context.Background(), delivery("s1", time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d < 150*time.Millisecond {
+			t.Fatalf("second attempt after %v, want ≥ 150ms", d)
+		}
+	})
+	t.Run("gives up at expiry", func(t *testing.T) {
+		a, _ := failing(1000, boom)
+		start := time.Now()
+		err := adapters.Retry(fast)(a).Deliver(context.Background(), delivery("s1", 50*time.Millisecond))
+		if !errors.Is(err, boom) || time.Since(start) > time.Second {
+			t.Fatalf("Deliver = %v after %v, want boom soon after expiry", err, time.Since(start))
+		}
+	})
+	t.Run("stops on context end", func(t *testing.T) {
+		a, _ := failing(1000, boom)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		if err := adapters.Retry(fast)(a).Deliver(ctx, delivery("s1", time.Minute)); err == nil {
+			t.Fatal("Deliver = nil, want an error")
+		}
+	})
+}
+
+// Promise 8: an open breaker parks a delivery (it is retried later and
+// succeeds), and one target's breaker costs other targets nothing.
+func TestBreakerParksNeverDrops(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var calls atomic.Int32
+	inner := adapters.Func(func(ctx context.Context, d alert.Delivery) error {
+		if d.Target.ID == "broken" {
+			calls.Add(1)
+			if down.Load() {
+				return errors.New("no answer")
+			}
+		}
+		return nil
+	})
+	a := adapters.Chain(inner,
+		adapters.Retry(adapters.RetryOptions{Initial: time.Millisecond, Max: 10 * time.Millisecond}),
+		adapters.Breaker(adapters.BreakerOptions{Failures: 3, Open: 200 * time.Millisecond}))
+
+	done := make(chan error, 1)
+	go func() { done <- a.Deliver(context.Background(), delivery("broken", time.Minute)) }()
+	time.Sleep(100 * time.Millisecond)
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d calls reached the broken target, want 3 before its breaker opened", n)
+	}
+	// Another target is not held up by the open breaker.
+	start := time.Now()
+	if err := a.Deliver(context.Background(), delivery("fine", time.Minute)); err != nil || time.Since(start) > 20*time.Millisecond {
+		t.Fatalf("healthy target: %v after %v", err, time.Since(start))
+	}
+	down.Store(false)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("parked delivery = %v, want delivered once the target recovered", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("parked delivery never resumed")
+	}
+}
+
+func TestPermanentErrorsDoNotTripBreaker(t *testing.T) {
+	var calls atomic.Int32
+	inner := adapters.Func(func(ctx context.Context, d alert.Delivery) error {
+		calls.Add(1)
+		return adapters.Permanent(errors.New("invalid target"))
+	})
+	a := adapters.Breaker(adapters.BreakerOptions{Failures: 2})(inner)
+	for range 5 {
+		a.Deliver(context.Background(), delivery("s1", time.Minute))
+	}
+	if calls.Load() != 5 {
+		t.Fatalf("%d of 5 calls reached the adapter; permanent errors must not open the breaker", calls.Load())
+	}
+}

@@ -1,0 +1,69 @@
+package siren_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/adapters/adapterstest"
+	"github.com/tocsin-alert/tocsin/adapters/siren"
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/internal/testenv"
+	"github.com/tocsin-alert/tocsin/loadtest"
+)
+
+// The siren adapter against a real Mosquitto and simulated controllers.
+func TestConformance(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	fleet, err := loadtest.StartFleet(loadtest.FleetOptions{Broker: testenv.MQTTURL(broker), IDs: []string{"s1", "mute"}, Offline: []string{"mute"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	pda := &alert.Target{Kind: alert.KindSMS, ID: "+4917000000"}
+	adapterstest.Run(t, adapterstest.Harness{
+		New: func(t *testing.T, log zerolog.Logger) adapters.Adapter {
+			n, err := siren.New(siren.Config{Broker: testenv.MQTTURL(broker), ClientID: "conformance", AckTimeout: 300 * time.Millisecond, Password: "broker-secret"}, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(n.Close)
+			return n
+		},
+		Target:  alert.Target{Kind: alert.KindSiren, ID: "s1"},
+		Silent:  &alert.Target{Kind: alert.KindSiren, ID: "mute"},
+		Invalid: pda,
+		Received: func(id string, msg alert.Message) int {
+			want := map[alert.Message]string{alert.MessageAlert: siren.SignalAlarm, alert.MessageRetraction: siren.SignalAllClear}[msg]
+			n := 0
+			for _, r := range fleet.Received() {
+				if r.Cmd.DeliveryID == id && r.Cmd.Signal == want {
+					n++
+				}
+			}
+			return n
+		},
+		Secrets: []string{"broker-secret"},
+	})
+}
+
+func TestSignalFor(t *testing.T) {
+	for _, tt := range []struct {
+		status alert.Status
+		msg    alert.Message
+		want   string
+	}{
+		{alert.StatusActual, alert.MessageAlert, siren.SignalAlarm},
+		{alert.StatusExercise, alert.MessageAlert, siren.SignalTest},
+		{alert.StatusTest, alert.MessageAlert, siren.SignalTest},
+		{alert.StatusActual, alert.MessageRetraction, siren.SignalAllClear},
+		{alert.StatusExercise, alert.MessageRetraction, siren.SignalAllClear},
+	} {
+		d := alert.Delivery{Alert: &alert.Alert{Status: tt.status}, Message: tt.msg}
+		if got := siren.SignalFor(d); got != tt.want {
+			t.Errorf("SignalFor(%s, %s) = %s, want %s", tt.status, tt.msg, got, tt.want)
+		}
+	}
+}

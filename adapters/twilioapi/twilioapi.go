@@ -1,0 +1,155 @@
+// Package twilioapi is the Twilio plumbing the sms and voice adapters share:
+// a twilio-go client with a bounded timeout that can be pointed at another
+// host (the fake in loadtest/), Retry-After capture, error classification,
+// and redaction of phone numbers from provider errors.
+package twilioapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twilio/twilio-go"
+	twclient "github.com/twilio/twilio-go/client"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+)
+
+// Account is what a client needs to reach one Twilio account.
+type Account struct {
+	SID       string
+	AuthToken string
+	// BaseURL, if set, replaces https://api.twilio.com (tests, the demo).
+	BaseURL string
+	// Timeout bounds every call; twilio-go takes no context (10s).
+	Timeout time.Duration
+}
+
+// Client is a twilio-go REST client with the transport that makes it ours.
+type Client struct {
+	*twilio.RestClient
+	t *transport
+}
+
+// New builds a client for one account.
+func New(a Account) (*Client, error) {
+	if a.Timeout == 0 {
+		a.Timeout = 10 * time.Second
+	}
+	t := &transport{next: http.DefaultTransport}
+	if a.BaseURL != "" {
+		u, err := url.Parse(a.BaseURL)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("twilio: base URL %q: want scheme://host", a.BaseURL)
+		}
+		t.base = u
+	}
+	hc := &http.Client{
+		Transport:     t,
+		Timeout:       a.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c := &twclient.Client{Credentials: twclient.NewCredentials(a.SID, a.AuthToken), HTTPClient: hc}
+	c.SetAccountSid(a.SID)
+	return &Client{RestClient: twilio.NewRestClientWithParams(twilio.ClientParams{Client: c}), t: t}, nil
+}
+
+// transport rewrites the host when a base URL is set and remembers the last
+// Retry-After Twilio sent with a 429 (twilio-go's error drops the header).
+type transport struct {
+	next http.RoundTripper
+	base *url.URL
+
+	mu         sync.Mutex
+	retryUntil time.Time
+}
+
+func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.base != nil {
+		r = r.Clone(r.Context())
+		r.URL.Scheme, r.URL.Host, r.Host = t.base.Scheme, t.base.Host, t.base.Host
+	}
+	resp, err := t.next.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+			t.mu.Lock()
+			t.retryUntil = time.Now().Add(time.Duration(s) * time.Second)
+			t.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+// RetryAfter is how long Twilio asked us to wait, as of now.
+func (c *Client) RetryAfter() time.Duration {
+	c.t.mu.Lock()
+	defer c.t.mu.Unlock()
+	return max(time.Until(c.t.retryUntil), 0)
+}
+
+var digits = regexp.MustCompile(`\+?[0-9][0-9 ]{5,}[0-9]`)
+
+// Redact removes phone numbers from a provider's text.
+func Redact(s string) string { return digits.ReplaceAllString(s, "[number]") }
+
+// redacted is an error whose text has no phone numbers; it keeps the original
+// for errors.As (the Twilio code) but never prints it.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e redacted) Error() string { return e.msg }
+func (e redacted) Unwrap() error { return e.err }
+
+// Classify turns a twilio-go error into one the decorators understand: 429 →
+// RetryAfter (honouring Twilio's header, at least 1s); 401/403 → retryable
+// (the account is broken: its breaker opens and the fallback account takes
+// over); other 4xx → Permanent (a bad number or request: retrying cannot
+// help, and it must not trip the breaker); 5xx and transport errors → retryable. Phone numbers are redacted.
+func (c *Client) Classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := redacted{msg: op + ": " + Redact(err.Error()), err: err}
+	var te *twclient.TwilioRestError
+	if errors.As(err, &te) {
+		switch {
+		case te.Status == http.StatusTooManyRequests:
+			return adapters.RetryAfter(e, max(c.RetryAfter(), time.Second))
+		case te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden:
+			return e // the account, not the message: let the breaker open and fall back
+		case te.Status >= 400 && te.Status < 500:
+			return adapters.Permanent(e)
+		}
+	}
+	return e
+}
+
+// Do runs a twilio-go call, which takes no context, and returns when it does
+// or when ctx ends, whichever is first. A call abandoned that way may still
+// reach Twilio; the caller must count it as attempted.
+func Do[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() { // exits when the call returns (bounded by the client timeout)
+		v, err := call()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}

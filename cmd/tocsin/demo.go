@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/loadtest"
+)
+
+// The demo's API keys. They exist only in this process.
+const (
+	demoDispatchKey = "demo-dispatch-key-0001"
+	demoOperatorKey = "demo-operator-key-0001"
+)
+
+const demoConfig = `# The demo's configuration: two zones, five sirens, three staff reached by
+# SMS and voice through a fake Twilio, a dispatch centre and an operator.
+listen: %s
+public_url: http://%[1]s
+time_zone: Europe/Berlin
+redis: {addrs: [%s]}
+mqtt: {broker: "%s", client_id: tocsin-demo}
+queue: {lease: 3s, dedup_window: 30s}
+siren: {ack_timeout: 1s}
+zones:
+  - {id: soest-school, name: Education centre Soest}
+  - {id: soest-townhall, name: Town hall Soest}
+sirens:
+  - {id: school-north, zone: soest-school, drills: true}
+  - {id: school-south, zone: soest-school}
+  - {id: school-gym,   zone: soest-school}
+  - {id: townhall-roof, zone: soest-townhall, drills: true}
+  - {id: townhall-yard, zone: soest-townhall}
+principals:
+  - id: leitstelle-soest
+    kind: dispatch
+    key_sha256: %s
+    scopes: {zones: ["*"], channels: [siren, sms, voice], retract: true}
+  - id: operator
+    kind: operator
+    key_sha256: %s
+    scopes: {zones: ["*"], retract: true}
+twilio:
+  primary: fake
+  accounts:
+    - id: fake
+      account_sid: ` + demoTwilioSID + `
+      auth_token_env: TOCSIN_DEMO_TWILIO_TOKEN
+      base_url: %s
+      sms: {from: "+49 2921 100", rate: 10}
+      voice: {from: "+49 2921 101", rate: 2, repeat: 2}
+contacts:
+  - id: school-staff
+    zone: soest-school
+    people:
+      - {id: rektorin, phone: "+49 170 0000001", language: de}
+      - {id: hausmeister, phone: "+49 170 0000002", language: de, channels: [sms]}
+      - {id: exchange-teacher, phone: "+44 7700 900003", language: en}
+`
+
+// The demo's fake Twilio account; its token lives only in this process.
+const (
+	demoTwilioSID   = "AC00000000000000000000000000000de0"
+	demoTwilioToken = "demotoken0000000000000000000000"
+)
+
+func demo(args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return runDemo(ctx, args, os.Stdout)
+}
+
+// runDemo runs the demo until ctx ends, printing the walkthrough and each
+// siren's commands to out.
+func runDemo(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP address of the gateway")
+	redisAddr := fs.String("redis", "", "use this Redis instead of the in-process stand-in")
+	mqttURL := fs.String("mqtt", "", "use this MQTT broker (tcp://host:port) instead of the in-process one")
+	logLevel := fs.String("log-level", "warn", "gateway log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	keeps := "keeps nothing: Redis and the MQTT broker run inside this process and vanish with it"
+	if *redisAddr == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
+			return fmt.Errorf("in-process redis: %w", err)
+		}
+		defer mr.Close()
+		go func() { // keeps miniredis' clock running so TTLs expire; exits with ctx
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					mr.FastForward(100 * time.Millisecond)
+				}
+			}
+		}()
+		*redisAddr = mr.Addr()
+	} else {
+		keeps = "uses the Redis and MQTT broker you named; the demo config is still in memory only"
+	}
+	if *mqttURL == "" {
+		addr, closeBroker, err := startBroker()
+		if err != nil {
+			return err
+		}
+		defer closeBroker()
+		*mqttURL = "tcp://" + addr
+	}
+	who := map[string]string{"+491700000001": "school-staff.rektorin", "+491700000002": "school-staff.hausmeister", "+447700900003": "school-staff.exchange-teacher"}
+	short := func(s string) string {
+		if r := []rune(s); len(r) > 70 {
+			return string(r[:70]) + "…"
+		}
+		return s
+	}
+	tw, err := loadtest.StartTwilio(loadtest.TwilioOptions{
+		Accounts: map[string]string{demoTwilioSID: demoTwilioToken},
+		OnMessage: func(m loadtest.FakeMessage) {
+			fmt.Fprintf(out, "%s  sms   %-30s ← %s\n", m.At.Format("15:04:05.000"), who[m.To], short(m.Body))
+		},
+		OnCall: func(c loadtest.FakeCall) {
+			text := c.Twiml
+			if i := strings.Index(text, `">`); i >= 0 {
+				text = strings.TrimSuffix(text[i+2:], "</Say></Response>")
+			}
+			fmt.Fprintf(out, "%s  call  %-30s ← %s\n", c.At.Format("15:04:05.000"), who[c.To], short(html.UnescapeString(text)))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer tw.Close()
+	os.Setenv("TOCSIN_DEMO_TWILIO_TOKEN", demoTwilioToken)
+	text := fmt.Sprintf(demoConfig, *listen, *redisAddr, *mqttURL,
+		hex.EncodeToString(config.HashKey(demoDispatchKey)), hex.EncodeToString(config.HashKey(demoOperatorKey)), tw.URL)
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	var ids []string
+	for _, s := range cfg.Sirens {
+		ids = append(ids, s.ID)
+	}
+	fleet, err := loadtest.StartFleet(loadtest.FleetOptions{
+		Broker: *mqttURL, IDs: ids, Latency: 30 * time.Millisecond,
+		OnCommand: func(r loadtest.Received) {
+			extra := ""
+			if r.Repeat {
+				extra = " (repeat)"
+			}
+			fmt.Fprintf(out, "%s  siren %-30s ← %s (alert %s)%s\n", r.At.Format("15:04:05.000"), r.Siren, r.Cmd.Signal, r.Cmd.AlertID, extra)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer fleet.Close()
+
+	log := newLogger(*logLevel)
+	return runGateway(ctx, cfg, log, func(addr string) {
+		url := "http://" + addr
+		fmt.Fprintf(out, `
+Tocsin demo — %s.
+Gateway on %s; %d simulated sirens are listening, and a fake Twilio takes
+the SMS and calls to the school's staff. Press Ctrl-C to stop.
+
+1. Send an amok alert to the school (three sirens sound, three staff get an
+   SMS, two get a call):
+
+   curl -s -X POST %s/v1/alerts \
+     -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+     -d '{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm Bildungszentrum","zones":["soest-school"]}'
+
+2. Look at it (use the id from the answer):
+
+   curl -s -H 'Authorization: Bearer %s' %s/v1/alerts/ID
+
+3. It was a false alarm: retract it (every siren that sounded gets all_clear,
+   everyone who got an SMS or call gets the false-alarm notice the same way):
+
+   curl -s -X POST %s/v1/alerts/ID/retract \
+     -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+     -d '{"reason":"false_alarm","note":"technician on the central system"}'
+
+   or with the CLI: TOCSIN_URL=%s TOCSIN_KEY=%s go run ./cmd/tocsin retract ID
+
+What each siren, phone and call receives appears below.
+`, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey)
+	})
+}
+
+// startBroker runs an in-process MQTT broker (mochi-mqtt) on a free loopback port.
+func startBroker() (addr string, closeFn func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr = l.Addr().String()
+	l.Close()
+	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return "", nil, err
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "demo", Address: addr})); err != nil {
+		return "", nil, err
+	}
+	if err := srv.Serve(); err != nil {
+		return "", nil, fmt.Errorf("in-process MQTT broker: %w", err)
+	}
+	return addr, func() { srv.Close() }, nil
+}

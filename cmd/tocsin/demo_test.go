@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/internal/testenv"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, out *syncBuffer, what string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Count(out.String(), what) >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("demo output lacks %d× %q:\n%s", n, what, out.String())
+}
+
+// The demo as `make demo` runs it (in-process Redis stand-in and broker): an
+// alert sounds the school's three sirens and its retraction gives them all_clear.
+func TestDemoWalkthrough(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runDemo(ctx, []string{"--listen", addr, "--log-level", "error"}, out) }()
+	waitFor(t, out, "receives appears below", 1)
+
+	post := func(path, key, body string) map[string]any {
+		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode != 202 {
+			t.Fatalf("POST %s = %d %v", path, resp.StatusCode, m)
+		}
+		return m
+	}
+	a := post("/v1/alerts", demoDispatchKey, `{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["soest-school"]}`)
+	waitFor(t, out, "← alarm", 3)
+	waitFor(t, out, "← WARNUNG: Amokalarm", 3) // 2 SMS + 1 call in German (calls are paced at 2/s)
+	waitFor(t, out, "← WARNING: Amokalarm", 2) // the English speaker's SMS and call
+	time.Sleep(200 * time.Millisecond)         // let the acks land
+	post("/v1/alerts/"+a["id"].(string)+"/retract", demoOperatorKey, `{"reason":"false_alarm"}`)
+	waitFor(t, out, "← all_clear", 3)
+	waitFor(t, out, "← WARNUNG: Amokalarm", 3)      // 2 SMS + 1 call in German
+	waitFor(t, out, "← ENTWARNUNG: Die Warnung", 3) // and their false-alarm notices
+	waitFor(t, out, "← ALL CLEAR: The warning", 2)  // the English speaker's SMS and call
+	if strings.Contains(out.String(), "townhall") {
+		t.Fatalf("a town hall siren was reached:\n%s", out.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+}

@@ -1,0 +1,58 @@
+// Command tocsin is Tocsin's one binary: the gateway (serve), a self-contained
+// demo, the operator CLI (send, retract, status) and config checks.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `tocsin: mass-notification gateway for emergency alerting
+
+Usage:
+  tocsin serve --config FILE          run a gateway against Redis and an MQTT broker
+  tocsin demo [--listen ADDR] [--redis ADDR] [--mqtt URL]
+                                      run everything in one process, keeping nothing
+  tocsin config check FILE            print every problem in a config file (exit 1 if any)
+  tocsin send [flags]                 send an alert (tocsin send -h)
+  tocsin retract ID --reason R        retract an alert (false_alarm, all_clear, superseded)
+  tocsin status [ID]                  list alerts, or show one with per-channel counts
+
+The client commands read TOCSIN_URL (default http://127.0.0.1:8080) and TOCSIN_KEY.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	args := os.Args[2:]
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(args)
+	case "demo":
+		err = demo(args)
+	case "config":
+		if len(args) != 2 || args[0] != "check" {
+			fmt.Fprint(os.Stderr, "usage: tocsin config check FILE\n")
+			os.Exit(2)
+		}
+		os.Exit(configCheck(args[1], os.Stdout))
+	case "send":
+		err = send(args)
+	case "retract":
+		err = retract(args)
+	case "status":
+		err = status(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "tocsin: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tocsin %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

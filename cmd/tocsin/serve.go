@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/gateway"
+)
+
+func configCheck(path string, out io.Writer) int {
+	_, err := config.Load(path)
+	if err == nil {
+		fmt.Fprintf(out, "%s: ok\n", path)
+		return 0
+	}
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintf(out, "%s:%d: %s: %s\n", path, p.Line, p.Field, p.Msg)
+		}
+	} else {
+		fmt.Fprintf(out, "%v\n", err)
+	}
+	return 1
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "tocsin.yaml", "configuration file")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return fmt.Errorf("%s:\n%w", *path, err)
+	}
+	log := newLogger(*logLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return runGateway(ctx, cfg, log, nil)
+}
+
+func newLogger(level string) zerolog.Logger {
+	lv, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lv = zerolog.InfoLevel
+	}
+	return zerolog.New(os.Stderr).Level(lv).With().Timestamp().Logger()
+}
+
+// runGateway runs one gateway until ctx ends (SIGTERM): readiness goes 503,
+// the HTTP server stops taking requests, workers stop claiming, running jobs
+// finish or are handed back, and it returns nil.
+func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, started func(addr string)) error {
+	g, err := gateway.Open(cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	go srv.Serve(ln) // exits when srv.Shutdown is called
+	log.Info().Str("listen", ln.Addr().String()).Strs("redis", cfg.Redis.Addrs).Str("mqtt", cfg.MQTT.Broker).Msg("Tocsin gateway serving")
+	if started != nil {
+		started(ln.Addr().String())
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- g.Run(ctx, cfg.Queue.ShutdownGrace) }() // exits after ctx ends and jobs drain
+	<-ctx.Done()
+	log.Info().Msg("Shutting down: draining")
+	g.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	err = <-runDone
+	log.Info().Msg("Stopped")
+	return err
+}

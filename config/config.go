@@ -1,0 +1,558 @@
+// Package config owns Tocsin's YAML configuration: the schema, loading with
+// environment overrides, and validation whose every problem names the line and
+// the field it is about.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tocsin-alert/tocsin/alert"
+)
+
+// Config is the whole of one gateway's configuration.
+type Config struct {
+	// Listen is the HTTP API's address.
+	Listen     string      `yaml:"listen"`
+	Redis      Redis       `yaml:"redis"`
+	MQTT       MQTT        `yaml:"mqtt"`
+	Queue      Queue       `yaml:"queue"`
+	Siren      SirenConfig `yaml:"siren"`
+	Delivery   Delivery    `yaml:"delivery"`
+	Zones      []Zone      `yaml:"zones"`
+	Sirens     []Siren     `yaml:"sirens"`
+	Principals []Principal `yaml:"principals"`
+	// Contacts are the people told by SMS and voice, in groups per zone.
+	Contacts []ContactGroup `yaml:"contacts"`
+	Twilio   Twilio         `yaml:"twilio"`
+	// PublicURL is where this gateway is reachable from outside (Twilio's
+	// status callbacks), e.g. https://tocsin.example.org.
+	PublicURL string `yaml:"public_url"`
+	// TimeZone is used for times in messages ("Europe/Berlin"; default UTC).
+	TimeZone string `yaml:"time_zone"`
+}
+
+// Redis says how to reach the queue's Redis.
+type Redis struct {
+	// Addrs is one address for a single server, several for Cluster, or the
+	// Sentinels when MasterName is set.
+	Addrs       []string `yaml:"addrs"`
+	MasterName  string   `yaml:"master_name"`
+	DB          int      `yaml:"db"`
+	Username    string   `yaml:"username"`
+	PasswordEnv string   `yaml:"password_env"`
+	// KeyPrefix is put in front of every key, so one Redis can serve several deployments.
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// MQTT says how to reach the broker the sirens listen on.
+type MQTT struct {
+	Broker      string `yaml:"broker"`
+	ClientID    string `yaml:"client_id"`
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+	// TopicPrefix is the root of Tocsin's topics, "tocsin/v1" by default.
+	TopicPrefix string `yaml:"topic_prefix"`
+}
+
+// Queue tunes the Redis queue.
+type Queue struct {
+	// DedupWindow is how long the same fingerprint (source, event, zones, type) is one alert.
+	DedupWindow time.Duration `yaml:"dedup_window"`
+	// IdempotencyTTL is how long a principal's Idempotency-Key is remembered.
+	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
+	// Lease is how long a claimed job stays with its worker without a heartbeat.
+	Lease time.Duration `yaml:"lease"`
+	// BatchSize is how many targets one job carries.
+	BatchSize int `yaml:"batch_size"`
+	// Workers is how many jobs a gateway works on at once per channel kind.
+	Workers int `yaml:"workers"`
+	// DefaultExpiry applies to alerts that name no expiry.
+	DefaultExpiry time.Duration `yaml:"default_expiry"`
+	// ShutdownGrace is how long running jobs may take to finish on SIGTERM
+	// before they are handed back to the queue for another instance.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// SirenConfig tunes the siren adapter.
+type SirenConfig struct {
+	// AckTimeout is how long to wait for a controller's ack before resending.
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+}
+
+// Delivery tunes the retry and breaker decorators wrapped around every adapter.
+type Delivery struct {
+	// RetryInitial is the first backoff; it doubles up to RetryMax.
+	RetryInitial time.Duration `yaml:"retry_initial"`
+	RetryMax     time.Duration `yaml:"retry_max"`
+	// BreakerFailures in a row open a target's breaker for BreakerOpen.
+	BreakerFailures uint32        `yaml:"breaker_failures"`
+	BreakerOpen     time.Duration `yaml:"breaker_open"`
+}
+
+// Zone is an area alerts are addressed to.
+type Zone struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+}
+
+// Siren is one siren controller.
+type Siren struct {
+	ID   string `yaml:"id"`
+	Zone string `yaml:"zone"`
+	// Drills says the siren takes test and exercise alerts (as the test signal).
+	Drills bool `yaml:"drills"`
+}
+
+// Principal is someone allowed to use the API: a dispatch centre, an operator, a building system.
+type Principal struct {
+	ID   string `yaml:"id"`
+	Kind string `yaml:"kind"`
+	// KeySHA256 is the hex SHA-256 of the API key. Exactly one of KeySHA256, KeyEnv
+	// and KeyFile is set; the key itself never stands in this file.
+	KeySHA256 string `yaml:"key_sha256"`
+	KeyEnv    string `yaml:"key_env"`
+	KeyFile   string `yaml:"key_file"`
+	Scopes    Scopes `yaml:"scopes"`
+
+	// keyHash is the resolved SHA-256 of the key, filled by Load.
+	keyHash []byte
+}
+
+// KeyHash is the SHA-256 of the principal's API key, resolved at load time.
+func (p *Principal) KeyHash() []byte { return p.keyHash }
+
+// Scopes bound what a principal may do.
+type Scopes struct {
+	// Zones the principal may alert; "*" is every zone.
+	Zones []string `yaml:"zones"`
+	// Channels are the channel kinds the principal may use; empty is all.
+	Channels []alert.Kind `yaml:"channels"`
+	// MaxSeverity is the highest severity the principal may send; empty is Extreme.
+	MaxSeverity string `yaml:"max_severity"`
+	// Statuses the principal may send; empty is all.
+	Statuses []alert.Status `yaml:"statuses"`
+	// Retract allows retracting alerts within the principal's zones.
+	Retract bool `yaml:"retract"`
+}
+
+// AllowsZone reports whether z is inside the scope.
+func (s Scopes) AllowsZone(z string) bool {
+	return slices.Contains(s.Zones, "*") || slices.Contains(s.Zones, z)
+}
+
+// AllowsChannel reports whether kind k is inside the scope.
+func (s Scopes) AllowsChannel(k alert.Kind) bool {
+	return len(s.Channels) == 0 || slices.Contains(s.Channels, k)
+}
+
+// AllowsStatus reports whether st is inside the scope.
+func (s Scopes) AllowsStatus(st alert.Status) bool {
+	return len(s.Statuses) == 0 || slices.Contains(s.Statuses, st)
+}
+
+// MaxSev is the highest severity allowed.
+func (s Scopes) MaxSev() alert.Severity {
+	if s.MaxSeverity == "" {
+		return alert.SeverityExtreme
+	}
+	v, _ := alert.ParseSeverity(s.MaxSeverity)
+	return v
+}
+
+// Defaults fills in what a file leaves out.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if len(c.Redis.Addrs) == 0 {
+		c.Redis.Addrs = []string{"127.0.0.1:6379"}
+	}
+	if c.Redis.KeyPrefix == "" {
+		c.Redis.KeyPrefix = "tocsin"
+	}
+	if c.MQTT.Broker == "" {
+		c.MQTT.Broker = "tcp://127.0.0.1:1883"
+	}
+	if c.MQTT.ClientID == "" {
+		h, _ := os.Hostname()
+		c.MQTT.ClientID = "tocsin-" + h
+	}
+	if c.MQTT.TopicPrefix == "" {
+		c.MQTT.TopicPrefix = "tocsin/v1"
+	}
+	q := &c.Queue
+	if q.DedupWindow == 0 {
+		q.DedupWindow = 5 * time.Minute
+	}
+	if q.IdempotencyTTL == 0 {
+		q.IdempotencyTTL = 24 * time.Hour
+	}
+	if q.Lease == 0 {
+		q.Lease = 3 * time.Second
+	}
+	if q.BatchSize == 0 {
+		q.BatchSize = 50
+	}
+	if q.Workers == 0 {
+		q.Workers = 8
+	}
+	if q.DefaultExpiry == 0 {
+		q.DefaultExpiry = time.Hour
+	}
+	if q.ShutdownGrace == 0 {
+		q.ShutdownGrace = 10 * time.Second
+	}
+	if c.Siren.AckTimeout == 0 {
+		c.Siren.AckTimeout = 2 * time.Second
+	}
+	d := &c.Delivery
+	if d.RetryInitial == 0 {
+		d.RetryInitial = 100 * time.Millisecond
+	}
+	if d.RetryMax == 0 {
+		d.RetryMax = 2 * time.Second
+	}
+	if d.BreakerFailures == 0 {
+		d.BreakerFailures = 5
+	}
+	if d.BreakerOpen == 0 {
+		d.BreakerOpen = 5 * time.Second
+	}
+}
+
+// Location is the time zone for times in messages (UTC when unset).
+func (c *Config) Location() *time.Location {
+	if loc, err := time.LoadLocation(c.TimeZone); err == nil && c.TimeZone != "" {
+		return loc
+	}
+	return time.UTC
+}
+
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	Line  int    // 1-based; 0 when the line is unknown
+	Field string // the field's path, e.g. "sirens[2].zone"
+	Msg   string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Field, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", p.Field, p.Msg)
+}
+
+// Problems is every problem found in one file. It is an error.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads, decodes, completes and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes and validates a configuration, applying environment overrides
+// (TOCSIN_LISTEN, TOCSIN_REDIS_ADDRS, TOCSIN_MQTT_BROKER). Unknown keys are
+// errors. A returned error of type Problems lists every problem with its line.
+func Parse(b []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, Problems{yamlProblem(err)}
+	}
+	var c Config
+	var ps Problems
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		// A TypeError still decodes everything else, so validation goes on
+		// and every problem is reported at once.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, Problems{yamlProblem(err)}
+		}
+		for _, m := range te.Errors {
+			ps = append(ps, yamlProblem(errors.New(m)))
+		}
+	}
+	applyEnv(&c)
+	c.Defaults()
+	ps = append(ps, c.validate(&root)...)
+	if len(ps) > 0 {
+		slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
+		return nil, ps
+	}
+	return &c, nil
+}
+
+func applyEnv(c *Config) {
+	if v := os.Getenv("TOCSIN_LISTEN"); v != "" {
+		c.Listen = v
+	}
+	if v := os.Getenv("TOCSIN_REDIS_ADDRS"); v != "" {
+		c.Redis.Addrs = strings.Split(v, ",")
+	}
+	if v := os.Getenv("TOCSIN_MQTT_BROKER"); v != "" {
+		c.MQTT.Broker = v
+	}
+}
+
+// yamlProblem turns a yaml error "yaml: line 3: ..." into a Problem with its line.
+func yamlProblem(err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		_, rest, _ := strings.Cut(msg, ": ")
+		field := "(file)"
+		if f, ok := strings.CutPrefix(rest, "field "); ok {
+			field, _, _ = strings.Cut(f, " ")
+			rest = "unknown field"
+		}
+		return Problem{Line: line, Field: field, Msg: rest}
+	}
+	return Problem{Field: "(file)", Msg: msg}
+}
+
+// validate checks everything the types cannot, resolving keys as it goes.
+func (c *Config) validate(root *yaml.Node) Problems {
+	v := validator{root: root}
+	zones := map[string]bool{}
+	for i, z := range c.Zones {
+		switch {
+		case !validID(z.ID):
+			v.add(fmt.Sprintf("zones[%d].id", i), "must be 1-64 letters, digits, '-', '_' or '.'")
+		case zones[z.ID]:
+			v.add(fmt.Sprintf("zones[%d].id", i), fmt.Sprintf("zone %q is defined twice", z.ID))
+		}
+		zones[z.ID] = true
+	}
+	sirens := map[string]bool{}
+	for i, s := range c.Sirens {
+		f := fmt.Sprintf("sirens[%d]", i)
+		switch {
+		case !validID(s.ID):
+			v.add(f+".id", "must be 1-64 letters, digits, '-', '_' or '.'")
+		case sirens[s.ID]:
+			v.add(f+".id", fmt.Sprintf("siren %q is defined twice", s.ID))
+		}
+		sirens[s.ID] = true
+		if !zones[s.Zone] {
+			v.add(f+".zone", fmt.Sprintf("zone %q is not defined under zones", s.Zone))
+		}
+	}
+	ids := map[string]bool{}
+	keys := map[string]string{}
+	for i := range c.Principals {
+		p := &c.Principals[i]
+		f := fmt.Sprintf("principals[%d]", i)
+		switch {
+		case !validID(p.ID):
+			v.add(f+".id", "must be 1-64 letters, digits, '-', '_' or '.'")
+		case ids[p.ID]:
+			v.add(f+".id", fmt.Sprintf("principal %q is defined twice", p.ID))
+		}
+		ids[p.ID] = true
+		switch p.Kind {
+		case "dispatch", "operator", "building":
+		default:
+			v.add(f+".kind", "must be dispatch, operator or building")
+		}
+		if err := p.resolveKey(); err != nil {
+			v.add(f+keyField(p), err.Error())
+		} else if other, dup := keys[string(p.keyHash)]; dup {
+			v.add(f+keyField(p), fmt.Sprintf("same API key as principal %q; every principal needs its own", other))
+		} else {
+			keys[string(p.keyHash)] = p.ID
+		}
+		for j, z := range p.Scopes.Zones {
+			if z != "*" && !zones[z] {
+				v.add(fmt.Sprintf("%s.scopes.zones[%d]", f, j), fmt.Sprintf("zone %q is not defined under zones", z))
+			}
+		}
+		for j, k := range p.Scopes.Channels {
+			if !slices.Contains(alert.Kinds, k) {
+				v.add(fmt.Sprintf("%s.scopes.channels[%d]", f, j), fmt.Sprintf("%q is not a channel kind (siren, pa, sms, voice, dispatch)", k))
+			}
+		}
+		for j, s := range p.Scopes.Statuses {
+			if s != alert.StatusActual && s != alert.StatusExercise && s != alert.StatusTest {
+				v.add(fmt.Sprintf("%s.scopes.statuses[%d]", f, j), fmt.Sprintf("%q is not actual, exercise or test", s))
+			}
+		}
+		if p.Scopes.MaxSeverity != "" {
+			if _, err := alert.ParseSeverity(p.Scopes.MaxSeverity); err != nil {
+				v.add(f+".scopes.max_severity", err.Error())
+			}
+		}
+	}
+	c.validateRecipients(&v, zones)
+	if c.TimeZone != "" {
+		if _, err := time.LoadLocation(c.TimeZone); err != nil {
+			v.add("time_zone", "unknown time zone (use an IANA name such as Europe/Berlin)")
+		}
+	}
+	if c.Queue.Lease < 500*time.Millisecond || c.Queue.Lease > time.Minute {
+		v.add("queue.lease", "must be between 500ms and 1m")
+	}
+	if c.Queue.BatchSize < 1 || c.Queue.BatchSize > 1000 {
+		v.add("queue.batch_size", "must be between 1 and 1000")
+	}
+	if c.Queue.Workers < 1 || c.Queue.Workers > 1024 {
+		v.add("queue.workers", "must be between 1 and 1024")
+	}
+	if c.Queue.DedupWindow < 0 {
+		v.add("queue.dedup_window", "must not be negative")
+	}
+	if c.Siren.AckTimeout < 50*time.Millisecond {
+		v.add("siren.ack_timeout", "must be at least 50ms")
+	}
+	if c.Delivery.RetryInitial < time.Millisecond || c.Delivery.RetryMax < c.Delivery.RetryInitial {
+		v.add("delivery.retry_max", "retry_initial must be at least 1ms and retry_max at least retry_initial")
+	}
+	if c.Delivery.BreakerOpen < 100*time.Millisecond {
+		v.add("delivery.breaker_open", "must be at least 100ms")
+	}
+	if strings.ContainsAny(c.MQTT.TopicPrefix, "+#") || strings.HasSuffix(c.MQTT.TopicPrefix, "/") {
+		v.add("mqtt.topic_prefix", "must not contain wildcards or end in '/'")
+	}
+	return v.ps
+}
+
+func keyField(p *Principal) string {
+	switch {
+	case p.KeyEnv != "":
+		return ".key_env"
+	case p.KeyFile != "":
+		return ".key_file"
+	}
+	return ".key_sha256"
+}
+
+// resolveKey fills keyHash from exactly one of the key fields.
+func (p *Principal) resolveKey() error {
+	n := 0
+	for _, s := range []string{p.KeySHA256, p.KeyEnv, p.KeyFile} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("set exactly one of key_sha256, key_env, key_file")
+	}
+	switch {
+	case p.KeySHA256 != "":
+		h, err := hex.DecodeString(p.KeySHA256)
+		if err != nil || len(h) != sha256.Size {
+			return errors.New("must be 64 hex digits (sha256 of the key: printf %s KEY | sha256sum)")
+		}
+		p.keyHash = h
+	case p.KeyEnv != "":
+		k := os.Getenv(p.KeyEnv)
+		if len(k) < 16 {
+			return fmt.Errorf("environment variable %s must hold a key of at least 16 characters", p.KeyEnv)
+		}
+		p.keyHash = HashKey(k)
+	default:
+		b, err := os.ReadFile(p.KeyFile)
+		if err != nil {
+			return fmt.Errorf("cannot read key file: %v", errors.Unwrap(err))
+		}
+		k := strings.TrimSpace(string(b))
+		if len(k) < 16 {
+			return errors.New("key file must hold a key of at least 16 characters")
+		}
+		p.keyHash = HashKey(k)
+	}
+	return nil
+}
+
+// HashKey is the SHA-256 of an API key, as stored in key_sha256.
+func HashKey(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validator collects problems and finds their lines in the parsed document.
+type validator struct {
+	root *yaml.Node
+	ps   Problems
+}
+
+func (v *validator) add(field, msg string) {
+	v.ps = append(v.ps, Problem{Line: lineOf(v.root, field), Field: field, Msg: msg})
+}
+
+// lineOf finds the line of a dotted field path such as "sirens[2].zone". It falls
+// back to the nearest existing parent, and to 0 when nothing matches.
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n == nil {
+		return 0
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(path, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			fmt.Sscanf(part[i:], "[%d]", &idx)
+		}
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == name {
+					line = n.Content[i].Line
+					next = n.Content[i+1]
+					break
+				}
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}

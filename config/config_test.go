@@ -1,0 +1,107 @@
+package config_test
+
+import (
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tocsin-alert/tocsin/config"
+)
+
+var keyHash = hex.EncodeToString(config.HashKey("a-long-enough-api-key"))
+
+func TestParseValid(t *testing.T) {
+	t.Setenv("TOCSIN_OP_KEY", "operator-key-long-enough")
+	c, err := config.Parse([]byte(`
+zones: [{id: school}]
+sirens: [{id: s1, zone: school, drills: true}]
+principals:
+  - {id: leitstelle, kind: dispatch, key_sha256: ` + keyHash + `, scopes: {zones: ["*"], max_severity: Extreme}}
+  - {id: op, kind: operator, key_env: TOCSIN_OP_KEY, scopes: {zones: [school], retract: true}}
+queue: {lease: 2s}
+`))
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	if c.Queue.Lease.String() != "2s" || c.Queue.DedupWindow.String() != "5m0s" || c.Listen != "127.0.0.1:8080" {
+		t.Fatalf("Parse = %+v; want lease 2s and defaults filled", c.Queue)
+	}
+	if got := hex.EncodeToString(c.Principals[1].KeyHash()); got != hex.EncodeToString(config.HashKey("operator-key-long-enough")) {
+		t.Fatalf("key_env not resolved: %s", got)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	t.Setenv("TOCSIN_REDIS_ADDRS", "10.0.0.1:6379,10.0.0.2:6379")
+	t.Setenv("TOCSIN_LISTEN", ":9999")
+	c, err := config.Parse([]byte("zones: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Redis.Addrs) != 2 || c.Listen != ":9999" {
+		t.Fatalf("overrides not applied: %v %v", c.Redis.Addrs, c.Listen)
+	}
+}
+
+// Every problem comes with its line and field; all problems are reported at once.
+func TestProblemsNameLineAndField(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string // "line N: field: fragment"
+	}{
+		{"unknown key", "zones: []\nsirenz: []\n", []string{"line 2: sirenz: unknown field"}},
+		{"bad type", "queue:\n  lease: soon\n", []string{"line 2:"}},
+		{"syntax", "zones: [\n", []string{"(file)"}},
+		{"siren in unknown zone", "zones: [{id: a}]\nsirens:\n  - {id: s1, zone: b}\n", []string{"line 3: sirens[0].zone: zone \"b\" is not defined"}},
+		{"duplicate siren and bad id", "zones: [{id: a}]\nsirens:\n  - {id: s1, zone: a}\n  - {id: s1, zone: a}\n  - {id: 'bad id', zone: a}\n",
+			[]string{"line 4: sirens[1].id: siren \"s1\" is defined twice", "line 5: sirens[2].id: must be"}},
+		{"principal without key", "zones: []\nprincipals:\n  - id: p\n    kind: dispatch\n", []string{"principals[0].key_sha256: set exactly one"}},
+		{"plain key is not a hash", "principals:\n  - id: p\n    kind: dispatch\n    key_sha256: secret\n", []string{"line 4: principals[0].key_sha256: must be 64 hex digits"}},
+		{"missing env key", "principals:\n  - {id: p, kind: dispatch, key_env: TOCSIN_NOPE_NOT_SET}\n", []string{"line 2: principals[0].key_env: environment variable TOCSIN_NOPE_NOT_SET"}},
+		{"bad kind and scopes", "zones: [{id: a}]\nprincipals:\n  - id: p\n    kind: robot\n    key_sha256: " + keyHash + "\n    scopes:\n      zones: [x]\n      channels: [fax]\n      max_severity: Huge\n      statuses: [real]\n",
+			[]string{"line 4: principals[0].kind", "line 7: principals[0].scopes.zones[0]", "line 8: principals[0].scopes.channels[0]", "line 9: principals[0].scopes.max_severity", "line 10: principals[0].scopes.statuses[0]"}},
+		{"shared key", "principals:\n  - {id: a, kind: dispatch, key_sha256: " + keyHash + "}\n  - {id: b, kind: dispatch, key_sha256: " + keyHash + "}\n", []string{"line 3: principals[1].key_sha256: same API key as principal \"a\""}},
+		{"lease out of range", "queue:\n  lease: 10m\n", []string{"line 2: queue.lease: must be between"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tt.yaml))
+			var ps config.Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Parse = %v, want Problems", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Parse error\n%s\nwant a line containing %q", err, w)
+				}
+			}
+			if len(ps) != len(tt.want) {
+				t.Errorf("got %d problems, want %d:\n%s", len(ps), len(tt.want), err)
+			}
+		})
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(p, []byte("a-file-key-long-enough\n"), 0o600)
+	c, err := config.Parse([]byte("principals:\n  - {id: a, kind: building, key_file: " + p + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hex.EncodeToString(c.Principals[0].KeyHash()) != hex.EncodeToString(config.HashKey("a-file-key-long-enough")) {
+		t.Fatal("key_file not resolved (trailing newline must be trimmed)")
+	}
+}
+
+// The shipped example config must stay valid.
+func TestExampleConfigIsValid(t *testing.T) {
+	t.Setenv("TOCSIN_KEY_LEITSTELLE", "example-dispatch-key-0001")
+	t.Setenv("TOCSIN_KEY_OPERATOR", "example-operator-key-0001")
+	if _, err := config.Load("../deploy/tocsin.example.yaml"); err != nil {
+		t.Fatalf("deploy/tocsin.example.yaml: %v", err)
+	}
+}

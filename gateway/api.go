@@ -1,0 +1,473 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/priority"
+)
+
+// maxBody caps request bodies.
+const maxBody = 64 << 10
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *config.Principal) error
+
+// handle authenticates the request and turns a returned error into problem+json.
+func (g *Gateway) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := g.authenticate(r)
+		if err == nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			err = h(w, r, p)
+		}
+		if err == nil {
+			return
+		}
+		var prob *Problem
+		if !errors.As(err, &prob) {
+			g.log.Error().Err(err).Str("path", r.URL.Path).Msg("Request failed")
+			prob = &Problem{Type: "urn:tocsin:problem:internal", Title: "Internal error", Status: 500}
+		}
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/alerts") {
+			g.m.rejected.WithLabelValues(reason(prob)).Inc()
+		}
+		writeProblem(w, prob)
+	}
+}
+
+func reason(p *Problem) string {
+	if p.Scope != "" {
+		return "scope_" + p.Scope
+	}
+	return strings.TrimPrefix(p.Type, "urn:tocsin:problem:")
+}
+
+func (g *Gateway) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{})
+}
+
+// alertRequest is the JSON body of POST /v1/alerts. Names follow CAP.
+type alertRequest struct {
+	Status      alert.Status `json:"status"`
+	MsgType     string       `json:"msgType"`
+	Source      string       `json:"source"`
+	Event       string       `json:"event"`
+	Severity    string       `json:"severity"`
+	Urgency     string       `json:"urgency"`
+	Certainty   string       `json:"certainty"`
+	Headline    string       `json:"headline"`
+	Description string       `json:"description"`
+	Instruction string       `json:"instruction"`
+	Language    string       `json:"language"`
+	Zones       []string     `json:"zones"`
+	Channels    []alert.Kind `json:"channels"`
+	Expires     *time.Time   `json:"expires"`
+}
+
+// alertResponse answers POST /v1/alerts.
+type alertResponse struct {
+	ID        alert.ID       `json:"id"`
+	Priority  alert.Priority `json:"priority"`
+	Duplicate bool           `json:"duplicate"`
+	State     string         `json:"state"`
+	Targets   int            `json:"targets"`
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge(mbe.Limit)
+	}
+	if err != nil {
+		return nil, badRequest("", "cannot read body: "+err.Error())
+	}
+	return b, nil
+}
+
+// decodeJSON decodes one JSON object strictly: unknown fields, trailing data
+// and type mismatches are errors that name the field.
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return badRequest(te.Field, fmt.Sprintf("must be a JSON %s, not %s", jsonKind(te.Type), te.Value))
+		case errors.As(err, &se):
+			return badRequest("", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return badRequest(f, "unknown field")
+		case errors.Is(err, io.EOF):
+			return badRequest("", "empty body: send a JSON object")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("", "malformed JSON: the body ends inside a value")
+		}
+		return badRequest("", err.Error())
+	}
+	if dec.More() {
+		return badRequest("", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+// jsonKind names the JSON type a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "number"
+}
+
+func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/json":
+	case "application/cap+xml", "application/xml", "text/xml":
+		return unsupportedMedia("CAP 1.2 XML ingest is not available in this version yet; send application/json")
+	default:
+		return unsupportedMedia("Content-Type must be application/json")
+	}
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var req alertRequest
+	if err := decodeJSON(b, &req); err != nil {
+		return err
+	}
+	a, err := g.validate(&req, p, time.Now())
+	if err != nil {
+		return err
+	}
+	targets := g.route(a)
+	if len(targets) == 0 {
+		what := "no target"
+		if a.Status.IsDrill() {
+			what = "no target that takes drills"
+		}
+		return badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
+	}
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 200 {
+		return badRequest("Idempotency-Key", "must be at most 200 characters")
+	}
+	res, err := g.q.Enqueue(r.Context(), priority.Plan{Alert: a, IdempotencyKey: idem, Fingerprint: priority.Fingerprint(a), Targets: targets})
+	if err != nil {
+		g.log.Error().Err(err).Str("principal", p.ID).Msg("Alert not stored")
+		return unavailable("the queue cannot store the alert right now; nothing was accepted, retry")
+	}
+	if res.Duplicate {
+		g.m.duplicates.Inc()
+		resp := alertResponse{ID: res.ID, Duplicate: true}
+		if st, err := g.q.Status(r.Context(), res.ID); err == nil {
+			resp.Priority, resp.State, resp.Targets = st.Alert.Priority, st.State, len(st.Deliveries)
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return nil
+	}
+	g.m.accepted.Inc()
+	g.log.Info().Str("alert_id", string(a.ID)).Str("principal", p.ID).Str("event", a.Event).
+		Int("priority", int(a.Priority)).Int("targets", len(targets)).Str("status", string(a.Status)).Msg("Alert accepted")
+	w.Header().Set("Location", "/v1/alerts/"+string(a.ID))
+	writeJSON(w, http.StatusAccepted, alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets)})
+	return nil
+}
+
+func channelsOrAll(ks []alert.Kind) any {
+	if len(ks) == 0 {
+		return "all"
+	}
+	return ks
+}
+
+// validate checks a request against the schema and the principal's scopes and
+// builds the alert. Every error names the field, or the scope for a 403.
+func (g *Gateway) validate(req *alertRequest, p *config.Principal, now time.Time) (*alert.Alert, error) {
+	a := &alert.Alert{
+		ID: newID(now), Principal: p.ID, Source: req.Source, Status: req.Status, MsgType: req.MsgType,
+		Event: strings.TrimSpace(req.Event), Certainty: req.Certainty, Headline: req.Headline,
+		Description: req.Description, Instruction: req.Instruction, Language: req.Language,
+		Channels: req.Channels, Sent: now.UTC(),
+	}
+	switch req.Status {
+	case alert.StatusActual, alert.StatusExercise, alert.StatusTest:
+	case "":
+		return nil, badRequest("status", "required: actual, exercise or test")
+	default:
+		return nil, badRequest("status", fmt.Sprintf("%q is not actual, exercise or test", req.Status))
+	}
+	switch req.MsgType {
+	case "", "Alert":
+		a.MsgType = "Alert"
+	case "Update", "Cancel":
+		return nil, badRequest("msgType", req.MsgType+" is not accepted as JSON yet: retract with POST /v1/alerts/{id}/retract")
+	default:
+		return nil, badRequest("msgType", fmt.Sprintf("%q is not Alert", req.MsgType))
+	}
+	if a.Event == "" {
+		return nil, badRequest("event", "required: what happened, e.g. \"Amok\" or \"Fire\"")
+	}
+	if len(a.Event) > 200 || len(a.Headline) > 500 || len(a.Description) > 8000 || len(a.Instruction) > 8000 {
+		return nil, badRequest(longest(a), "too long")
+	}
+	if req.Source != "" && len(req.Source) > 100 {
+		return nil, badRequest("source", "must be at most 100 characters")
+	}
+	var err error
+	if req.Severity == "" {
+		return nil, badRequest("severity", "required: Extreme, Severe, Moderate, Minor or Unknown")
+	}
+	if a.Severity, err = alert.ParseSeverity(req.Severity); err != nil {
+		return nil, badRequest("severity", err.Error())
+	}
+	if req.Urgency == "" {
+		return nil, badRequest("urgency", "required: Immediate, Expected, Future, Past or Unknown")
+	}
+	if a.Urgency, err = alert.ParseUrgency(req.Urgency); err != nil {
+		return nil, badRequest("urgency", err.Error())
+	}
+	if len(req.Zones) == 0 {
+		return nil, badRequest("zones", "required: at least one zone id")
+	}
+	seen := map[string]bool{}
+	for i, z := range req.Zones {
+		if !g.zones[z] {
+			return nil, badRequest(fmt.Sprintf("zones[%d]", i), fmt.Sprintf("unknown zone %q", z))
+		}
+		if !seen[z] {
+			a.Zones = append(a.Zones, z)
+			seen[z] = true
+		}
+	}
+	a.Channels = nil
+	for i, k := range req.Channels {
+		switch {
+		case slices.Contains(g.Kinds(), k):
+			if !slices.Contains(a.Channels, k) {
+				a.Channels = append(a.Channels, k)
+			}
+		case slices.Contains(alert.Kinds, k):
+			return nil, badRequest(fmt.Sprintf("channels[%d]", i), fmt.Sprintf("channel kind %q is not configured on this gateway", k))
+		default:
+			return nil, badRequest(fmt.Sprintf("channels[%d]", i), fmt.Sprintf("%q is not a channel kind (siren, pa, sms, voice, dispatch)", k))
+		}
+	}
+	a.Expires = now.Add(g.cfg.Queue.DefaultExpiry).UTC()
+	if req.Expires != nil {
+		switch {
+		case !req.Expires.After(now):
+			return nil, badRequest("expires", "must be in the future")
+		case req.Expires.After(now.Add(7 * 24 * time.Hour)):
+			return nil, badRequest("expires", "must be within 7 days")
+		}
+		a.Expires = req.Expires.UTC()
+	}
+	// Scopes: each 403 names the scope.
+	if !p.Scopes.AllowsStatus(a.Status) {
+		return nil, forbidden("statuses", fmt.Sprintf("principal %q may not send %s alerts", p.ID, a.Status))
+	}
+	for _, z := range a.Zones {
+		if !p.Scopes.AllowsZone(z) {
+			return nil, forbidden("zones", fmt.Sprintf("principal %q may not alert zone %q", p.ID, z))
+		}
+	}
+	if len(a.Channels) == 0 { // every configured kind the principal may use
+		for _, k := range g.Kinds() {
+			if p.Scopes.AllowsChannel(k) {
+				a.Channels = append(a.Channels, k)
+			}
+		}
+	}
+	for _, k := range a.Channels {
+		if !p.Scopes.AllowsChannel(k) {
+			return nil, forbidden("channels", fmt.Sprintf("principal %q may not use channel kind %s", p.ID, k))
+		}
+	}
+	if a.Severity > p.Scopes.MaxSev() {
+		return nil, forbidden("max_severity", fmt.Sprintf("principal %q may send at most %s", p.ID, p.Scopes.MaxSev()))
+	}
+	a.Priority = alert.PriorityOf(a.Severity, a.Urgency)
+	return a, nil
+}
+
+func longest(a *alert.Alert) string {
+	switch {
+	case len(a.Event) > 200:
+		return "event"
+	case len(a.Headline) > 500:
+		return "headline"
+	case len(a.Description) > 8000:
+		return "description"
+	}
+	return "instruction"
+}
+
+// alertView is the JSON of GET /v1/alerts/{id}.
+type alertView struct {
+	*alert.Alert
+	State     string                          `json:"state"`
+	Created   time.Time                       `json:"created"`
+	Retracted *retractionView                 `json:"retraction,omitempty"`
+	Counts    map[alert.Kind]*priority.Counts `json:"channels"`
+}
+
+type retractionView struct {
+	Reason string    `json:"reason"`
+	Note   string    `json:"note,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+func view(st *priority.Status) alertView {
+	v := alertView{Alert: st.Alert, State: st.State, Created: st.Created.UTC(), Counts: st.Counts}
+	if st.State == "retracted" {
+		v.Retracted = &retractionView{Reason: st.Reason, Note: st.Note, At: st.Retracted.UTC()}
+	}
+	return v
+}
+
+// readable says whether p may see alert a: every zone of a is in p's scope.
+func readable(p *config.Principal, a *alert.Alert) error {
+	for _, z := range a.Zones {
+		if !p.Scopes.AllowsZone(z) {
+			return forbidden("zones", fmt.Sprintf("principal %q may not see alerts for zone %q", p.ID, z))
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) status(ctx context.Context, id string, p *config.Principal) (*priority.Status, error) {
+	st, err := g.q.Status(ctx, alert.ID(id))
+	if errors.Is(err, priority.ErrNotFound) {
+		return nil, notFound(fmt.Sprintf("no alert %q", id))
+	}
+	if err != nil {
+		return nil, unavailable(err.Error())
+	}
+	if err := readable(p, st.Alert); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (g *Gateway) getAlert(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	st, err := g.status(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, view(st))
+	return nil
+}
+
+func (g *Gateway) getDeliveries(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	st, err := g.status(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": st.Alert.ID, "deliveries": st.Deliveries})
+	return nil
+}
+
+func (g *Gateway) listAlerts(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	limit := 50
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return badRequest("limit", "must be a number from 1 to 500")
+		}
+		limit = n
+	}
+	ids, err := g.q.List(r.Context(), limit)
+	if err != nil {
+		return unavailable(err.Error())
+	}
+	out := []alertView{}
+	for _, id := range ids {
+		st, err := g.q.Status(r.Context(), id)
+		if err != nil || readable(p, st.Alert) != nil {
+			continue
+		}
+		out = append(out, view(st))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": out})
+	return nil
+}
+
+type retractRequest struct {
+	Reason string `json:"reason"`
+	Note   string `json:"note"`
+}
+
+func (g *Gateway) retract(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var req retractRequest
+	if err := decodeJSON(b, &req); err != nil {
+		return err
+	}
+	switch req.Reason {
+	case "false_alarm", "all_clear", "superseded":
+	case "":
+		return badRequest("reason", "required: false_alarm, all_clear or superseded")
+	default:
+		return badRequest("reason", fmt.Sprintf("%q is not false_alarm, all_clear or superseded", req.Reason))
+	}
+	if len(req.Note) > 2000 {
+		return badRequest("note", "must be at most 2000 characters")
+	}
+	if !p.Scopes.Retract {
+		return forbidden("retract", fmt.Sprintf("principal %q may not retract alerts", p.ID))
+	}
+	id := r.PathValue("id")
+	st, err := g.status(r.Context(), id, p)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := g.q.Retract(r.Context(), alert.ID(id), req.Reason, req.Note)
+	switch {
+	case errors.Is(err, priority.ErrRetracted):
+		return conflict(fmt.Sprintf("alert %q is already retracted", id))
+	case errors.Is(err, priority.ErrNotFound):
+		return notFound(fmt.Sprintf("no alert %q", id))
+	case err != nil:
+		return unavailable(err.Error())
+	}
+	g.m.retracted.Inc()
+	g.log.Info().Str("alert_id", id).Str("principal", p.ID).Str("reason", req.Reason).
+		Int("retractions_queued", res.Queued).Dur("fence_took", time.Since(start)).Msg("Alert retracted")
+	if st, err = g.q.Status(r.Context(), alert.ID(id)); err != nil {
+		return unavailable(err.Error())
+	}
+	writeJSON(w, http.StatusAccepted, view(st))
+	return nil
+}

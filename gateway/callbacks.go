@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/twilio/twilio-go/client"
+
+	"github.com/tocsin-alert/tocsin/alert"
+)
+
+// twilioStates maps Twilio's message and call statuses to ledger states.
+var twilioStates = map[string]alert.State{
+	// Messages.
+	"accepted": alert.StateSent, "queued": alert.StateSent, "sending": alert.StateSent, "sent": alert.StateSent,
+	"delivered": alert.StateDelivered, "read": alert.StateDelivered,
+	"undelivered": alert.StateFailed, "failed": alert.StateFailed,
+	// Calls.
+	"initiated": alert.StateSent, "ringing": alert.StateSent, "in-progress": alert.StateSent, "answered": alert.StateSent,
+	"completed": alert.StateDelivered,
+	"busy":      alert.StateFailed, "no-answer": alert.StateFailed, "canceled": alert.StateFailed,
+}
+
+// twilioCallback takes Twilio's status callbacks. The X-Twilio-Signature is
+// checked with the account's auth token against the configured public URL;
+// the delivery (alert, target, message) is named by the URL's last segment,
+// which the signature covers. Late, repeated and out-of-order callbacks are
+// fine: the ledger only moves forward.
+func (g *Gateway) twilioCallback(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		writeProblem(w, badRequest("", "cannot read the form"))
+		return
+	}
+	token, ok := g.twilioTokens[r.PostForm.Get("AccountSid")]
+	params := map[string]string{}
+	for k, v := range r.PostForm {
+		params[k] = v[0]
+	}
+	url := strings.TrimRight(g.cfg.PublicURL, "/") + r.URL.RequestURI()
+	if v := client.NewRequestValidator(token); !ok || !v.Validate(url, params, r.Header.Get("X-Twilio-Signature")) {
+		g.log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("Twilio callback with a bad signature refused")
+		writeProblem(w, forbidden("", "bad X-Twilio-Signature"))
+		return
+	}
+	status := r.PostForm.Get("MessageStatus")
+	if status == "" {
+		status = r.PostForm.Get("CallStatus")
+	}
+	st, known := twilioStates[status]
+	id, t, msg, err := alert.ParseDeliveryID(r.PathValue("delivery"))
+	if !known || err != nil {
+		writeProblem(w, badRequest("MessageStatus", "unknown status or delivery"))
+		return
+	}
+	if _, err := g.q.Callback(r.Context(), id, t, msg, st); err != nil {
+		writeProblem(w, unavailable(err.Error())) // Twilio retries callbacks on 5xx
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

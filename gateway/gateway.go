@@ -1,0 +1,262 @@
+// Package gateway is Tocsin's front and its delivery loop: the HTTP API,
+// authentication and authorisation, routing an alert to its targets,
+// retraction, and the workers that claim jobs from the queue and hand them to
+// the adapters. No other package imports it; cmd/tocsin wires it.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/priority"
+)
+
+// Gateway is one Tocsin instance. Any number of them may share one Redis.
+type Gateway struct {
+	cfg      *config.Config
+	q        *priority.Queue
+	log      zerolog.Logger
+	m        *metrics
+	adapters map[alert.Kind]adapters.Adapter // decorated
+	zones    map[string]bool
+	sirens   map[string][]config.Siren // by zone
+
+	draining atomic.Bool
+	// Ready, if set, adds a readiness check (the MQTT connection, say).
+	Ready func(ctx context.Context) error
+
+	closers []func()
+
+	pending      map[alert.Kind]bool // nil Deliver means accepted, not confirmed
+	cancellers   []canceller
+	contacts     map[string][]config.ContactGroup // by zone
+	recipients   map[string]adapters.Recipient    // by target id
+	twilioTokens map[string]string                // account SID -> auth token
+
+	fenceMu sync.Mutex
+	inFence map[alert.ID]map[*int]context.CancelCauseFunc
+}
+
+// Options are a Gateway's collaborators.
+type Options struct {
+	Config *config.Config
+	Queue  *priority.Queue
+	Log    zerolog.Logger
+	// Adapters are the undecorated adapters per channel kind; New wraps each
+	// in the shared decorators: retry, breaker, pacing, and the fence check
+	// right before every attempt.
+	Adapters map[alert.Kind]adapters.Adapter
+	// Fallbacks are second routes per channel kind (another Twilio account),
+	// used while the primary's breaker is open.
+	Fallbacks map[alert.Kind]adapters.Adapter
+	// TwilioTokens maps account SIDs to auth tokens, for checking callbacks.
+	TwilioTokens map[string]string
+	// Retry tunes the retry decorator.
+	Retry adapters.RetryOptions
+	// Breaker tunes the breakers; its OnStateChange is set by New.
+	Breaker adapters.BreakerOptions
+}
+
+// New builds a Gateway.
+func New(o Options) *Gateway {
+	g := &Gateway{
+		cfg: o.Config, q: o.Queue, log: o.Log,
+		adapters: map[alert.Kind]adapters.Adapter{},
+		zones:    map[string]bool{}, sirens: map[string][]config.Siren{}, contacts: map[string][]config.ContactGroup{},
+		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{},
+	}
+	g.m = newMetrics(o.Queue)
+	for _, z := range o.Config.Zones {
+		g.zones[z.ID] = true
+	}
+	for _, s := range o.Config.Sirens {
+		g.sirens[s.Zone] = append(g.sirens[s.Zone], s)
+	}
+	ro, bo := o.Retry, o.Breaker
+	ro.OnRetry = func(d alert.Delivery, attempt int, err error, wait time.Duration) {
+		if attempt == 1 || attempt%10 == 0 { // once per delivery, then sparsely
+			g.log.Warn().Str("alert_id", string(d.Alert.ID)).Str("target", d.Target.Key()).
+				Str("message", string(d.Message)).Int("attempt", attempt).Err(err).Dur("wait", wait).Msg("Delivery retried")
+		}
+	}
+	// One route per adapter: its breaker (per provider endpoint or target),
+	// its pacing, and the fence check right before each attempt.
+	route := func(a adapters.Adapter) adapters.Adapter {
+		return adapters.Chain(a,
+			adapters.Breaker(adapters.BreakerOptions{Failures: bo.Failures, Open: bo.Open, OnStateChange: g.m.breakerChanged,
+				Key: func(d alert.Delivery) string { return adapters.RouteOf(a, d).Breaker }}),
+			adapters.Pace(o.Queue, func(d alert.Delivery) adapters.Route { return adapters.RouteOf(a, d) }),
+			adapters.Fence(g.checkFence))
+	}
+	g.pending = map[alert.Kind]bool{}
+	for k, a := range o.Adapters {
+		inner := route(a)
+		if fb := o.Fallbacks[k]; fb != nil {
+			inner = adapters.Failover(inner, route(fb))
+		}
+		g.adapters[k] = adapters.Retry(ro)(inner)
+		if p, ok := a.(adapters.Pending); ok && p.Pending() {
+			g.pending[k] = true
+		}
+	}
+	for _, a := range o.Adapters {
+		if c, ok := a.(canceller); ok {
+			g.cancellers = append(g.cancellers, c)
+		}
+	}
+	for _, a := range o.Fallbacks {
+		if c, ok := a.(canceller); ok {
+			g.cancellers = append(g.cancellers, c)
+		}
+	}
+	g.recipients = map[string]adapters.Recipient{}
+	for _, grp := range o.Config.Contacts {
+		g.contacts[grp.Zone] = append(g.contacts[grp.Zone], grp)
+		for _, p := range grp.People {
+			g.recipients[grp.ID+"."+p.ID] = adapters.Recipient{Phone: p.Phone, Language: p.Language}
+		}
+	}
+	g.twilioTokens = o.TwilioTokens
+	return g
+}
+
+// canceller is implemented by adapters that can call back what they handed
+// to a provider when the alert is retracted (queued or ringing calls).
+type canceller interface {
+	CancelAlert(id alert.ID)
+}
+
+// Recipient finds a phone target's person (adapters look numbers up here, at
+// the last moment, so ledgers and logs only carry "group.person").
+func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
+	r, ok := g.recipients[targetID]
+	return r, ok
+}
+
+// checkFence stops retries of an alert's original once it is retracted.
+func (g *Gateway) checkFence(ctx context.Context, d alert.Delivery) error {
+	if d.Message != alert.MessageAlert {
+		return nil
+	}
+	fenced, err := g.q.Fenced(ctx, d.Alert.ID)
+	if err != nil {
+		return err
+	}
+	if fenced {
+		return adapters.ErrFenced
+	}
+	return nil
+}
+
+// newID returns a new alert id: a millisecond timestamp and 40 random bits,
+// sortable by time and safe in URLs and Redis keys.
+func newID(now time.Time) alert.ID {
+	var b [5]byte
+	rand.Read(b[:])
+	return alert.ID(fmt.Sprintf("%011x-%s", now.UnixMilli(), strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))))
+}
+
+// route turns an alert into its targets: for each zone, every siren and every
+// person of the zone's contact groups by SMS and voice, as far as the alert's
+// channel kinds ask. A test or exercise alert reaches only sirens and groups
+// that take drills. A phone number is reached once per kind, however many
+// groups list it.
+func (g *Gateway) route(a *alert.Alert) []alert.Target {
+	var ts []alert.Target
+	wants := func(k alert.Kind) bool { return slices.Contains(a.Channels, k) }
+	seen := map[string]bool{}
+	add := func(k alert.Kind, id, dedup string) {
+		if key := string(k) + "/" + dedup; !seen[key] {
+			seen[key] = true
+			ts = append(ts, alert.Target{Kind: k, ID: id})
+		}
+	}
+	for _, z := range a.Zones {
+		if wants(alert.KindSiren) {
+			for _, s := range g.sirens[z] {
+				if !a.Status.IsDrill() || s.Drills {
+					add(alert.KindSiren, s.ID, s.ID)
+				}
+			}
+		}
+		for _, grp := range g.contacts[z] {
+			if a.Status.IsDrill() && !grp.Drills {
+				continue
+			}
+			for _, p := range grp.People {
+				for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
+					if wants(k) && p.Reaches(k) {
+						add(k, grp.ID+"."+p.ID, p.Phone)
+					}
+				}
+			}
+		}
+	}
+	return ts
+}
+
+// Kinds are the channel kinds this gateway can deliver on.
+func (g *Gateway) Kinds() []alert.Kind {
+	var ks []alert.Kind
+	for _, k := range alert.Kinds {
+		if g.adapters[k] != nil {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// Handler is the HTTP API.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/alerts", g.handle(g.postAlert))
+	mux.HandleFunc("GET /v1/alerts", g.handle(g.listAlerts))
+	mux.HandleFunc("GET /v1/alerts/{id}", g.handle(g.getAlert))
+	mux.HandleFunc("GET /v1/alerts/{id}/deliveries", g.handle(g.getDeliveries))
+	mux.HandleFunc("POST /v1/alerts/{id}/retract", g.handle(g.retract))
+	mux.HandleFunc("POST /v1/callbacks/twilio/{delivery}", g.twilioCallback)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", g.readyz)
+	mux.Handle("GET /metrics", g.metricsHandler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, notFound("no such endpoint: "+r.Method+" "+r.URL.Path+" (see README.md)"))
+	})
+	return mux
+}
+
+// Drain makes readiness fail so load balancers stop sending; the workers stop
+// claiming when Run's context ends.
+func (g *Gateway) Drain() { g.draining.Store(true) }
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	if g.draining.Load() {
+		writeProblem(w, &Problem{Type: "urn:tocsin:problem:draining", Title: "Shutting down", Status: 503})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := g.q.Ping(ctx); err != nil {
+		writeProblem(w, unavailable("redis: "+err.Error()))
+		return
+	}
+	if g.Ready != nil {
+		if err := g.Ready(ctx); err != nil {
+			writeProblem(w, &Problem{Type: "urn:tocsin:problem:unavailable", Title: "Not ready", Status: 503, Detail: err.Error()})
+			return
+		}
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}

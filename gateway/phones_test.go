@@ -1,0 +1,235 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/loadtest"
+)
+
+func fakeTwilio(t testing.TB, o loadtest.TwilioOptions) *loadtest.Twilio {
+	t.Helper()
+	if o.Accounts == nil {
+		o.Accounts = map[string]string{mainSID: mainToken, backupSID: backupToken}
+	}
+	f, err := loadtest.StartTwilio(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (s *stack) counts(id, kind string) map[string]any {
+	ch, _ := s.get(id).Body["channels"].(map[string]any)
+	c, _ := ch[kind].(map[string]any)
+	return c
+}
+
+// byPhone groups the fake's messages per recipient, in arrival order.
+func byPhone(ms []loadtest.FakeMessage) map[string][]loadtest.FakeMessage {
+	out := map[string][]loadtest.FakeMessage{}
+	for _, m := range ms {
+		out[m.To] = append(out[m.To], m)
+	}
+	return out
+}
+
+// One alert reaches sirens, SMS and voice; one retraction reaches all of them,
+// each on the channel that reached it, after the original.
+func TestSMSAndVoiceEndToEnd(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{Undelivered: []string{phone(4)}})
+	s := newStack(t, stackOptions{phones: 5, twilio: tw})
+	r := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["school"]}`)
+	if r.Code != 202 || r.Body["targets"] != float64(3+5+5) {
+		t.Fatalf("POST = %d %s; want 3 sirens + 5 SMS + 5 calls", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	eventually(t, 10*time.Second, "SMS and calls delivered per Twilio's callbacks", func() bool {
+		sms, voice := s.counts(id, "sms"), s.counts(id, "voice")
+		return sms["delivered"] == float64(4) && sms["failed"] == float64(1) && voice["delivered"] == float64(4) && voice["failed"] == float64(1)
+	})
+	ms := tw.Messages()
+	if len(ms) != 5 {
+		t.Fatalf("messages = %+v; want 5", ms)
+	}
+	// Arrival order at the fake is not fixed: the worker sends concurrently.
+	for _, m := range ms {
+		want := "WARNUNG: Amokalarm"
+		if m.To == phone(3) {
+			want = "WARNING: Amokalarm"
+		}
+		if !strings.HasPrefix(m.Body, want) || m.ValidityPeriod < 3500 || m.From != "+4930100000" {
+			t.Errorf("%s got %q from %s valid %ds; want %q from the main sender, valid ~1h", m.To, m.Body, m.From, m.ValidityPeriod, want)
+		}
+	}
+	if calls := tw.Calls(); len(calls) != 5 || !strings.Contains(calls[0].Twiml, `loop="2"`) {
+		t.Fatalf("calls = %+v; want 5, spoken twice", calls)
+	}
+
+	if rr := s.retract(id, "false_alarm"); rr.Code != 202 {
+		t.Fatalf("retract = %d %s", rr.Code, rr.Raw)
+	}
+	// The number Twilio could not reach was attempted, so it is owed a
+	// retraction too, which fails again: 4/5.
+	want := map[string]string{"siren": "3/3", "sms": "4/5", "voice": "4/5"}
+	eventually(t, 10*time.Second, "every channel retracted: sirens 3/3, SMS and voice 4/5", func() bool {
+		for k, w := range want {
+			c := s.counts(id, k)
+			if c["retracted"] != w || c["in_flight"] != float64(0) {
+				return false
+			}
+		}
+		return s.do("GET", "/v1/alerts/"+id+"/deliveries", dispatchKey, "", "").Raw != "" && strings.Count(s.do("GET", "/v1/alerts/"+id+"/deliveries", dispatchKey, "", "").Raw, `"retraction":"failed"`) == 2
+	})
+	for to, got := range byPhone(tw.Messages()) {
+		if len(got) != 2 || !strings.HasPrefix(got[0].Body, "WARN") || !strings.Contains(got[1].Body, "ALARM") && !strings.Contains(got[1].Body, "alarm") {
+			t.Errorf("%s received %d messages %v; want the warning, then the false-alarm notice", to, len(got), got)
+		}
+	}
+	if calls := tw.Calls(); len(calls) != 10 || !strings.Contains(calls[9].Twiml, "Fehlalarm") && !strings.Contains(calls[9].Twiml, "false alarm") {
+		t.Fatalf("calls after retraction = %d; want 5 originals and 5 retraction calls", len(calls))
+	}
+}
+
+// Provider pacing: 0 sends above the sender's rate; the backlog waits on our side.
+func TestSMSPacingNeverExceeded(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{Rates: map[string]float64{"+4930100000": 20}, NoCallbacks: true})
+	s := newStack(t, stackOptions{phones: 40, twilio: tw, rate: 20})
+	start := time.Now()
+	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
+	if r.Code != 202 {
+		t.Fatalf("POST = %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 15*time.Second, "40 SMS sent", func() bool { return len(tw.Messages()) == 40 })
+	took := time.Since(start)
+	if v := tw.Violations(); v["+4930100000"] != 0 {
+		t.Fatalf("%d sends above 20/s", v["+4930100000"])
+	}
+	if took < 1800*time.Millisecond {
+		t.Fatalf("40 SMS at 20/s took %v, want ≥ ~2s", took)
+	}
+	t.Logf("40 SMS at 20/s took %v, 0 above the rate", took)
+}
+
+// A retraction during an SMS fan-out: no original is created at the provider
+// after the retraction is accepted, and every recipient that got the original
+// gets the all-clear after it. TOCSIN_FANOUT sets the size (default 2,000;
+// make soak runs 10,000).
+func TestRetractionDuringSMSFanout(t *testing.T) {
+	n := 2000
+	if v, err := strconv.Atoi(os.Getenv("TOCSIN_FANOUT")); err == nil && v > 0 {
+		n = v
+	}
+	rate := float64(n) / 4 // the fan-out takes ~4s; the retraction lands after ~1s
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate}})
+	s := newStack(t, stackOptions{phones: n, twilio: tw, rate: rate, workers: 16})
+	r := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
+	if r.Code != 202 {
+		t.Fatalf("POST = %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	eventually(t, 20*time.Second, "the fan-out under way", func() bool { return len(tw.Messages()) >= n/5 })
+	rr := s.retract(id, "false_alarm")
+	accepted := time.Now()
+	if rr.Code != 202 {
+		t.Fatalf("retract = %d %s", rr.Code, rr.Raw)
+	}
+	var c map[string]any
+	eventually(t, 60*time.Second, "retractions handed over", func() bool {
+		c = s.counts(id, "sms")
+		return c["in_flight"] == float64(0) && c["retracted"] == fmt.Sprintf("%v/%v", c["retractions_owed"], c["retractions_owed"])
+	})
+	late, originals := 0, 0
+	for to, ms := range byPhone(tw.Messages()) {
+		orig := -1
+		for i, m := range ms {
+			if strings.HasPrefix(m.Body, "WARNUNG") || strings.HasPrefix(m.Body, "WARNING") {
+				orig = i
+				originals++
+				if m.At.After(accepted.Add(250 * time.Millisecond)) {
+					late++
+				}
+			}
+		}
+		if orig >= 0 && (orig != 0 || len(ms) != 2 || !strings.Contains(ms[1].Body, "ENTWARNUNG") && !strings.Contains(ms[1].Body, "ALL CLEAR")) {
+			t.Errorf("%s: %d messages, original at %d; want the original, then the all-clear", to, len(ms), orig)
+		}
+	}
+	if late > 0 {
+		t.Fatalf("%d originals created at the provider after the retraction was accepted", late)
+	}
+	if originals == 0 || originals == n {
+		t.Fatalf("%d of %d originals sent; the retraction should have landed mid-fan-out", originals, n)
+	}
+	if owed := int(c["retractions_owed"].(float64)); owed < originals || owed > originals+16*50 {
+		t.Fatalf("retractions owed %d for %d originals (at most the in-flight batches more)", owed, originals)
+	}
+	t.Logf("%d of %d originals before the fence; %v cancelled; retracted %v", originals, n, c["cancelled"], c["retracted"])
+}
+
+// Twilio failing 100%: the primary account's breaker opens and the fallback
+// account carries the SMS; the sirens are not delayed.
+func TestTwilioDownFallbackAndSirensUnaffected(t *testing.T) {
+	down := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	down.SetFailure(loadtest.TwilioFailure{Status: 500})
+	backup := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{phones: 20, twilio: down, fallback: backup})
+	start := time.Now()
+	id := s.post(`{"status":"actual","event":"Fire","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["siren","sms"]}`).Body["id"].(string)
+	eventually(t, 3*time.Second, "sirens delivered", func() bool { return s.counts(id, "siren")["delivered"] == float64(3) })
+	sirensTook := time.Since(start)
+	eventually(t, 15*time.Second, "all 20 SMS through the fallback account", func() bool { return len(backup.Messages()) == 20 })
+	if sirensTook > time.Second {
+		t.Fatalf("sirens took %v while Twilio was down; want < 1s", sirensTook)
+	}
+	for _, m := range backup.Messages() {
+		if m.From != "+4930200000" || m.Account != backupSID {
+			t.Fatalf("fallback message %+v not from the backup sender", m)
+		}
+	}
+	t.Logf("sirens %v; primary saw %d requests before its breaker parked it", sirensTook, down.Requests())
+}
+
+// A 429 with Retry-After: no request reaches Twilio before it has passed.
+func TestTwilio429RetryAfterHonoured(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	tw.SetFailure(loadtest.TwilioFailure{Status: 429, RetryAfter: 2})
+	s := newStack(t, stackOptions{phones: 1, twilio: tw})
+	s.post(`{"status":"actual","event":"Fire","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
+	eventually(t, 5*time.Second, "the first request answered 429", func() bool { return tw.Requests() >= 1 })
+	first := time.Now()
+	tw.SetFailure(loadtest.TwilioFailure{})
+	eventually(t, 10*time.Second, "the SMS sent after Retry-After", func() bool { return len(tw.Messages()) == 1 })
+	if got := tw.Messages()[0].At.Sub(first); got < 1800*time.Millisecond {
+		t.Fatalf("retried %v after the 429; Retry-After was 2s", got)
+	}
+	if tw.Requests() != 2 {
+		t.Fatalf("%d requests; want the 429 and one retry after Retry-After", tw.Requests())
+	}
+}
+
+func TestTwilioCallbackSignature(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{})
+	s := newStack(t, stackOptions{phones: 1, twilio: tw})
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}, "AccountSid": {mainSID}}
+	path := "/v1/callbacks/twilio/a1.sms.staff.p00000.a"
+	for _, tt := range []struct {
+		name, sig string
+		code      int
+	}{
+		{"forged", loadtest.TwilioSignature("not-the-token", s.cfg.PublicURL+path, form), 403},
+		{"missing", "", 403},
+		{"valid, unknown delivery", loadtest.TwilioSignature(mainToken, s.cfg.PublicURL+path, form), 204},
+	} {
+		r := s.do("POST", path, "", "application/x-www-form-urlencoded", form.Encode(), "X-Twilio-Signature", tt.sig)
+		if r.Code != tt.code {
+			t.Errorf("%s: callback = %d %s, want %d", tt.name, r.Code, r.Raw, tt.code)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/gateway"
+	"github.com/tocsin-alert/tocsin/internal/testenv"
+	"github.com/tocsin-alert/tocsin/loadtest"
+)
+
+const (
+	dispatchKey = "test-dispatch-key-000000001"
+	operatorKey = "test-operator-key-000000001"
+	buildingKey = "test-building-key-000000001"
+)
+
+// stackConfig is the tests' configuration; %s are redis, broker, three key hashes.
+const stackConfig = `
+listen: 127.0.0.1:0
+redis: {addrs: [%s]}
+mqtt: {broker: "%s", client_id: %s}
+queue: {lease: %s, batch_size: %d, workers: %d, dedup_window: 2s}
+siren: {ack_timeout: 300ms}
+delivery: {retry_initial: 50ms, retry_max: 500ms, breaker_open: 1s}
+zones:
+  - {id: school}
+  - {id: townhall}
+sirens:
+%s
+principals:
+  - id: leitstelle
+    kind: dispatch
+    key_sha256: %s
+    scopes: {zones: ["*"], channels: [siren, sms, voice], retract: true}
+  - id: operator
+    kind: operator
+    key_sha256: %s
+    scopes: {zones: ["*"], retract: true}
+  - id: school-panel
+    kind: building
+    key_sha256: %s
+    scopes: {zones: [school], channels: [siren], max_severity: Severe, statuses: [actual, test]}
+`
+
+type stackOptions struct {
+	sirens      int // per zone; the first siren of each zone takes drills
+	batch       int
+	workers     int
+	lease       string
+	fleetDelay  time.Duration
+	offline     []string
+	redis       *testenv.Server
+	broker      *testenv.Server
+	fleet       bool
+	clientID    string
+	noGateway   bool
+	fleetOption func(*loadtest.FleetOptions)
+
+	// phones > 0 adds a contact group "staff" of that many people in zone
+	// school, reached by SMS and voice through twilio (and fallback, if set).
+	phones   int
+	twilio   *loadtest.Twilio
+	fallback *loadtest.Twilio
+	rate     float64 // per sender, sends/s (default 1000)
+}
+
+const (
+	mainSID, mainToken     = "AC000000000000000000000000000000a1", "maintoken0123456789abcdef0123"
+	backupSID, backupToken = "AC000000000000000000000000000000b2", "backuptoken0123456789abcdef01"
+)
+
+// phone is person i's number.
+func phone(i int) string { return fmt.Sprintf("+4915100%06d", i) }
+
+// phonesConfig is the YAML for contacts and Twilio accounts.
+func phonesConfig(t testing.TB, o stackOptions, publicURL string) string {
+	t.Setenv("TOCSIN_TEST_TWILIO_MAIN", mainToken)
+	t.Setenv("TOCSIN_TEST_TWILIO_BACKUP", backupToken)
+	var b strings.Builder
+	fmt.Fprintf(&b, "public_url: %s\ntime_zone: Europe/Berlin\ntwilio:\n  primary: main\n", publicURL)
+	if o.fallback != nil {
+		b.WriteString("  fallback: backup\n")
+	}
+	b.WriteString("  accounts:\n")
+	fmt.Fprintf(&b, "    - {id: main, account_sid: %s, auth_token_env: TOCSIN_TEST_TWILIO_MAIN, base_url: %q, sms: {from: '+4930100000', rate: %g}, voice: {from: '+4930100001', rate: %g, repeat: 2}}\n",
+		mainSID, o.twilio.URL, o.rate, min(o.rate, 50))
+	if o.fallback != nil {
+		fmt.Fprintf(&b, "    - {id: backup, account_sid: %s, auth_token_env: TOCSIN_TEST_TWILIO_BACKUP, base_url: %q, sms: {from: '+4930200000', rate: %g}, voice: {from: '+4930200001', rate: %g}}\n",
+			backupSID, o.fallback.URL, o.rate, min(o.rate, 50))
+	}
+	b.WriteString("contacts:\n  - id: staff\n    zone: school\n    people:\n")
+	for i := range o.phones {
+		lang := "de"
+		if i%4 == 3 {
+			lang = "en"
+		}
+		fmt.Fprintf(&b, "      - {id: p%05d, phone: '%s', language: %s}\n", i, phone(i), lang)
+	}
+	return b.String()
+}
+
+type stack struct {
+	t      testing.TB
+	cfg    *config.Config
+	cfgYML string
+	redis  *testenv.Server
+	broker *testenv.Server
+	fleet  *loadtest.Fleet
+	gw     *gateway.Gateway
+	srv    *httptest.Server
+	url    string // where do sends requests: the in-process gateway by default
+	// publicPort, when set, is the port the in-process gateway listens on
+	// (its public_url, where the fake Twilio posts callbacks).
+	publicPort int
+	cancel     context.CancelFunc
+	done       chan struct{}
+	rdb        *redis.Client
+	// stopWorkers ends the gateway's Run (workers drain) but not its HTTP API.
+	stopWorkers context.CancelFunc
+}
+
+func sirenIDs(zone string, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%02d", zone, i)
+	}
+	return ids
+}
+
+func newStack(t testing.TB, o stackOptions) *stack {
+	t.Helper()
+	if o.sirens == 0 {
+		o.sirens = 3
+	}
+	if o.batch == 0 {
+		o.batch = 50
+	}
+	if o.workers == 0 {
+		o.workers = 8
+	}
+	if o.lease == "" {
+		o.lease = "1s"
+	}
+	if o.redis == nil {
+		o.redis = testenv.Redis(t)
+	}
+	if o.broker == nil {
+		o.broker = testenv.Mosquitto(t)
+	}
+	if o.clientID == "" {
+		o.clientID = "tocsin-" + strings.ReplaceAll(t.Name(), "/", "-")
+	}
+	var sb strings.Builder
+	var all []string
+	for _, z := range []string{"school", "townhall"} {
+		for i, id := range sirenIDs(z, o.sirens) {
+			fmt.Fprintf(&sb, "  - {id: %s, zone: %s, drills: %v}\n", id, z, i == 0)
+			all = append(all, id)
+		}
+	}
+	h := func(k string) string { return hex.EncodeToString(config.HashKey(k)) }
+	yml := fmt.Sprintf(stackConfig, o.redis.Addr(), testenv.MQTTURL(o.broker), o.clientID, o.lease, o.batch, o.workers,
+		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
+	publicPort := 0
+	if o.phones > 0 {
+		if o.rate == 0 {
+			o.rate = 1000
+		}
+		publicPort = testenv.FreePort(t)
+		yml += phonesConfig(t, o, fmt.Sprintf("http://127.0.0.1:%d", publicPort))
+	}
+	cfg, err := config.Parse([]byte(yml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	s := &stack{t: t, cfg: cfg, cfgYML: yml, redis: o.redis, broker: o.broker, publicPort: publicPort}
+	s.rdb = redis.NewClient(&redis.Options{Addr: o.redis.Addr()})
+	t.Cleanup(func() { s.rdb.Close() })
+	if o.fleet || !o.noGateway {
+		fo := loadtest.FleetOptions{Broker: testenv.MQTTURL(o.broker), IDs: all, Latency: o.fleetDelay, Offline: o.offline}
+		if o.fleetOption != nil {
+			o.fleetOption(&fo)
+		}
+		s.fleet, err = loadtest.StartFleet(fo)
+		if err != nil {
+			t.Fatalf("fleet: %v", err)
+		}
+		t.Cleanup(s.fleet.Close)
+	}
+	if !o.noGateway {
+		s.startGateway()
+	}
+	return s
+}
+
+func testLogger(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+}
+
+// startGateway runs a gateway in-process, as cmd/tocsin serve wires it.
+func (s *stack) startGateway() { s.startGatewayWith(nil) }
+
+// startGatewayWith runs a gateway whose siren adapter is a, or the real MQTT
+// siren adapter when a is nil.
+func (s *stack) startGatewayWith(a adapters.Adapter) {
+	t := s.t
+	cfg := s.cfg
+	log := testLogger(t)
+	var override map[alert.Kind]adapters.Adapter
+	if a != nil {
+		override = map[alert.Kind]adapters.Adapter{alert.KindSiren: a}
+	}
+	gw, err := gateway.Open(cfg, log, override)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.gw = gw
+	s.srv = httptest.NewUnstartedServer(s.gw.Handler())
+	if s.publicPort != 0 {
+		s.srv.Listener.Close()
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.publicPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.srv.Listener = l
+	}
+	s.srv.Start()
+	s.url = s.srv.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWorkers, s.done = cancel, make(chan struct{})
+	go func() { s.gw.Run(ctx, 5*time.Second); close(s.done) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			s.gw.Drain()
+			s.srv.Close()
+			cancel()
+			<-s.done
+			gw.Close()
+		})
+	}
+	s.cancel = stop
+	t.Cleanup(stop)
+}
+
+type response struct {
+	Code   int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (s *stack) do(method, path, key, ctype, body string, hdr ...string) response {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := response{Code: resp.StatusCode, Header: resp.Header, Raw: string(b)}
+	json.Unmarshal(b, &r.Body)
+	return r
+}
+
+func (s *stack) post(body string, hdr ...string) response {
+	return s.do("POST", "/v1/alerts", dispatchKey, "application/json", body, hdr...)
+}
+
+func (s *stack) get(id string) response { return s.do("GET", "/v1/alerts/"+id, dispatchKey, "", "") }
+
+func (s *stack) retract(id, reason string) response {
+	return s.do("POST", "/v1/alerts/"+id+"/retract", operatorKey, "application/json", `{"reason":"`+reason+`"}`)
+}
+
+// sirenCounts returns the siren channel's counts from GET /v1/alerts/{id}.
+func (s *stack) sirenCounts(id string) map[string]any {
+	r := s.get(id)
+	ch, _ := r.Body["channels"].(map[string]any)
+	c, _ := ch["siren"].(map[string]any)
+	return c
+}
+
+// eventually polls cond every 20ms until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("after %v: %s", d, what)
+}
+
+func amok(zones ...string) string {
+	if len(zones) == 0 {
+		zones = []string{"school"}
+	}
+	b, _ := json.Marshal(map[string]any{"status": "actual", "event": "Amok " + fmt.Sprint(time.Now().UnixNano()),
+		"severity": "Extreme", "urgency": "Immediate", "headline": "Amokalarm", "zones": zones})
+	return string(b)
+}
+
+// cancelWorkers stops the gateway's workers (the HTTP API keeps serving), so
+// an ingest benchmark measures ingest alone.
+func (s *stack) cancelWorkers() { s.stopWorkers() }

@@ -1,0 +1,272 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/priority"
+)
+
+// errFenced is the cancellation cause of deliveries cut short by a retraction.
+var errFenced = errors.New("alert retracted")
+
+// errShutdown is the cancellation cause of deliveries cut short by shutdown.
+var errShutdown = errors.New("gateway shutting down")
+
+// Run claims and delivers jobs for every channel kind that has an adapter,
+// until ctx ends. Then it stops claiming, lets running jobs finish for up to
+// grace, and hands the rest back to the queue. It returns when every worker
+// goroutine has exited.
+func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
+	hard, stop := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stop(nil)
+	fences := g.q.Fences(hard)
+	go func() { // exits when hard is cancelled and Fences closes its channel
+		for id := range fences {
+			g.cutShort(id)
+		}
+	}()
+	var jobs sync.WaitGroup
+	var loops sync.WaitGroup
+	for kind, a := range g.adapters {
+		loops.Add(1)
+		go func() { // exits when ctx ends
+			defer loops.Done()
+			g.claimLoop(ctx, hard, kind, a, &jobs)
+		}()
+	}
+	loops.Wait()
+	done := make(chan struct{})
+	go func() { jobs.Wait(); close(done) }() // exits when every job has
+	select {
+	case <-done:
+	case <-time.After(grace):
+		g.log.Warn().Dur("grace", grace).Msg("Jobs still running at shutdown; handing them back")
+		stop(errShutdown)
+		<-done
+	}
+	return nil
+}
+
+// claimLoop keeps up to Workers jobs of one kind running. It claims as long as
+// there is work and a free slot, and otherwise blocks on the lane's wake list
+// for half a lease (at least 1s, Redis' BLPOP granularity in go-redis), so
+// expired leases are reclaimed within a lease and a half.
+func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapters.Adapter, jobs *sync.WaitGroup) {
+	log := g.log.With().Str("kind", string(kind)).Logger()
+	slots := make(chan struct{}, g.cfg.Queue.Workers)
+	var lastErr string
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		j, err := g.q.Claim(ctx, kind)
+		if err != nil || j == nil {
+			<-slots
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if err.Error() != lastErr { // once per distinct error
+					log.Error().Err(err).Msg("Claim failed; retrying")
+					lastErr = err.Error()
+				}
+				sleep(ctx, 200*time.Millisecond)
+				continue
+			}
+			lastErr = ""
+			if err := g.q.Wait(ctx, kind, max(time.Second, g.q.Lease()/2)); err != nil && ctx.Err() == nil {
+				sleep(ctx, 200*time.Millisecond)
+			}
+			continue
+		}
+		lastErr = ""
+		jobs.Add(1)
+		go func() { // exits when the job is finished or handed back
+			defer jobs.Done()
+			defer func() { <-slots }()
+			g.runJob(hard, j, a, log)
+		}()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// runJob delivers one job: it delivers to every target at once (the Fence
+// decorator re-checks the fence before each attempt), keeps the lease alive
+// meanwhile, and records the outcomes.
+func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapter, log zerolog.Logger) {
+	log = log.With().Str("alert_id", string(j.AlertID)).Str("job", j.ID).Logger()
+	ctx, cancel := context.WithCancelCause(hard)
+	defer cancel(nil)
+	msg := j.Message()
+	if msg == alert.MessageAlert {
+		untrack := g.track(j.AlertID, cancel)
+		defer untrack()
+	}
+	al, reason, err := g.q.Alert(ctx, j.AlertID)
+	if err != nil {
+		log.Error().Err(err).Msg("Cannot read the job's alert; handing the job back")
+		g.release(j, log)
+		return
+	}
+
+	stopBeat := g.heartbeat(ctx, j, log)
+	defer stopBeat()
+
+	outcomes := make(map[string]alert.State, len(j.Targets))
+	abandoned := false
+	dctx, dcancel := context.WithDeadline(ctx, j.Expires())
+	var wg sync.WaitGroup
+	var omu sync.Mutex
+	since := al.Sent
+	if msg == alert.MessageRetraction {
+		since = time.Now()
+	}
+	for _, id := range j.Targets {
+		wg.Add(1)
+		go func() { // exits when the delivery returns
+			defer wg.Done()
+			t := alert.Target{Kind: j.Kind, ID: id}
+			d := alert.Delivery{ID: alert.DeliveryID(al.ID, t, msg), Alert: al, Target: t, Message: msg, Reason: reason, Expires: j.Expires()}
+			actx, attempts := adapters.WithAttempts(dctx)
+			err := a.Deliver(actx, d)
+			st := alert.StateDelivered
+			switch {
+			case err == nil && g.pending[j.Kind]:
+				st = alert.StateSent // the provider has it; its callback tells the rest
+				g.m.latency.WithLabelValues(string(j.Kind), string(msg)).Observe(time.Since(since).Seconds())
+			case err == nil:
+				g.m.latency.WithLabelValues(string(j.Kind), string(msg)).Observe(time.Since(since).Seconds())
+			case context.Cause(ctx) == errShutdown:
+				st = "" // abandoned: the job is handed back
+			case attempts() == 0 && (errors.Is(err, adapters.ErrFenced) || context.Cause(ctx) == errFenced):
+				// Never attempted: the target heard nothing and is owed nothing.
+				st = alert.StateCancelled
+			case attempts() == 0 && errors.Is(dctx.Err(), context.DeadlineExceeded):
+				st = alert.StateExpired
+			default:
+				// Attempted and not confirmed: failed. That includes a
+				// retraction arriving mid-attempt (fence or cut short), so
+				// the target is owed its retraction.
+				st = alert.StateFailed
+				if !errors.Is(err, adapters.ErrFenced) && context.Cause(ctx) != errFenced {
+					log.Warn().Str("target", t.Key()).Str("message", string(msg)).Err(err).Msg("Delivery failed")
+				}
+			}
+			omu.Lock()
+			if st == "" {
+				abandoned = true
+			} else {
+				outcomes[id] = st
+			}
+			omu.Unlock()
+			if st == "" {
+				return
+			}
+			g.m.deliveries.WithLabelValues(string(j.Kind), string(msg), string(st)).Inc()
+			// Best effort: Finish records it in any case.
+			if err := g.q.Progress(ctx, j, id, st); err != nil {
+				log.Debug().Err(err).Msg("Progress not recorded")
+			}
+		}()
+	}
+	wg.Wait()
+	dcancel()
+	if abandoned {
+		g.release(j, log)
+		return
+	}
+	// Finish must land: retry until it does or shutdown forces a hand-back (the
+	// lease then expires and another instance redoes the job).
+	for attempt := 0; ; attempt++ {
+		err := g.q.Finish(context.WithoutCancel(ctx), j, outcomes)
+		if err == nil {
+			return
+		}
+		if attempt == 0 {
+			log.Error().Err(err).Msg("Cannot record outcomes; retrying")
+		}
+		if hard.Err() != nil {
+			return
+		}
+		sleep(hard, 200*time.Millisecond)
+	}
+}
+
+func (g *Gateway) release(j *priority.Job, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.q.Release(ctx, j); err != nil {
+		log.Warn().Err(err).Msg("Cannot hand the job back; its lease will expire")
+	}
+}
+
+// heartbeat extends the job's lease every third of a lease until stopped.
+func (g *Gateway) heartbeat(ctx context.Context, j *priority.Job, log zerolog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // exits when stop is called
+		defer close(done)
+		t := time.NewTicker(g.q.Lease() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if ok, err := g.q.Extend(ctx, j); err == nil && !ok {
+					log.Warn().Msg("Lease lost; another instance may redo this job")
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// track registers a running original job so a retraction can cut it short.
+func (g *Gateway) track(id alert.ID, cancel context.CancelCauseFunc) (untrack func()) {
+	key := new(int)
+	g.fenceMu.Lock()
+	if g.inFence[id] == nil {
+		g.inFence[id] = map[*int]context.CancelCauseFunc{}
+	}
+	g.inFence[id][key] = cancel
+	g.fenceMu.Unlock()
+	return func() {
+		g.fenceMu.Lock()
+		delete(g.inFence[id], key)
+		if len(g.inFence[id]) == 0 {
+			delete(g.inFence, id)
+		}
+		g.fenceMu.Unlock()
+	}
+}
+
+// cutShort cancels the running original jobs of a just-retracted alert: their
+// attempts end now, so the targets' retractions can follow at once.
+func (g *Gateway) cutShort(id alert.ID) {
+	g.fenceMu.Lock()
+	defer g.fenceMu.Unlock()
+	for _, cancel := range g.inFence[id] {
+		cancel(errFenced)
+	}
+	for _, c := range g.cancellers {
+		go c.CancelAlert(id) // exits after its provider calls
+	}
+}

@@ -1,0 +1,138 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// SirenCommand is a command as a siren controller receives it (Tocsin's MQTT
+// contract, written out here independently so the fleet tests it).
+type SirenCommand struct {
+	DeliveryID string    `json:"delivery_id"`
+	AlertID    string    `json:"alert_id"`
+	Signal     string    `json:"signal"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	SentAt     time.Time `json:"sent_at"`
+	Event      string    `json:"event"`
+	Exercise   bool      `json:"exercise"`
+}
+
+// Received is one command one simulated siren received.
+type Received struct {
+	Siren string
+	Cmd   SirenCommand
+	At    time.Time
+	// Acked says the siren answered (it was online and did not drop it).
+	Acked bool
+	// Repeat says the siren had already seen this delivery id.
+	Repeat bool
+}
+
+// FleetOptions configure a simulated siren fleet.
+type FleetOptions struct {
+	Broker      string
+	TopicPrefix string // "tocsin/v1"
+	IDs         []string
+	// Latency before each ack.
+	Latency time.Duration
+	// DropRate is the chance (0..1) that a siren ignores a command without acking.
+	DropRate float64
+	// Offline sirens are connected but never ack (a dead controller).
+	Offline []string
+	// OnCommand, if set, is told of each command (the demo prints them).
+	OnCommand func(Received)
+}
+
+// Fleet is a set of siren controllers, each a real MQTT client with a stable
+// client id and a persistent session, that ack the commands they receive.
+type Fleet struct {
+	o       FleetOptions
+	clients []mqtt.Client
+
+	mu       sync.Mutex
+	received []Received
+	seen     map[string]bool
+	offline  map[string]bool
+}
+
+// StartFleet connects every siren and subscribes it to its command topic.
+func StartFleet(o FleetOptions) (*Fleet, error) {
+	if o.TopicPrefix == "" {
+		o.TopicPrefix = "tocsin/v1"
+	}
+	f := &Fleet{o: o, seen: map[string]bool{}, offline: map[string]bool{}}
+	for _, id := range o.Offline {
+		f.offline[id] = true
+	}
+	for _, id := range o.IDs {
+		c := f.connect(id)
+		tok := c.Connect()
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			f.Close()
+			return nil, fmt.Errorf("siren %s: connect to %s: %v", id, o.Broker, tok.Error())
+		}
+		f.clients = append(f.clients, c)
+	}
+	return f, nil
+}
+
+func (f *Fleet) connect(id string) mqtt.Client {
+	cmdTopic := f.o.TopicPrefix + "/siren/" + id + "/cmd"
+	ackTopic := f.o.TopicPrefix + "/siren/" + id + "/ack"
+	handle := func(c mqtt.Client, m mqtt.Message) {
+		var cmd SirenCommand
+		if err := json.Unmarshal(m.Payload(), &cmd); err != nil {
+			return
+		}
+		f.mu.Lock()
+		r := Received{Siren: id, Cmd: cmd, At: time.Now(), Repeat: f.seen[id+"|"+cmd.DeliveryID]}
+		f.seen[id+"|"+cmd.DeliveryID] = true
+		r.Acked = !f.offline[id] && (f.o.DropRate == 0 || rand.Float64() >= f.o.DropRate)
+		f.received = append(f.received, r)
+		f.mu.Unlock()
+		if f.o.OnCommand != nil {
+			f.o.OnCommand(r)
+		}
+		if !r.Acked {
+			return
+		}
+		go func() { // exits after one publish
+			if f.o.Latency > 0 {
+				time.Sleep(f.o.Latency)
+			}
+			b, _ := json.Marshal(map[string]string{"delivery_id": cmd.DeliveryID, "status": "ok"})
+			c.Publish(ackTopic, 1, false, b)
+		}()
+	}
+	o := mqtt.NewClientOptions().AddBroker(f.o.Broker).SetClientID("siren-sim-" + id).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
+		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(cmdTopic, 1, handle) })
+	return mqtt.NewClient(o)
+}
+
+// SetOffline makes a siren stop (true) or resume (false) acking.
+func (f *Fleet) SetOffline(id string, off bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.offline[id] = off
+}
+
+// Received returns every command received so far, in arrival order.
+func (f *Fleet) Received() []Received {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Received(nil), f.received...)
+}
+
+// Close disconnects every siren.
+func (f *Fleet) Close() {
+	for _, c := range f.clients {
+		c.Disconnect(100)
+	}
+}

@@ -1,0 +1,44 @@
+package priority
+
+import (
+	"github.com/tocsin-alert/tocsin/alert"
+)
+
+// keys builds every Redis key the queue uses, so their shapes live in one place.
+//
+// An alert's keys share the hash tag {a:<id>}; a lane's keys share {lane:<kind>}.
+// Scripts that cross the two (enqueue, claim, finish, retract) name the other slot's
+// keys from inside Lua, which is fine on a single Redis or Sentinel; Redis Cluster
+// needs those scripts split along the two slots first (see DESIGN.md).
+type keys struct{ prefix string }
+
+// alert is the alert hash: doc, fence, state, reason, created, expires.
+func (k keys) alert(id alert.ID) string { return k.prefix + ":{a:" + string(id) + "}" }
+
+// ledger maps "kind/target" to the target's alert delivery state, and
+// "r|kind/target" to its retraction delivery state.
+func (k keys) ledger(id alert.ID) string { return k.alert(id) + ":l" }
+
+// alerts is a sorted set of alert ids scored by creation time (ms).
+func (k keys) alerts() string { return k.prefix + ":alerts" }
+
+// dedup holds one alert id under a hashed idempotency key or fingerprint.
+func (k keys) dedup(kind, sum string) string { return k.prefix + ":dedup:" + kind + ":" + sum }
+
+// lane returns the four keys of a channel kind's lane: ready (sorted set of job
+// ids by priority then sequence), jobs (hash id -> job JSON), leases (sorted set
+// of claimed job ids by lease deadline, ms) and wake (a list blocking readers wait on).
+func (k keys) lane(kind alert.Kind) laneKeys {
+	p := k.prefix + ":{lane:" + string(kind) + "}"
+	return laneKeys{ready: p + ":ready", jobs: p + ":jobs", leases: p + ":leases", wake: p + ":wake", seq: p + ":seq"}
+}
+
+// pace holds a sender's next free send slot (GCRA).
+func (k keys) pace(sender string) string { return k.prefix + ":pace:{" + sender + "}" }
+
+// fence is the pub/sub channel on which retract announces a fenced alert id.
+func (k keys) fence() string { return k.prefix + ":fence" }
+
+type laneKeys struct{ ready, jobs, leases, wake, seq string }
+
+func (l laneKeys) list() []string { return []string{l.ready, l.jobs, l.leases, l.wake, l.seq} }

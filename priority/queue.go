@@ -1,0 +1,564 @@
+// Package priority is Tocsin's Redis-backed queue: deduplication, strict
+// priority lanes per channel kind, leases and their reclaim, the per-alert
+// delivery ledger, and the fence that stops a retracted alert's deliveries.
+//
+// Every invariant that spans keys lives in one Lua script (scripts.go); key
+// shapes live in keys.go.
+package priority
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tocsin-alert/tocsin/alert"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound: no alert has that id (or it has aged out).
+	ErrNotFound = errors.New("alert not found")
+	// ErrRetracted: the alert is already retracted.
+	ErrRetracted = errors.New("alert already retracted")
+)
+
+// Options tune a Queue. Zero values take the defaults named on each field.
+type Options struct {
+	// Prefix goes in front of every key ("tocsin").
+	Prefix string
+	// DedupWindow is how long a fingerprint makes later alerts duplicates (5m).
+	DedupWindow time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key is remembered (24h).
+	IdempotencyTTL time.Duration
+	// Lease is how long a claimed job belongs to its worker without Extend (3s).
+	Lease time.Duration
+	// BatchSize is the number of targets per job (50).
+	BatchSize int
+	// RetractionTTL is how long a retraction stays worth delivering (1h).
+	RetractionTTL time.Duration
+	// Retain is how long an alert's record is kept after it expires (7 days).
+	Retain time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Queue is the Redis queue. It is safe for concurrent use.
+type Queue struct {
+	rdb  redis.UniversalClient
+	k    keys
+	opts Options
+}
+
+// New returns a Queue on rdb.
+func New(rdb redis.UniversalClient, o Options) *Queue {
+	if o.Prefix == "" {
+		o.Prefix = "tocsin"
+	}
+	if o.DedupWindow == 0 {
+		o.DedupWindow = 5 * time.Minute
+	}
+	if o.IdempotencyTTL == 0 {
+		o.IdempotencyTTL = 24 * time.Hour
+	}
+	if o.Lease == 0 {
+		o.Lease = 3 * time.Second
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 50
+	}
+	if o.RetractionTTL == 0 {
+		o.RetractionTTL = time.Hour
+	}
+	if o.Retain == 0 {
+		o.Retain = 7 * 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Queue{rdb: rdb, k: keys{prefix: o.Prefix}, opts: o}
+}
+
+// Lease is the configured lease length.
+func (q *Queue) Lease() time.Duration { return q.opts.Lease }
+
+// Ping checks that Redis answers.
+func (q *Queue) Ping(ctx context.Context) error { return q.rdb.Ping(ctx).Err() }
+
+// Plan is an alert ready to be queued: the alert, how to recognise a repeat of
+// it, and the targets it goes to.
+type Plan struct {
+	Alert *alert.Alert
+	// IdempotencyKey is the sender's Idempotency-Key, if any; it is scoped to Alert.Principal.
+	IdempotencyKey string
+	// Fingerprint identifies the event (source, event, zones, type); empty disables it.
+	Fingerprint string
+	Targets     []alert.Target
+}
+
+// Fingerprint builds the dedup fingerprint of an alert: source (or principal),
+// event, sorted zones, message type and status.
+func Fingerprint(a *alert.Alert) string {
+	zones := slices.Clone(a.Zones)
+	slices.Sort(zones)
+	src := a.Source
+	if src == "" {
+		src = a.Principal
+	}
+	return strings.Join([]string{src, strings.ToLower(a.Event), strings.Join(zones, ","), a.MsgType, string(a.Status)}, "\x00")
+}
+
+// Enqueued is what Enqueue did.
+type Enqueued struct {
+	ID        alert.ID
+	Duplicate bool
+}
+
+type jobSpec struct {
+	K alert.Kind `json:"k"`
+	T []string   `json:"t"`
+}
+
+func sum(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Enqueue stores a new alert, its ledger and its jobs in one step, or, if the
+// principal's idempotency key or the fingerprint was seen inside its window,
+// returns the first alert's id with Duplicate set. When it returns nil the alert
+// is committed in Redis.
+func (q *Queue) Enqueue(ctx context.Context, p Plan) (Enqueued, error) {
+	a := p.Alert
+	doc, err := json.Marshal(a)
+	if err != nil {
+		return Enqueued{}, fmt.Errorf("enqueue: encode alert: %w", err)
+	}
+	// Batch targets per kind, keeping their order.
+	var specs []jobSpec
+	byKind := map[alert.Kind][]string{}
+	var order []alert.Kind
+	for _, t := range p.Targets {
+		if _, ok := byKind[t.Kind]; !ok {
+			order = append(order, t.Kind)
+		}
+		byKind[t.Kind] = append(byKind[t.Kind], t.ID)
+	}
+	for _, k := range order {
+		for chunk := range slices.Chunk(byKind[k], q.opts.BatchSize) {
+			specs = append(specs, jobSpec{K: k, T: chunk})
+		}
+	}
+	if specs == nil {
+		specs = []jobSpec{}
+	}
+	jobs, err := json.Marshal(specs)
+	if err != nil {
+		return Enqueued{}, fmt.Errorf("enqueue: encode jobs: %w", err)
+	}
+	now := q.opts.Now()
+	idemTTL, fpTTL := int64(0), int64(0)
+	idemKey, fpKey := q.k.dedup("i", "-"), q.k.dedup("f", "-")
+	if p.IdempotencyKey != "" {
+		idemTTL = q.opts.IdempotencyTTL.Milliseconds()
+		idemKey = q.k.dedup("i", sum(a.Principal, p.IdempotencyKey))
+	}
+	if p.Fingerprint != "" && q.opts.DedupWindow > 0 {
+		fpTTL = q.opts.DedupWindow.Milliseconds()
+		fpKey = q.k.dedup("f", sum(p.Fingerprint))
+	}
+	keep := a.Expires.Add(q.opts.Retain)
+	res, err := enqueueCmd.Run(ctx, q.rdb,
+		[]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts()},
+		q.opts.Prefix, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
+		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli()).Slice()
+	if err != nil {
+		return Enqueued{}, fmt.Errorf("enqueue: %w", err)
+	}
+	return Enqueued{ID: alert.ID(res[1].(string)), Duplicate: res[0].(int64) == 1}, nil
+}
+
+// Job is a batch of targets of one kind to be told one thing about one alert.
+type Job struct {
+	ID       string         `json:"id"`
+	AlertID  alert.ID       `json:"a"`
+	Kind     alert.Kind     `json:"k"`
+	Msg      string         `json:"m"`
+	Priority alert.Priority `json:"p"`
+	Seq      int64          `json:"q"`
+	Targets  []string       `json:"t"`
+	ExpireMS int64          `json:"x"`
+}
+
+// Message is what the job tells its targets.
+func (j *Job) Message() alert.Message {
+	if j.Msg == "r" {
+		return alert.MessageRetraction
+	}
+	return alert.MessageAlert
+}
+
+// Expires is when the job stops being worth doing.
+func (j *Job) Expires() time.Time { return time.UnixMilli(j.ExpireMS) }
+
+// Claim takes the highest-priority job of kind's lane, leases it and marks its
+// targets in flight, after first reclaiming expired leases. It returns nil, nil
+// when the lane is empty. A fenced alert's original jobs are never returned.
+func (q *Queue) Claim(ctx context.Context, kind alert.Kind) (*Job, error) {
+	l := q.k.lane(kind)
+	raw, err := claimCmd.Run(ctx, q.rdb, []string{l.ready, l.jobs, l.leases},
+		q.opts.Prefix, q.opts.Now().UnixMilli(), q.opts.Lease.Milliseconds(),
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds()).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim %s: %w", kind, err)
+	}
+	var j Job
+	if err := json.Unmarshal([]byte(raw), &j); err != nil {
+		return nil, fmt.Errorf("claim %s: decode job: %w", kind, err)
+	}
+	return &j, nil
+}
+
+// Wait blocks until work may have arrived on kind's lane, or timeout passes.
+// It never sleeps on its own: it is a blocking read on the lane's wake list.
+func (q *Queue) Wait(ctx context.Context, kind alert.Kind, timeout time.Duration) error {
+	err := q.rdb.BLPop(ctx, timeout, q.k.lane(kind).wake).Err()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// Extend pushes a claimed job's lease deadline out by one lease. It reports
+// false when the lease was already lost (reclaimed or finished).
+func (q *Queue) Extend(ctx context.Context, j *Job) (bool, error) {
+	deadline := q.opts.Now().Add(q.opts.Lease).UnixMilli()
+	n, err := extendCmd.Run(ctx, q.rdb, []string{q.k.lane(j.Kind).leases}, j.ID, deadline).Int()
+	if err != nil {
+		return false, fmt.Errorf("extend lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Finish records the outcome of each target of a claimed job and drops the job.
+// Targets missing from outcomes keep their ledger state. If the alert was fenced
+// meanwhile, the attempted targets' retractions are queued in the same step.
+func (q *Queue) Finish(ctx context.Context, j *Job, outcomes map[string]alert.State) error {
+	l := q.k.lane(j.Kind)
+	args := []any{q.opts.Prefix, j.ID, q.opts.Now().UnixMilli(), q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds()}
+	for _, t := range j.Targets {
+		if st, ok := outcomes[t]; ok {
+			args = append(args, t, string(st))
+		}
+	}
+	if err := finishCmd.Run(ctx, q.rdb, []string{l.jobs, l.leases, l.ready}, args...).Err(); err != nil {
+		return fmt.Errorf("finish %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Progress records one target's final outcome while the rest of its job is
+// still running. Finish records it again; that is harmless.
+func (q *Queue) Progress(ctx context.Context, j *Job, target string, st alert.State) error {
+	f := string(j.Kind) + "/" + target
+	if j.Message() == alert.MessageRetraction {
+		f = "r|" + f
+	}
+	if err := progressCmd.Run(ctx, q.rdb, []string{q.k.ledger(j.AlertID)}, f, string(st)).Err(); err != nil {
+		return fmt.Errorf("progress %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Release hands a claimed job back to its lane at once, for another worker.
+func (q *Queue) Release(ctx context.Context, j *Job) error {
+	l := q.k.lane(j.Kind)
+	if err := releaseCmd.Run(ctx, q.rdb, []string{l.jobs, l.leases, l.ready, l.wake}, j.ID).Err(); err != nil {
+		return fmt.Errorf("release %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// Fenced reports whether the alert has been retracted.
+func (q *Queue) Fenced(ctx context.Context, id alert.ID) (bool, error) {
+	v, err := q.rdb.HGet(ctx, q.k.alert(id), "fence").Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("fence check: %w", err)
+	}
+	return v == "1", nil
+}
+
+// Retracted is what Retract did.
+type Retracted struct {
+	// Queued is the number of retractions queued at once (targets whose attempt
+	// had ended). Targets in flight get theirs when their attempt ends.
+	Queued int
+}
+
+// Retract fences an alert and queues the retractions owed. It returns
+// ErrNotFound for an unknown id and ErrRetracted if it was already fenced.
+func (q *Queue) Retract(ctx context.Context, id alert.ID, reason, note string) (Retracted, error) {
+	res, err := retractCmd.Run(ctx, q.rdb, []string{q.k.alert(id), q.k.ledger(id)},
+		q.opts.Prefix, string(id), q.opts.Now().UnixMilli(), reason, note,
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), q.k.fence()).Int64Slice()
+	if err != nil {
+		return Retracted{}, fmt.Errorf("retract: %w", err)
+	}
+	switch res[0] {
+	case -1:
+		return Retracted{}, ErrNotFound
+	case 0:
+		return Retracted{}, ErrRetracted
+	}
+	return Retracted{Queued: int(res[1])}, nil
+}
+
+// Fences delivers the id of every alert fenced from now on, until ctx ends.
+// It is a hint for cutting in-flight work short; the fence itself is in Redis.
+func (q *Queue) Fences(ctx context.Context) <-chan alert.ID {
+	sub := q.rdb.Subscribe(ctx, q.k.fence())
+	out := make(chan alert.ID, 64)
+	go func() { // exits when ctx ends
+		defer close(out)
+		defer sub.Close()
+		ch := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				select {
+				case out <- alert.ID(m.Payload):
+				default: // a slow reader misses a hint, never a fence
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// Counts are one channel kind's ledger totals for an alert.
+type Counts struct {
+	Targets   int `json:"targets"`
+	Queued    int `json:"queued"`
+	InFlight  int `json:"in_flight"`
+	Sent      int `json:"sent"`
+	Delivered int `json:"delivered"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+	Expired   int `json:"expired"`
+	// Owed is the number of targets that must be told of the retraction;
+	// Retracted those it has been handed to (delivered, or accepted by the
+	// provider).
+	Owed      int    `json:"retractions_owed,omitempty"`
+	Retracted int    `json:"retractions_delivered,omitempty"`
+	Summary   string `json:"retracted,omitempty"`
+}
+
+// Status is an alert and the state of its deliveries.
+type Status struct {
+	Alert      *alert.Alert
+	State      string
+	Reason     string
+	Note       string
+	Retracted  time.Time
+	Created    time.Time
+	Counts     map[alert.Kind]*Counts
+	Deliveries []DeliveryState
+}
+
+// DeliveryState is one target's row in the ledger.
+type DeliveryState struct {
+	Target     alert.Target `json:"target"`
+	State      alert.State  `json:"state"`
+	Retraction alert.State  `json:"retraction,omitempty"`
+}
+
+// Status reads an alert with its ledger and derives its overall state:
+// retracted, queued, delivering, completed or expired.
+func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
+	pipe := q.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, q.k.alert(id))
+	l := pipe.HGetAll(ctx, q.k.ledger(id))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	fields := h.Val()
+	if len(fields) == 0 {
+		return nil, ErrNotFound
+	}
+	var a alert.Alert
+	if err := json.Unmarshal([]byte(fields["doc"]), &a); err != nil {
+		return nil, fmt.Errorf("status: decode alert: %w", err)
+	}
+	s := &Status{Alert: &a, Reason: fields["reason"], Note: fields["note"], Counts: map[alert.Kind]*Counts{}}
+	if ms, err := strconv.ParseInt(fields["created"], 10, 64); err == nil {
+		s.Created = time.UnixMilli(ms)
+	}
+	if ms, err := strconv.ParseInt(fields["retracted"], 10, 64); err == nil {
+		s.Retracted = time.UnixMilli(ms)
+	}
+	ledger := l.Val()
+	rows := map[string]*DeliveryState{}
+	open, total := 0, 0
+	for f, st := range ledger {
+		key, retraction := strings.CutPrefix(f, "r|")
+		t, err := alert.ParseTarget(key)
+		if err != nil {
+			continue
+		}
+		c := s.Counts[t.Kind]
+		if c == nil {
+			c = &Counts{}
+			s.Counts[t.Kind] = c
+		}
+		row := rows[key]
+		if row == nil {
+			row = &DeliveryState{Target: t}
+			rows[key] = row
+		}
+		if retraction {
+			row.Retraction = alert.State(st)
+			c.Owed++
+			// Handed over counts: delivered, or accepted by a provider that
+			// reports later (a failed one stays out of the count).
+			if st == string(alert.StateDelivered) || st == string(alert.StateSent) {
+				c.Retracted++
+			}
+			continue
+		}
+		row.State = alert.State(st)
+		total++
+		c.Targets++
+		switch alert.State(st) {
+		case alert.StateQueued:
+			c.Queued++
+			open++
+		case alert.StateInFlight:
+			c.InFlight++
+			open++
+		case alert.StateSent:
+			c.Sent++
+		case alert.StateDelivered:
+			c.Delivered++
+		case alert.StateFailed:
+			c.Failed++
+		case alert.StateCancelled:
+			c.Cancelled++
+		case alert.StateExpired:
+			c.Expired++
+		}
+	}
+	fenced := fields["fence"] == "1"
+	for _, c := range s.Counts {
+		if fenced {
+			// Owed also counts in-flight targets whose retraction will be queued
+			// when their attempt ends.
+			c.Owed += c.InFlight
+			c.Summary = fmt.Sprintf("%d/%d", c.Retracted, c.Owed)
+		}
+	}
+	for _, r := range rows {
+		s.Deliveries = append(s.Deliveries, *r)
+	}
+	slices.SortFunc(s.Deliveries, func(a, b DeliveryState) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
+	switch {
+	case fenced:
+		s.State = "retracted"
+	case open == 0 && total > 0:
+		s.State = "completed"
+	case open == 0 && q.opts.Now().After(a.Expires):
+		s.State = "expired"
+	case open < total:
+		s.State = "delivering"
+	default:
+		s.State = "queued"
+	}
+	return s, nil
+}
+
+// List returns up to limit alert ids, newest first.
+func (q *Queue) List(ctx context.Context, limit int) ([]alert.ID, error) {
+	ids, err := q.rdb.ZRevRange(ctx, q.k.alerts(), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	out := make([]alert.ID, len(ids))
+	for i, id := range ids {
+		out[i] = alert.ID(id)
+	}
+	return out, nil
+}
+
+// Depth is the number of jobs waiting (not leased) on kind's lane.
+func (q *Queue) Depth(ctx context.Context, kind alert.Kind) (int64, error) {
+	return q.rdb.ZCard(ctx, q.k.lane(kind).ready).Result()
+}
+
+// Alert reads a stored alert and, if it was retracted, the reason.
+func (q *Queue) Alert(ctx context.Context, id alert.ID) (a *alert.Alert, reason string, err error) {
+	v, err := q.rdb.HMGet(ctx, q.k.alert(id), "doc", "reason").Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("read alert: %w", err)
+	}
+	doc, ok := v[0].(string)
+	if !ok {
+		return nil, "", ErrNotFound
+	}
+	a = new(alert.Alert)
+	if err := json.Unmarshal([]byte(doc), a); err != nil {
+		return nil, "", fmt.Errorf("read alert: %w", err)
+	}
+	reason, _ = v[1].(string)
+	return a, reason, nil
+}
+
+// Callback records a provider's status for one delivery, moving its ledger
+// state only forward. It reports whether the state moved.
+func (q *Queue) Callback(ctx context.Context, id alert.ID, t alert.Target, msg alert.Message, st alert.State) (bool, error) {
+	f := t.Key()
+	if msg == alert.MessageRetraction {
+		f = "r|" + f
+	}
+	n, err := callbackCmd.Run(ctx, q.rdb, []string{q.k.ledger(id)}, f, string(st)).Int()
+	if err != nil {
+		return false, fmt.Errorf("callback: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Reserve paces sender at rate sends per second (across every gateway
+// instance sharing this Redis): it takes the sender's next slot and returns
+// how long to wait before using it.
+func (q *Queue) Reserve(ctx context.Context, sender string, rate float64) (time.Duration, error) {
+	if rate <= 0 {
+		return 0, nil
+	}
+	interval := int64(1e6 / rate)
+	wait, err := reserveCmd.Run(ctx, q.rdb, []string{q.k.pace(sender)}, q.opts.Now().UnixMicro(), interval, 1).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("pace %s: %w", sender, err)
+	}
+	return time.Duration(wait) * time.Microsecond, nil
+}

@@ -1,0 +1,328 @@
+package priority_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/internal/testenv"
+	"github.com/tocsin-alert/tocsin/priority"
+)
+
+func newQueue(t *testing.T, addr string, o priority.Options) *priority.Queue {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	return priority.New(rdb, o)
+}
+
+var seq atomic.Int64
+
+func newAlert(event string, sev alert.Severity, urg alert.Urgency) *alert.Alert {
+	n := seq.Add(1)
+	return &alert.Alert{
+		ID: alert.ID(fmt.Sprintf("a%d-%d", time.Now().UnixNano(), n)), Principal: "leitstelle",
+		Status: alert.StatusActual, MsgType: "Alert", Event: event, Severity: sev, Urgency: urg,
+		Zones: []string{"z1"}, Sent: time.Now(), Expires: time.Now().Add(time.Hour),
+		Priority: alert.PriorityOf(sev, urg),
+	}
+}
+
+func sirens(n int) []alert.Target {
+	ts := make([]alert.Target, n)
+	for i := range ts {
+		ts[i] = alert.Target{Kind: alert.KindSiren, ID: fmt.Sprintf("s%05d", i)}
+	}
+	return ts
+}
+
+func TestDedupByIdempotencyKeyAndFingerprint(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t).Addr(), priority.Options{DedupWindow: 300 * time.Millisecond})
+
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	first, err := q.Enqueue(ctx, priority.Plan{Alert: a, IdempotencyKey: "k1", Targets: sirens(2)})
+	if err != nil || first.Duplicate || first.ID != a.ID {
+		t.Fatalf("Enqueue(first) = %+v, %v; want new %s", first, err, a.ID)
+	}
+	// Same key, same principal, different event: a duplicate by key.
+	b := newAlert("flood", alert.SeverityMinor, alert.UrgencyFuture)
+	got, err := q.Enqueue(ctx, priority.Plan{Alert: b, IdempotencyKey: "k1", Targets: sirens(2)})
+	if err != nil || !got.Duplicate || got.ID != a.ID {
+		t.Fatalf("Enqueue(same key) = %+v, %v; want duplicate of %s", got, err, a.ID)
+	}
+	// Same key from another principal is a new alert.
+	c := newAlert("storm", alert.SeverityMinor, alert.UrgencyFuture)
+	c.Principal = "other"
+	got, err = q.Enqueue(ctx, priority.Plan{Alert: c, IdempotencyKey: "k1", Targets: sirens(1)})
+	if err != nil || got.Duplicate {
+		t.Fatalf("Enqueue(key of another principal) = %+v, %v; want new", got, err)
+	}
+
+	// Fingerprint: 52 triggers of one event become one alert.
+	var ids = map[alert.ID]int{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range 52 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := newAlert("amok", alert.SeverityExtreme, alert.UrgencyImmediate)
+			x.ID = alert.ID(fmt.Sprintf("burst-%d", i))
+			got, err := q.Enqueue(ctx, priority.Plan{Alert: x, Fingerprint: priority.Fingerprint(x), Targets: sirens(3)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			ids[got.ID]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(ids) != 1 {
+		t.Fatalf("52 identical triggers made %d alerts, want 1: %v", len(ids), ids)
+	}
+	// After the window the same fingerprint is a new alert.
+	time.Sleep(400 * time.Millisecond)
+	x := newAlert("amok", alert.SeverityExtreme, alert.UrgencyImmediate)
+	got, err = q.Enqueue(ctx, priority.Plan{Alert: x, Fingerprint: priority.Fingerprint(x), Targets: sirens(3)})
+	if err != nil || got.Duplicate {
+		t.Fatalf("Enqueue(after window) = %+v, %v; want new", got, err)
+	}
+}
+
+func TestStrictPriorityBehindTenThousandJobs(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t).Addr(), priority.Options{BatchSize: 1})
+
+	low := newAlert("bulk info", alert.SeverityMinor, alert.UrgencyFuture)
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: low, Targets: sirens(10000)}); err != nil {
+		t.Fatal(err)
+	}
+	high := newAlert("amok", alert.SeverityExtreme, alert.UrgencyImmediate)
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: high, Targets: sirens(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := q.Depth(ctx, alert.KindSiren); d != 10001 {
+		t.Fatalf("Depth = %d, want 10001", d)
+	}
+	j, err := q.Claim(ctx, alert.KindSiren)
+	if err != nil || j == nil || j.AlertID != high.ID {
+		t.Fatalf("Claim = %+v, %v; want the life-safety alert %s first", j, err, high.ID)
+	}
+	if err := q.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	// A retraction outranks everything, even life-safety alerts queued before it.
+	high2 := newAlert("amok 2", alert.SeverityExtreme, alert.UrgencyImmediate)
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: high2, Targets: sirens(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Retract(ctx, high.ID, "false_alarm", ""); err != nil {
+		t.Fatal(err)
+	}
+	j, err = q.Claim(ctx, alert.KindSiren)
+	if err != nil || j == nil || j.AlertID != high.ID || j.Message() != alert.MessageRetraction {
+		t.Fatalf("Claim = %+v, %v; want the retraction of %s", j, err, high.ID)
+	}
+	j, _ = q.Claim(ctx, alert.KindSiren)
+	if j == nil || j.AlertID != high2.ID {
+		t.Fatalf("Claim = %+v; want %s next", j, high2.ID)
+	}
+	j, _ = q.Claim(ctx, alert.KindSiren)
+	if j == nil || j.AlertID != low.ID || j.Targets[0] != "s00000" {
+		t.Fatalf("Claim = %+v; want the oldest bulk job", j)
+	}
+}
+
+func TestExpiredLeaseIsReclaimedByAnotherInstance(t *testing.T) {
+	ctx := context.Background()
+	addr := testenv.Redis(t).Addr()
+	opts := priority.Options{Lease: time.Second}
+	crashed, survivor := newQueue(t, addr, opts), newQueue(t, addr, opts)
+
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	if _, err := crashed.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(3)}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := crashed.Claim(ctx, alert.KindSiren)
+	if err != nil || j == nil {
+		t.Fatalf("Claim = %v, %v", j, err)
+	}
+	// The first instance dies here without finishing. The survivor only waits
+	// (blocking read) and claims; it must get the job within 5 s.
+	start := time.Now()
+	var got *priority.Job
+	for got == nil && time.Since(start) < 5*time.Second {
+		if got, err = survivor.Claim(ctx, alert.KindSiren); err != nil {
+			t.Fatal(err)
+		}
+		if got == nil {
+			survivor.Wait(ctx, alert.KindSiren, time.Second)
+		}
+	}
+	if got == nil || got.ID != j.ID {
+		t.Fatalf("survivor claimed %+v within 5s, want %s", got, j.ID)
+	}
+	t.Logf("reclaimed after %v (lease %v)", time.Since(start), opts.Lease)
+	// While held and extended, the lease is not reclaimed.
+	if ok, err := survivor.Extend(ctx, got); !ok || err != nil {
+		t.Fatalf("Extend = %v, %v; want true", ok, err)
+	}
+	if again, _ := crashed.Claim(ctx, alert.KindSiren); again != nil {
+		t.Fatalf("Claim while leased = %+v, want nothing", again)
+	}
+}
+
+// TestFenceAgainstConcurrentClaims retracts an alert while four workers claim
+// and finish its jobs as fast as they can. After Retract returns no original job
+// is claimed; every target some worker claimed gets a retraction, and every
+// other target is cancelled.
+func TestFenceAgainstConcurrentClaims(t *testing.T) {
+	ctx := context.Background()
+	addr := testenv.Redis(t, true).Addr()
+	o := priority.Options{BatchSize: 1}
+	q := newQueue(t, addr, o)
+	a := newAlert("amok", alert.SeverityExtreme, alert.UrgencyImmediate)
+	const n = 400
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(n)}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		claimed   = map[string]bool{}
+		retracted bool
+		late      []string
+		retractWg sync.WaitGroup
+	)
+	retractWg.Add(1)
+	go func() {
+		defer retractWg.Done()
+		time.Sleep(20 * time.Millisecond)
+		if _, err := q.Retract(ctx, a.ID, "false_alarm", "test"); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		retracted = true
+		mu.Unlock()
+	}()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := newQueue(t, addr, o)
+			for {
+				mu.Lock()
+				wasRetracted := retracted
+				mu.Unlock()
+				j, err := w.Claim(ctx, alert.KindSiren)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if j == nil {
+					return
+				}
+				if j.Message() == alert.MessageRetraction {
+					w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered})
+					continue
+				}
+				mu.Lock()
+				claimed[j.Targets[0]] = true
+				if wasRetracted {
+					late = append(late, j.ID)
+				}
+				mu.Unlock()
+				w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered})
+			}
+		}()
+	}
+	wg.Wait()
+	retractWg.Wait()
+	if len(late) > 0 {
+		t.Fatalf("%d original jobs claimed after Retract returned: %v", len(late), late)
+	}
+	st, err := q.Status(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range st.Deliveries {
+		switch {
+		case claimed[d.Target.ID] && (d.State != alert.StateDelivered || d.Retraction != alert.StateDelivered):
+			t.Errorf("claimed %s: state %s retraction %q; want delivered, delivered", d.Target.ID, d.State, d.Retraction)
+		case !claimed[d.Target.ID] && (d.State != alert.StateCancelled || d.Retraction != ""):
+			t.Errorf("unclaimed %s: state %s retraction %q; want cancelled, none", d.Target.ID, d.State, d.Retraction)
+		}
+	}
+	c := st.Counts[alert.KindSiren]
+	if st.State != "retracted" || c.Summary != fmt.Sprintf("%d/%d", len(claimed), len(claimed)) {
+		t.Fatalf("status %s, retracted %q; want retracted %d/%d", st.State, c.Summary, len(claimed), len(claimed))
+	}
+	if len(claimed) == 0 || len(claimed) == n {
+		t.Logf("the retraction landed at an edge (%d of %d claimed); the test still holds", len(claimed), n)
+	}
+}
+
+func TestRetractUnknownAndTwice(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	if _, err := q.Retract(ctx, "nope", "false_alarm", ""); err != priority.ErrNotFound {
+		t.Fatalf("Retract(unknown) = %v, want ErrNotFound", err)
+	}
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(2)})
+	if _, err := q.Retract(ctx, a.ID, "false_alarm", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Retract(ctx, a.ID, "false_alarm", ""); err != priority.ErrRetracted {
+		t.Fatalf("Retract(twice) = %v, want ErrRetracted", err)
+	}
+	// Never attempted: nothing owed, all cancelled.
+	st, _ := q.Status(ctx, a.ID)
+	if c := st.Counts[alert.KindSiren]; c.Cancelled != 2 || c.Summary != "0/0" {
+		t.Fatalf("counts = %+v; want 2 cancelled, retracted 0/0", c)
+	}
+	if j, _ := q.Claim(ctx, alert.KindSiren); j != nil {
+		t.Fatalf("Claim after retract = %+v, want nothing", j)
+	}
+}
+
+func TestCrashedWorkerOfFencedAlertOwesRetraction(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{Lease: 500 * time.Millisecond})
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(2)})
+	if j, _ := q.Claim(ctx, alert.KindSiren); j == nil {
+		t.Fatal("no job")
+	}
+	// The worker dies mid-send; then the alert is retracted.
+	q.Retract(ctx, a.ID, "false_alarm", "")
+	time.Sleep(600 * time.Millisecond)
+	j, err := q.Claim(ctx, alert.KindSiren)
+	if err != nil || j == nil || j.Message() != alert.MessageRetraction || len(j.Targets) != 2 {
+		t.Fatalf("Claim = %+v, %v; want the retraction of both in-flight sirens", j, err)
+	}
+}
+
+func TestExpiredJobIsNotHandedOut(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	a.Expires = time.Now().Add(-time.Second)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(2)})
+	if j, _ := q.Claim(ctx, alert.KindSiren); j != nil {
+		t.Fatalf("Claim = %+v, want nothing (expired)", j)
+	}
+	st, _ := q.Status(ctx, a.ID)
+	if c := st.Counts[alert.KindSiren]; c.Expired != 2 {
+		t.Fatalf("counts = %+v, want 2 expired", c)
+	}
+}

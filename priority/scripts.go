@@ -1,0 +1,313 @@
+package priority
+
+import "github.com/redis/go-redis/v9"
+
+// lua is the prelude shared by the scripts that put jobs on lanes.
+//
+// A job is JSON: {id, a: alert id, k: kind, m: "a" (the alert) or "r" (its
+// retraction), p: priority 0..10, q: lane sequence, t: [target ids], x: expiry ms}.
+// Its score on the ready set is (10 - p) * 1e13 + q: ZPOPMIN takes the highest
+// priority first and, inside a priority, the oldest.
+const lua = `
+local function lane(prefix, kind)
+  local p = prefix .. ':{lane:' .. kind .. '}'
+  return p .. ':ready', p .. ':jobs', p .. ':wake', p .. ':seq'
+end
+
+local function ledger_key(prefix, id)
+  return prefix .. ':{a:' .. id .. '}:l'
+end
+
+local function push_job(prefix, job)
+  local ready, jobs, wake, seq = lane(prefix, job.k)
+  job.q = redis.call('INCR', seq)
+  job.id = job.a .. ':' .. job.m .. ':' .. job.k .. ':' .. job.q
+  redis.call('HSET', jobs, job.id, cjson.encode(job))
+  redis.call('ZADD', ready, (10 - job.p) * 1e13 + job.q, job.id)
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, 63)
+end
+
+-- push_retractions queues retraction jobs (priority 10) for targets grouped by
+-- kind, marking each target's retraction queued in the ledger.
+local function push_retractions(prefix, id, by_kind, batch, expires)
+  local n = 0
+  local ledger = ledger_key(prefix, id)
+  for kind, targets in pairs(by_kind) do
+    for i = 1, #targets, batch do
+      local t = {}
+      for j = i, math.min(i + batch - 1, #targets) do
+        t[#t + 1] = targets[j]
+        redis.call('HSET', ledger, 'r|' .. kind .. '/' .. targets[j], 'queued')
+      end
+      push_job(prefix, {a = id, k = kind, m = 'r', p = 10, t = t, x = expires})
+      n = n + #t
+    end
+  end
+  return n
+end
+
+local function attempted(st)
+  return st == 'in_flight' or st == 'sent' or st == 'delivered' or st == 'failed'
+end
+`
+
+// enqueueCmd deduplicates an alert and, if it is new, stores it with its ledger
+// and puts its jobs on their lanes, all in one step.
+//
+// KEYS[1] idempotency dedup key   KEYS[2] fingerprint dedup key
+// KEYS[3] alert hash              KEYS[4] ledger
+// KEYS[5] alerts index
+// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] alert JSON
+// ARGV[4] idempotency TTL ms (0: no key)  ARGV[5] fingerprint TTL ms (0: none)
+// ARGV[6] now ms       ARGV[7] keep-until ms (PEXPIREAT of the alert's keys)
+// ARGV[8] expires ms   ARGV[9] priority
+// ARGV[10] jobs JSON: [{k: kind, t: [target ids]}]
+// ARGV[11] index horizon ms: index entries created before it are dropped
+//
+// Returns {0, id} for a new alert, {1, existing id} for a duplicate.
+var enqueueCmd = redis.NewScript(lua + `
+if ARGV[4] ~= '0' then
+  local prev = redis.call('GET', KEYS[1])
+  if prev then return {1, prev} end
+end
+if ARGV[5] ~= '0' then
+  local prev = redis.call('GET', KEYS[2])
+  if prev then return {1, prev} end
+end
+local id = ARGV[2]
+if ARGV[4] ~= '0' then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
+if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
+redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8])
+local expires = tonumber(ARGV[8])
+local prio = tonumber(ARGV[9])
+local jobs = cjson.decode(ARGV[10])
+for _, j in ipairs(jobs) do
+  local args = {}
+  for _, t in ipairs(j.t) do
+    args[#args + 1] = j.k .. '/' .. t
+    args[#args + 1] = 'queued'
+  end
+  if #args > 0 then redis.call('HSET', KEYS[4], unpack(args)) end
+  push_job(ARGV[1], {a = id, k = j.k, m = 'a', p = prio, t = j.t, x = expires})
+end
+redis.call('PEXPIREAT', KEYS[3], ARGV[7])
+if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
+redis.call('ZADD', KEYS[5], ARGV[6], id)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
+return {0, id}
+`)
+
+// claimCmd first hands expired leases back to the ready set, then pops the
+// highest-priority job whose alert is not fenced, marks its targets in flight
+// and leases it. Jobs of a fenced (retracted) alert are never handed out: their
+// queued targets are cancelled, and targets a crashed worker left in flight are
+// treated as attempted and queued for retraction. Expired jobs are dropped and
+// their targets marked expired.
+//
+// KEYS[1] ready   KEYS[2] jobs   KEYS[3] leases
+// ARGV[1] key prefix   ARGV[2] now ms   ARGV[3] lease ms   ARGV[4] retraction batch
+// ARGV[5] retraction expiry ms
+//
+// Returns the job JSON, or false when the lane is empty.
+var claimCmd = redis.NewScript(lua + `
+local now = tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+for _, jid in ipairs(expired) do
+  redis.call('ZREM', KEYS[3], jid)
+  local raw = redis.call('HGET', KEYS[2], jid)
+  if raw then
+    local j = cjson.decode(raw)
+    redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
+  end
+end
+while true do
+  local top = redis.call('ZPOPMIN', KEYS[1])
+  if #top == 0 then return false end
+  local jid = top[1]
+  local raw = redis.call('HGET', KEYS[2], jid)
+  if raw then
+    local j = cjson.decode(raw)
+    local akey = ARGV[1] .. ':{a:' .. j.a .. '}'
+    local ledger = akey .. ':l'
+    local field = function(t) return j.k .. '/' .. t end
+    if j.m == 'r' then field = function(t) return 'r|' .. j.k .. '/' .. t end end
+    local fenced = j.m == 'a' and redis.call('HGET', akey, 'fence') == '1'
+    if fenced then
+      local retract = {}
+      for _, t in ipairs(j.t) do
+        local st = redis.call('HGET', ledger, field(t))
+        if st == 'in_flight' then
+          redis.call('HSET', ledger, field(t), 'failed')
+          retract[#retract + 1] = t
+        elseif st == 'queued' then
+          redis.call('HSET', ledger, field(t), 'cancelled')
+        end
+      end
+      if #retract > 0 then
+        push_retractions(ARGV[1], j.a, {[j.k] = retract}, tonumber(ARGV[4]), now + tonumber(ARGV[5]))
+      end
+      redis.call('HDEL', KEYS[2], jid)
+    elseif now >= j.x then
+      for _, t in ipairs(j.t) do
+        local st = redis.call('HGET', ledger, field(t))
+        if st == 'queued' or st == 'in_flight' then redis.call('HSET', ledger, field(t), 'expired') end
+      end
+      redis.call('HDEL', KEYS[2], jid)
+    else
+      for _, t in ipairs(j.t) do
+        local st = redis.call('HGET', ledger, field(t))
+        if st == 'queued' or st == 'in_flight' then redis.call('HSET', ledger, field(t), 'in_flight') end
+      end
+      redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), jid)
+      return raw
+    end
+  end
+end
+`)
+
+// finishCmd records a claimed job's outcomes and drops the job. If the alert
+// was fenced while the job was in flight, every target the job attempted gets a
+// retraction queued now, after its original attempt has ended.
+//
+// KEYS[1] jobs   KEYS[2] leases   KEYS[3] ready
+// ARGV[1] key prefix  ARGV[2] job id  ARGV[3] now ms  ARGV[4] retraction batch
+// ARGV[5] retraction expiry ms  ARGV[6..] target id, state pairs
+//
+// Returns the number of retractions queued, or -1 if the job was already gone.
+var finishCmd = redis.NewScript(lua + `
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+if not raw then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+local j = cjson.decode(raw)
+local akey = ARGV[1] .. ':{a:' .. j.a .. '}'
+local ledger = akey .. ':l'
+local pre = j.k .. '/'
+if j.m == 'r' then pre = 'r|' .. pre end
+local fenced = j.m == 'a' and redis.call('HGET', akey, 'fence') == '1'
+local retract = {}
+for i = 6, #ARGV, 2 do
+  local f = pre .. ARGV[i]
+  local cur = redis.call('HGET', ledger, f)
+  if cur == 'in_flight' or cur == 'queued' then
+    redis.call('HSET', ledger, f, ARGV[i + 1])
+  end
+  -- A target recorded early (progressCmd) may already have its retraction
+  -- queued by retractCmd; never queue a second one.
+  if fenced and attempted(ARGV[i + 1]) and redis.call('HEXISTS', ledger, 'r|' .. f) == 0 then
+    retract[#retract + 1] = ARGV[i]
+  end
+end
+if #retract > 0 then
+  return push_retractions(ARGV[1], j.a, {[j.k] = retract}, tonumber(ARGV[4]), tonumber(ARGV[3]) + tonumber(ARGV[5]))
+end
+return 0
+`)
+
+// retractCmd fences an alert: from now on none of its original jobs is claimed.
+// Queued targets are cancelled; targets whose attempt has ended (delivered or
+// failed) get their retraction queued at once; targets in flight get theirs when
+// their job finishes. The fenced id is published on the fence channel.
+//
+// KEYS[1] alert hash   KEYS[2] ledger
+// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] now ms   ARGV[4] reason
+// ARGV[5] note   ARGV[6] retraction batch   ARGV[7] retraction expiry ms
+// ARGV[8] fence channel
+//
+// Returns {status, queued}: status 1 fenced now, 0 already fenced, -1 unknown alert.
+var retractCmd = redis.NewScript(lua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+if redis.call('HGET', KEYS[1], 'fence') == '1' then return {0, 0} end
+redis.call('HSET', KEYS[1], 'fence', '1', 'reason', ARGV[4], 'note', ARGV[5], 'retracted', ARGV[3])
+local all = redis.call('HGETALL', KEYS[2])
+local by_kind = {}
+for i = 1, #all, 2 do
+  local f, st = all[i], all[i + 1]
+  if string.sub(f, 1, 2) ~= 'r|' then
+    if st == 'queued' then
+      redis.call('HSET', KEYS[2], f, 'cancelled')
+    elseif st == 'sent' or st == 'delivered' or st == 'failed' then
+      local slash = string.find(f, '/', 1, true)
+      local kind = string.sub(f, 1, slash - 1)
+      by_kind[kind] = by_kind[kind] or {}
+      table.insert(by_kind[kind], string.sub(f, slash + 1))
+    end
+  end
+end
+local n = push_retractions(ARGV[1], ARGV[2], by_kind, tonumber(ARGV[6]), tonumber(ARGV[3]) + tonumber(ARGV[7]))
+redis.call('PUBLISH', ARGV[8], ARGV[2])
+return {1, n}
+`)
+
+// releaseCmd hands a claimed job back to its lane at once (graceful shutdown).
+// Its targets stay in flight in the ledger: they may have been reached.
+//
+// KEYS[1] jobs   KEYS[2] leases   KEYS[3] ready   KEYS[4] wake
+// ARGV[1] job id
+var releaseCmd = redis.NewScript(`
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local j = cjson.decode(raw)
+redis.call('ZADD', KEYS[3], (10 - j.p) * 1e13 + j.q, ARGV[1])
+redis.call('LPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, 63)
+return 1
+`)
+
+// extendCmd pushes a lease deadline out, if the lease is still held.
+//
+// KEYS[1] leases   ARGV[1] job id   ARGV[2] new deadline ms
+// Returns 1 if extended, 0 if the lease was gone.
+var extendCmd = redis.NewScript(`
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+`)
+
+// progressCmd records one target's final outcome before its job finishes, so
+// the ledger shows an acked siren as delivered while others of its batch are
+// still being retried. It only moves a target that is in flight.
+//
+// KEYS[1] ledger   ARGV[1] field ("kind/id" or "r|kind/id")   ARGV[2] state
+// Returns 1 if recorded.
+var progressCmd = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'in_flight' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
+// callbackCmd moves a target's ledger state on a provider's status callback.
+// Callbacks come late, twice, or out of order, so a state only moves forward:
+// in_flight -> sent -> delivered | failed; final states stay.
+//
+// KEYS[1] ledger   ARGV[1] field ("kind/id" or "r|kind/id")   ARGV[2] state
+// Returns 1 if moved, 0 if not (unknown target, or not forward).
+var callbackCmd = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local rank = {queued = 0, in_flight = 1, sent = 2, delivered = 3, failed = 3, cancelled = 3, expired = 3}
+if (rank[ARGV[2]] or 0) <= (rank[cur] or 3) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
+// reserveCmd paces a sender with GCRA: it reserves the sender's next free
+// slot and returns how long the caller must wait before using it. A caller
+// that gives up wastes its slot (slower, never faster than the rate).
+//
+// KEYS[1] the sender's theoretical arrival time (µs)
+// ARGV[1] now µs   ARGV[2] interval µs (1e6 / rate)   ARGV[3] burst (slots that may be used at once)
+// Returns the wait in µs.
+var reserveCmd = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now - (tonumber(ARGV[3]) - 1) * interval
+if wait < 0 then wait = 0 end
+redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+return math.floor(wait)
+`)
