@@ -26,7 +26,7 @@ type BreakerOptions struct {
 // Breaker returns a decorator that keeps one circuit breaker per target, or
 // per provider endpoint when Key says so. While a breaker is open, Deliver returns a DelayError wrapping ErrParked,
 // so Retry waits and tries again: an open breaker delays a delivery, it never
-// fails it. Permanent errors and cancellations do not count against a breaker.
+// fails it. Permanent errors, cancellations and ErrNoFallback do not count against a breaker.
 func Breaker(o BreakerOptions) Decorator {
 	if o.Failures == 0 {
 		o.Failures = 5
@@ -57,7 +57,7 @@ func (b *breaker) get(key string) *gobreaker.CircuitBreaker[struct{}] {
 			Timeout:     b.o.Open,
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.o.Failures },
 			IsExcluded: func(err error) bool {
-				return IsPermanent(err) || errors.Is(err, context.Canceled) || errors.Is(err, ErrFenced)
+				return IsPermanent(err) || errors.Is(err, context.Canceled) || errors.Is(err, ErrFenced) || errors.Is(err, ErrNoFallback)
 			},
 			OnStateChange: func(name string, from, to gobreaker.State) {
 				if b.o.OnStateChange != nil {

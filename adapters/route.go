@@ -82,13 +82,20 @@ func Pace(r Reserver, route func(alert.Delivery) Route) Decorator {
 	}
 }
 
+// ErrNoFallback is returned by a fallback adapter that has no second route
+// for a delivery's target (a PA zone without a fallback controller).
+var ErrNoFallback = errors.New("no fallback route for this target")
+
 // Failover returns an adapter that uses primary, and fallback while the
-// primary's breaker is open (primary returns ErrParked).
+// primary's breaker is open (primary returns ErrParked). Where the fallback
+// has no route for the target, the delivery stays parked.
 func Failover(primary, fallback Adapter) Adapter {
 	return Func(func(ctx context.Context, d alert.Delivery) error {
 		err := primary.Deliver(ctx, d)
 		if errors.Is(err, ErrParked) {
-			return fallback.Deliver(ctx, d)
+			if ferr := fallback.Deliver(ctx, d); !errors.Is(ferr, ErrNoFallback) {
+				return ferr
+			}
 		}
 		return err
 	})

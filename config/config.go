@@ -35,6 +35,10 @@ type Config struct {
 	// Contacts are the people told by SMS and voice, in groups per zone.
 	Contacts []ContactGroup `yaml:"contacts"`
 	Twilio   Twilio         `yaml:"twilio"`
+	// PA are the public-address controllers and the PA zones they play in.
+	PA PA `yaml:"pa"`
+	// Dispatch are the dispatch centres alerts are forwarded to as CAP 1.2.
+	Dispatch Dispatch `yaml:"dispatch"`
 	// PublicURL is where this gateway is reachable from outside (Twilio's
 	// status callbacks), e.g. https://tocsin.example.org.
 	PublicURL string `yaml:"public_url"`
@@ -407,6 +411,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 		}
 	}
 	c.validateRecipients(&v, zones)
+	c.validateEndpoints(&v, zones)
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {
 			v.add("time_zone", "unknown time zone (use an IANA name such as Europe/Berlin)")

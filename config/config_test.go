@@ -65,6 +65,10 @@ func TestProblemsNameLineAndField(t *testing.T) {
 			[]string{"line 4: principals[0].kind", "line 7: principals[0].scopes.zones[0]", "line 8: principals[0].scopes.channels[0]", "line 9: principals[0].scopes.max_severity", "line 10: principals[0].scopes.statuses[0]"}},
 		{"shared key", "principals:\n  - {id: a, kind: dispatch, key_sha256: " + keyHash + "}\n  - {id: b, kind: dispatch, key_sha256: " + keyHash + "}\n", []string{"line 3: principals[1].key_sha256: same API key as principal \"a\""}},
 		{"lease out of range", "queue:\n  lease: 10m\n", []string{"line 2: queue.lease: must be between"}},
+		{"PA zone with unknown controller and bad language", "zones: [{id: a}]\npa:\n  controllers:\n    - {id: c1, url: 'ftp://x'}\n  zones:\n    - {id: hall, zone: a, controller: c9, language: fr}\n",
+			[]string{"line 4: pa.controllers[0].url: must be an http(s) URL", "line 6: pa.zones[0].controller: controller \"c9\" is not defined", "line 6: pa.zones[0].language: no texts in \"fr\""}},
+		{"dispatch centre without key, sender or zones", "zones: [{id: a}]\ndispatch:\n  centres:\n    - id: ils\n      url: https://ils.example/cap\n      zones: [b]\n",
+			[]string{"dispatch.sender: required", "line 6: dispatch.centres[0].zones[0]: zone \"b\"", "line 4: dispatch.centres[0].hmac_key_env: required"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,17 @@
 package gateway
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/twilio/twilio-go/client"
 
+	"github.com/tocsin-alert/tocsin/adapters/dispatch"
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/cap"
 )
 
 // twilioStates maps Twilio's message and call statuses to ledger states.
@@ -56,6 +61,55 @@ func (g *Gateway) twilioCallback(w http.ResponseWriter, r *http.Request) {
 	if _, err := g.q.Callback(r.Context(), id, t, msg, st); err != nil {
 		writeProblem(w, unavailable(err.Error())) // Twilio retries callbacks on 5xx
 		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// capAck takes a dispatch centre's CAP Ack: signed like what Tocsin sends
+// (X-Tocsin-Timestamp, X-Tocsin-Signature, the centre's key), msgType Ack,
+// referencing messages Tocsin sent that centre. Each referenced delivery
+// moves to delivered; repeats are harmless.
+func (g *Gateway) capAck(w http.ResponseWriter, r *http.Request) {
+	centre := r.PathValue("centre")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cap.MaxSize))
+	if err != nil {
+		writeProblem(w, &Problem{Type: "urn:tocsin:problem:too-large", Title: "Body too large", Status: http.StatusRequestEntityTooLarge})
+		return
+	}
+	key, ok := g.dispatchKeys[centre]
+	if !ok {
+		writeProblem(w, notFound("no dispatch centre "+centre))
+		return
+	}
+	if err := dispatch.Verify(key, r.Header, body, time.Now()); err != nil {
+		g.log.Warn().Str("centre", centre).Str("remote", r.RemoteAddr).Err(err).Msg("CAP Ack with a bad signature refused")
+		writeProblem(w, forbidden("", err.Error()))
+		return
+	}
+	doc, err := cap.Decode(bytes.NewReader(body))
+	if err != nil {
+		writeProblem(w, badRequest("alert", err.Error()))
+		return
+	}
+	if doc.MsgType != "Ack" {
+		writeProblem(w, badRequest("msgType", "must be Ack: a dispatch centre acknowledges here, it sends alerts to POST /v1/alerts"))
+		return
+	}
+	refs, err := cap.ParseReferences(doc.References)
+	if err != nil || len(refs) == 0 {
+		writeProblem(w, badRequest("references", "must name the acknowledged message as sender,identifier,sent"))
+		return
+	}
+	for _, ref := range refs {
+		id, t, msg, err := alert.ParseDeliveryID(strings.TrimSuffix(ref.Identifier, dispatch.AllClearSuffix))
+		if ref.Sender != g.cfg.Dispatch.Sender || err != nil || t.Kind != alert.KindDispatch || t.ID != centre {
+			writeProblem(w, badRequest("references", "references "+ref.Identifier+", which Tocsin did not send to "+centre))
+			return
+		}
+		if _, err := g.q.Callback(r.Context(), id, t, msg, alert.StateDelivered); err != nil {
+			writeProblem(w, unavailable(err.Error()))
+			return
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

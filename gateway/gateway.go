@@ -45,6 +45,9 @@ type Gateway struct {
 	contacts     map[string][]config.ContactGroup // by zone
 	recipients   map[string]adapters.Recipient    // by target id
 	twilioTokens map[string]string                // account SID -> auth token
+	paZones      map[string][]config.PAZone       // by zone
+	centres      map[string][]config.DispatchCentre
+	dispatchKeys map[string][]byte // centre -> HMAC key
 
 	fenceMu sync.Mutex
 	inFence map[alert.ID]map[*int]context.CancelCauseFunc
@@ -64,6 +67,8 @@ type Options struct {
 	Fallbacks map[alert.Kind]adapters.Adapter
 	// TwilioTokens maps account SIDs to auth tokens, for checking callbacks.
 	TwilioTokens map[string]string
+	// DispatchKeys are the dispatch centres' HMAC keys, for checking CAP Acks.
+	DispatchKeys map[string][]byte
 	// Retry tunes the retry decorator.
 	Retry adapters.RetryOptions
 	// Breaker tunes the breakers; its OnStateChange is set by New.
@@ -130,6 +135,15 @@ func New(o Options) *Gateway {
 		}
 	}
 	g.twilioTokens = o.TwilioTokens
+	g.paZones, g.centres, g.dispatchKeys = map[string][]config.PAZone{}, map[string][]config.DispatchCentre{}, o.DispatchKeys
+	for _, z := range o.Config.PA.Zones {
+		g.paZones[z.Zone] = append(g.paZones[z.Zone], z)
+	}
+	for _, c := range o.Config.Dispatch.Centres {
+		for _, z := range c.Zones {
+			g.centres[z] = append(g.centres[z], c)
+		}
+	}
 	return g
 }
 
@@ -169,11 +183,12 @@ func newID(now time.Time) alert.ID {
 	return alert.ID(fmt.Sprintf("%011x-%s", now.UnixMilli(), strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))))
 }
 
-// route turns an alert into its targets: for each zone, every siren and every
-// person of the zone's contact groups by SMS and voice, as far as the alert's
-// channel kinds ask. A test or exercise alert reaches only sirens and groups
-// that take drills. A phone number is reached once per kind, however many
-// groups list it.
+// route turns an alert into its targets: for each zone, every siren, PA zone
+// and dispatch centre covering it, and every person of the zone's contact
+// groups by SMS and voice, as far as the alert's channel kinds ask. A test or
+// exercise alert reaches only targets that take drills. A phone number is
+// reached once per kind, however many groups list it; a dispatch centre once,
+// however many of its zones the alert names.
 func (g *Gateway) route(a *alert.Alert) []alert.Target {
 	var ts []alert.Target
 	wants := func(k alert.Kind) bool { return slices.Contains(a.Channels, k) }
@@ -189,6 +204,20 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target {
 			for _, s := range g.sirens[z] {
 				if !a.Status.IsDrill() || s.Drills {
 					add(alert.KindSiren, s.ID, s.ID)
+				}
+			}
+		}
+		if wants(alert.KindPA) {
+			for _, pz := range g.paZones[z] {
+				if !a.Status.IsDrill() || pz.Drills {
+					add(alert.KindPA, pz.ID, pz.ID)
+				}
+			}
+		}
+		if wants(alert.KindDispatch) {
+			for _, c := range g.centres[z] {
+				if !a.Status.IsDrill() || c.Drills {
+					add(alert.KindDispatch, c.ID, c.ID) // once, however many of its zones are hit
 				}
 			}
 		}
@@ -228,6 +257,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/alerts/{id}/deliveries", g.handle(g.getDeliveries))
 	mux.HandleFunc("POST /v1/alerts/{id}/retract", g.handle(g.retract))
 	mux.HandleFunc("POST /v1/callbacks/twilio/{delivery}", g.twilioCallback)
+	mux.HandleFunc("POST /v1/callbacks/cap/{centre}", g.capAck)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.Handle("GET /metrics", g.metricsHandler())

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -11,6 +14,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/adapters/dispatch"
+	"github.com/tocsin-alert/tocsin/adapters/mqttcmd"
+	"github.com/tocsin-alert/tocsin/adapters/pa"
 	"github.com/tocsin-alert/tocsin/adapters/siren"
 	"github.com/tocsin-alert/tocsin/adapters/sms"
 	"github.com/tocsin-alert/tocsin/adapters/twilioapi"
@@ -37,29 +43,48 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		Lease: cfg.Queue.Lease, BatchSize: cfg.Queue.BatchSize,
 	})
 	ads := map[alert.Kind]adapters.Adapter{}
+	fallbacks := map[alert.Kind]adapters.Adapter{}
 	var ready func(context.Context) error
-	if a, ok := override[alert.KindSiren]; ok {
-		ads[alert.KindSiren] = a
-	} else {
-		sn, err := siren.New(siren.Config{
+	fail := func(err error) (*Gateway, error) {
+		closeAll(closers)
+		return nil, err
+	}
+	// One MQTT connection carries sirens and MQTT PA controllers.
+	_, sirenOver := override[alert.KindSiren]
+	if !sirenOver || cfg.PA.UsesMQTT() {
+		conn, err := mqttcmd.New(mqttcmd.Config{
 			Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username,
 			Password: os.Getenv(cfg.MQTT.PasswordEnv), TopicPrefix: cfg.MQTT.TopicPrefix, AckTimeout: cfg.Siren.AckTimeout,
+			Kinds: []string{"siren", "pa"},
 		}, log)
 		if err != nil {
-			closeAll(closers)
-			return nil, err
+			return fail(err)
 		}
-		ads[alert.KindSiren] = sn
-		closers = append(closers, sn.Close)
+		closers = append(closers, conn.Close)
 		ready = func(context.Context) error {
-			if !sn.Connected() {
+			if !conn.Connected() {
 				return errors.New("MQTT broker not connected")
 			}
 			return nil
 		}
+		ads[alert.KindSiren] = siren.New(conn)
+		if len(cfg.PA.Zones) > 0 {
+			p := openPA(cfg, conn)
+			ads[alert.KindPA] = p
+			if cfg.PA.HasFallbacks() {
+				fallbacks[alert.KindPA] = p.Fallback()
+			}
+		}
+	}
+	dispatchKeys := map[string][]byte{}
+	if len(cfg.Dispatch.Centres) > 0 {
+		d, keys, err := openDispatch(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		ads[alert.KindDispatch], dispatchKeys = d, keys
 	}
 	var gw *Gateway
-	fallbacks := map[alert.Kind]adapters.Adapter{}
 	tokens := map[string]string{}
 	if cfg.Twilio.Primary != "" {
 		// The recipients are the gateway's; gw is set below, before any delivery.
@@ -82,8 +107,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 				n, err := sms.New(sms.Config{Account: acct.ID, Twilio: tw, From: acct.SMS.From, MessagingServiceSID: acct.SMS.MessagingServiceSID,
 					Rate: acct.SMS.Rate, CallbackURL: cb, Recipients: lookup, Location: loc})
 				if err != nil {
-					closeAll(closers)
-					return nil, err
+					return fail(err)
 				}
 				if _, over := override[alert.KindSMS]; !over {
 					set[alert.KindSMS] = n
@@ -93,8 +117,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 				n, err := voice.New(voice.Config{Account: acct.ID, Twilio: tw, From: acct.Voice.From, Rate: acct.Voice.Rate,
 					Voice: acct.Voice.Voice, Repeat: acct.Voice.Repeat, CallbackURL: cb, Recipients: lookup, Location: loc, Log: log})
 				if err != nil {
-					closeAll(closers)
-					return nil, err
+					return fail(err)
 				}
 				if _, over := override[alert.KindVoice]; !over {
 					set[alert.KindVoice] = n
@@ -106,13 +129,77 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		ads[k] = a
 	}
 	gw = New(Options{
-		Config: cfg, Queue: q, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens,
+		Config: cfg, Queue: q, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
 		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
 	})
 	gw.Ready = ready
 	gw.closers = closers
 	return gw, nil
+}
+
+// openPA builds the PA adapter from the configuration.
+func openPA(cfg *config.Config, conn *mqttcmd.Client) *pa.Notifier {
+	pc := pa.Config{Controllers: map[string]pa.Controller{}, Zones: map[string]pa.Zone{}, MQTT: conn, Location: cfg.Location()}
+	for _, c := range cfg.PA.Controllers {
+		pc.Controllers[c.ID] = pa.Controller{ID: c.ID, URL: c.URL, Token: os.Getenv(c.TokenEnv)}
+	}
+	for _, z := range cfg.PA.Zones {
+		pc.Zones[z.ID] = pa.Zone{ID: z.ID, Controller: z.Controller, Fallback: z.Fallback, Language: z.Language, Repeat: z.Repeat}
+	}
+	return pa.New(pc)
+}
+
+// openDispatch builds the dispatch adapter: each centre's HMAC key from its
+// environment variable, and its TLS client from its files.
+func openDispatch(cfg *config.Config) (*dispatch.Notifier, map[string][]byte, error) {
+	dc := dispatch.Config{Sender: cfg.Dispatch.Sender, Centres: map[string]dispatch.Centre{}, ZoneNames: map[string]string{}, Location: cfg.Location()}
+	for _, z := range cfg.Zones {
+		if z.Name != "" {
+			dc.ZoneNames[z.ID] = z.Name
+		}
+	}
+	keys := map[string][]byte{}
+	for _, c := range cfg.Dispatch.Centres {
+		key := os.Getenv(c.HMACKeyEnv)
+		if len(key) < 16 {
+			return nil, nil, fmt.Errorf("dispatch centre %q: environment variable %s must hold the shared HMAC key (16 characters or more)", c.ID, c.HMACKeyEnv)
+		}
+		centre := dispatch.Centre{ID: c.ID, URL: c.URL, Key: []byte(key)}
+		if c.TLS != nil {
+			tc, err := tlsClient(c.TLS)
+			if err != nil {
+				return nil, nil, fmt.Errorf("dispatch centre %q: tls: %w", c.ID, err)
+			}
+			centre.TLS = tc
+		}
+		dc.Centres[c.ID], keys[c.ID] = centre, []byte(key)
+	}
+	return dispatch.New(dc), keys, nil
+}
+
+// tlsClient is a TLS client configuration from PEM files: a client
+// certificate for mTLS, and the CA that signs the server's certificate.
+func tlsClient(f *config.TLSFiles) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.CertFile != "" {
+		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	if f.CAFile != "" {
+		pem, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", f.CAFile)
+		}
+	}
+	return tc, nil
 }
 
 func closeAll(fs []func()) {

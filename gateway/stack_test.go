@@ -48,7 +48,7 @@ principals:
   - id: leitstelle
     kind: dispatch
     key_sha256: %s
-    scopes: {zones: ["*"], channels: [siren, sms, voice], retract: true}
+    scopes: {zones: ["*"], channels: [siren, pa, sms, voice, dispatch], retract: true}
   - id: operator
     kind: operator
     key_sha256: %s
@@ -79,6 +79,42 @@ type stackOptions struct {
 	twilio   *loadtest.Twilio
 	fallback *loadtest.Twilio
 	rate     float64 // per sender, sends/s (default 1000)
+
+	// pa adds PA zones in school: "hall" on HTTP controller "pa-main" (with
+	// "pa-spare" as fallback) and "gym" on MQTT controller "pa-mqtt".
+	pa *loadtest.PA
+	// dispatch adds the dispatch centre "ils" covering both zones; its CAP
+	// Acks go to the gateway's public URL.
+	dispatch *loadtest.Dispatch
+	// publicPort, if set, is the port of the gateway's public_url.
+	publicPort int
+}
+
+const dispatchHMAC = "ils-shared-hmac-key-0000001"
+
+// endpointsConfig is the YAML for PA and dispatch centres.
+func endpointsConfig(t testing.TB, o stackOptions) string {
+	var b strings.Builder
+	if o.pa != nil {
+		fmt.Fprintf(&b, `pa:
+  controllers:
+    - {id: pa-main, url: %q}
+    - {id: pa-spare, url: %q}
+    - {id: pa-mqtt, mqtt: true}
+  zones:
+    - {id: hall, zone: school, controller: pa-main, fallback: pa-spare, repeat: 3}
+    - {id: gym, zone: school, controller: pa-mqtt, language: en}
+`, o.pa.URL("pa-main"), o.pa.URL("pa-spare"))
+	}
+	if o.dispatch != nil {
+		t.Setenv("TOCSIN_TEST_ILS_HMAC", dispatchHMAC)
+		fmt.Fprintf(&b, `dispatch:
+  sender: tocsin@test.invalid
+  centres:
+    - {id: ils, zones: [school, townhall], url: %q, hmac_key_env: TOCSIN_TEST_ILS_HMAC}
+`, o.dispatch.URL("ils"))
+	}
+	return b.String()
 }
 
 const (
@@ -178,13 +214,24 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	h := func(k string) string { return hex.EncodeToString(config.HashKey(k)) }
 	yml := fmt.Sprintf(stackConfig, o.redis.Addr(), testenv.MQTTURL(o.broker), o.clientID, o.lease, o.batch, o.workers,
 		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
-	publicPort := 0
+	publicPort := o.publicPort
 	if o.phones > 0 {
 		if o.rate == 0 {
 			o.rate = 1000
 		}
-		publicPort = testenv.FreePort(t)
+		if publicPort == 0 {
+			publicPort = testenv.FreePort(t)
+		}
 		yml += phonesConfig(t, o, fmt.Sprintf("http://127.0.0.1:%d", publicPort))
+	}
+	if o.pa != nil || o.dispatch != nil {
+		if o.phones == 0 {
+			if publicPort == 0 {
+				publicPort = testenv.FreePort(t)
+			}
+			yml += fmt.Sprintf("public_url: http://127.0.0.1:%d\n", publicPort)
+		}
+		yml += endpointsConfig(t, o)
 	}
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {

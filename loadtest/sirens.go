@@ -31,13 +31,17 @@ type Received struct {
 	Acked bool
 	// Repeat says the siren had already seen this delivery id.
 	Repeat bool
+	// Payload is the command as received (a PA command for Kind "pa").
+	Payload []byte
 }
 
 // FleetOptions configure a simulated siren fleet.
 type FleetOptions struct {
 	Broker      string
 	TopicPrefix string // "tocsin/v1"
-	IDs         []string
+	// Kind is the device kind in the topics: "siren" (default) or "pa".
+	Kind string
+	IDs  []string
 	// Latency before each ack.
 	Latency time.Duration
 	// DropRate is the chance (0..1) that a siren ignores a command without acking.
@@ -48,7 +52,7 @@ type FleetOptions struct {
 	OnCommand func(Received)
 }
 
-// Fleet is a set of siren controllers, each a real MQTT client with a stable
+// Fleet is a set of siren (or MQTT PA) controllers, each a real MQTT client with a stable
 // client id and a persistent session, that ack the commands they receive.
 type Fleet struct {
 	o       FleetOptions
@@ -64,6 +68,9 @@ type Fleet struct {
 func StartFleet(o FleetOptions) (*Fleet, error) {
 	if o.TopicPrefix == "" {
 		o.TopicPrefix = "tocsin/v1"
+	}
+	if o.Kind == "" {
+		o.Kind = "siren"
 	}
 	f := &Fleet{o: o, seen: map[string]bool{}, offline: map[string]bool{}}
 	for _, id := range o.Offline {
@@ -82,15 +89,15 @@ func StartFleet(o FleetOptions) (*Fleet, error) {
 }
 
 func (f *Fleet) connect(id string) mqtt.Client {
-	cmdTopic := f.o.TopicPrefix + "/siren/" + id + "/cmd"
-	ackTopic := f.o.TopicPrefix + "/siren/" + id + "/ack"
+	cmdTopic := f.o.TopicPrefix + "/" + f.o.Kind + "/" + id + "/cmd"
+	ackTopic := f.o.TopicPrefix + "/" + f.o.Kind + "/" + id + "/ack"
 	handle := func(c mqtt.Client, m mqtt.Message) {
 		var cmd SirenCommand
 		if err := json.Unmarshal(m.Payload(), &cmd); err != nil {
 			return
 		}
 		f.mu.Lock()
-		r := Received{Siren: id, Cmd: cmd, At: time.Now(), Repeat: f.seen[id+"|"+cmd.DeliveryID]}
+		r := Received{Siren: id, Cmd: cmd, At: time.Now(), Repeat: f.seen[id+"|"+cmd.DeliveryID], Payload: m.Payload()}
 		f.seen[id+"|"+cmd.DeliveryID] = true
 		r.Acked = !f.offline[id] && (f.o.DropRate == 0 || rand.Float64() >= f.o.DropRate)
 		f.received = append(f.received, r)
@@ -109,7 +116,7 @@ func (f *Fleet) connect(id string) mqtt.Client {
 			c.Publish(ackTopic, 1, false, b)
 		}()
 	}
-	o := mqtt.NewClientOptions().AddBroker(f.o.Broker).SetClientID("siren-sim-" + id).
+	o := mqtt.NewClientOptions().AddBroker(f.o.Broker).SetClientID(f.o.Kind + "-sim-" + id).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(cmdTopic, 1, handle) })

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/adapters/adapterstest"
+	"github.com/tocsin-alert/tocsin/adapters/mqttcmd"
 	"github.com/tocsin-alert/tocsin/adapters/siren"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
@@ -25,12 +26,12 @@ func TestConformance(t *testing.T) {
 	pda := &alert.Target{Kind: alert.KindSMS, ID: "+4917000000"}
 	adapterstest.Run(t, adapterstest.Harness{
 		New: func(t *testing.T, log zerolog.Logger) adapters.Adapter {
-			n, err := siren.New(siren.Config{Broker: testenv.MQTTURL(broker), ClientID: "conformance", AckTimeout: 300 * time.Millisecond, Password: "broker-secret"}, log)
+			c, err := mqttcmd.New(mqttcmd.Config{Broker: testenv.MQTTURL(broker), ClientID: "conformance", AckTimeout: 300 * time.Millisecond, Password: "broker-secret"}, log)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(n.Close)
-			return n
+			t.Cleanup(c.Close)
+			return siren.New(c)
 		},
 		Target:  alert.Target{Kind: alert.KindSiren, ID: "s1"},
 		Silent:  &alert.Target{Kind: alert.KindSiren, ID: "mute"},

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"sync"
 	"time"
 
@@ -77,9 +76,9 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.next.RoundTrip(r)
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		if d := adapters.RetryAfterHeader(resp.Header); d > 0 {
 			t.mu.Lock()
-			t.retryUntil = time.Now().Add(time.Duration(s) * time.Second)
+			t.retryUntil = time.Now().Add(d)
 			t.mu.Unlock()
 		}
 	}
@@ -108,11 +107,11 @@ type redacted struct {
 func (e redacted) Error() string { return e.msg }
 func (e redacted) Unwrap() error { return e.err }
 
-// Classify turns a twilio-go error into one the decorators understand: 429 →
-// RetryAfter (honouring Twilio's header, at least 1s); 401/403 → retryable
-// (the account is broken: its breaker opens and the fallback account takes
-// over); other 4xx → Permanent (a bad number or request: retrying cannot
-// help, and it must not trip the breaker); 5xx and transport errors → retryable. Phone numbers are redacted.
+// Classify turns a twilio-go error into one the decorators understand, by
+// adapters.ClassifyStatus: 429 honours Twilio's Retry-After; 401/403 open the
+// account's breaker so the fallback account takes over; other 4xx (a bad
+// number) fail the delivery without tripping the breaker; 5xx and transport
+// errors are retried. Phone numbers are redacted.
 func (c *Client) Classify(op string, err error) error {
 	if err == nil {
 		return nil
@@ -120,14 +119,7 @@ func (c *Client) Classify(op string, err error) error {
 	e := redacted{msg: op + ": " + Redact(err.Error()), err: err}
 	var te *twclient.TwilioRestError
 	if errors.As(err, &te) {
-		switch {
-		case te.Status == http.StatusTooManyRequests:
-			return adapters.RetryAfter(e, max(c.RetryAfter(), time.Second))
-		case te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden:
-			return e // the account, not the message: let the breaker open and fall back
-		case te.Status >= 400 && te.Status < 500:
-			return adapters.Permanent(e)
-		}
+		return adapters.ClassifyStatus(te.Status, c.RetryAfter(), e)
 	}
 	return e
 }

@@ -1,0 +1,234 @@
+// Package dispatch forwards alerts to dispatch centres as CAP 1.2 XML. Each
+// document is POSTed to the centre's endpoint, signed with an HMAC over
+// timestamp and body (and over mTLS where configured). A retraction goes as a
+// CAP Cancel referencing the original, then an Update with responseType
+// AllClear, in every language Tocsin has texts for. A 2xx means the centre
+// has the document; its CAP Ack, posted back to the gateway, marks the
+// delivery delivered, so the adapter is Pending.
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/cap"
+)
+
+// The headers that carry the signature.
+const (
+	HeaderTimestamp = "X-Tocsin-Timestamp"
+	HeaderSignature = "X-Tocsin-Signature"
+)
+
+// MaxSkew is how far a signed request's timestamp may be from now.
+const MaxSkew = 5 * time.Minute
+
+// Sign is the signature header value for body sent at ts: "sha256=" and the
+// hex HMAC-SHA256 of "{unix seconds}.{body}".
+func Sign(key []byte, ts time.Time, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(strconv.FormatInt(ts.Unix(), 10)))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify checks a request's signature headers against body, in constant time,
+// and that its timestamp is within MaxSkew of now.
+func Verify(key []byte, h http.Header, body []byte, now time.Time) error {
+	sec, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: want unix seconds", HeaderTimestamp)
+	}
+	ts := time.Unix(sec, 0)
+	if d := now.Sub(ts); d > MaxSkew || d < -MaxSkew {
+		return fmt.Errorf("%s: %v away from now, more than %v", HeaderTimestamp, d.Round(time.Second), MaxSkew)
+	}
+	if !hmac.Equal([]byte(Sign(key, ts, body)), []byte(h.Get(HeaderSignature))) {
+		return fmt.Errorf("%s does not match the body", HeaderSignature)
+	}
+	return nil
+}
+
+// Centre is one dispatch centre as the adapter reaches it.
+type Centre struct {
+	ID, URL string
+	// Key signs what is sent.
+	Key []byte
+	// TLS, if set, is the client TLS configuration (mTLS, pinned CA).
+	TLS *tls.Config
+}
+
+// Config configures the dispatch adapter.
+type Config struct {
+	// Sender is the CAP <sender> of every message.
+	Sender  string
+	Centres map[string]Centre
+	// ZoneNames name zones in <areaDesc>.
+	ZoneNames map[string]string
+	// Timeout bounds one POST (10s).
+	Timeout  time.Duration
+	Location *time.Location
+}
+
+// Notifier is the dispatch adapter.
+type Notifier struct {
+	cfg     Config
+	clients map[string]*http.Client
+}
+
+var (
+	_ adapters.Adapter = (*Notifier)(nil)
+	_ adapters.Router  = (*Notifier)(nil)
+	_ adapters.Pending = (*Notifier)(nil)
+)
+
+// New builds the adapter, one HTTP client per centre.
+func New(cfg Config) *Notifier {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	n := &Notifier{cfg: cfg, clients: map[string]*http.Client{}}
+	for id, c := range cfg.Centres {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		if c.TLS != nil {
+			t.TLSClientConfig = c.TLS
+		}
+		n.clients[id] = &http.Client{Transport: t, Timeout: cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	return n
+}
+
+// Route is one breaker per centre.
+func (n *Notifier) Route(d alert.Delivery) adapters.Route {
+	return adapters.Route{Breaker: "dispatch/" + d.Target.ID}
+}
+
+// Pending says a nil Deliver means the centre has it; its CAP Ack confirms.
+func (n *Notifier) Pending() bool { return true }
+
+// AllClearSuffix ends the identifier of the Update that follows a Cancel.
+const AllClearSuffix = "-allclear"
+
+// Original is the CAP message of d's alert. Its identifier is d's delivery
+// id, so the centre's Ack names the delivery; its sent time is the alert's,
+// so a later Cancel can reference it exactly.
+func Original(d alert.Delivery, sender string, zoneNames map[string]string) *cap.Alert {
+	a := d.Alert
+	orig := d
+	orig.Message = alert.MessageAlert
+	orig.ID = alert.DeliveryID(a.ID, d.Target, alert.MessageAlert)
+	c := header(orig.ID, sender, a.Sent, a.Status, "Alert")
+	exp := cap.Time{Time: a.Expires}
+	certainty := a.Certainty
+	if certainty == "" {
+		certainty = "Unknown"
+	}
+	lang := a.Language
+	if lang == "" {
+		lang = "de-DE"
+	}
+	c.Infos = []cap.Info{{
+		Language: lang, Categories: []string{"Safety"}, Event: a.Event,
+		Urgency: a.Urgency.String(), Severity: a.Severity.String(), Certainty: certainty,
+		Expires: &exp, SenderName: "Tocsin", Headline: a.Headline, Description: a.Description, Instruction: a.Instruction,
+		Parameters: []cap.Value{{ValueName: "tocsin:alert_id", Value: string(a.ID)}},
+		Areas:      areas(a.Zones, zoneNames),
+	}}
+	return c
+}
+
+// Retraction is what retracts d's alert at a centre: a Cancel referencing the
+// original, and an Update with responseType AllClear, with the prepared
+// retraction text in every language Tocsin has.
+func Retraction(d alert.Delivery, sender string, zoneNames map[string]string, now time.Time, loc *time.Location) (cancel, update *cap.Alert) {
+	a := d.Alert
+	ref := Original(d, sender, zoneNames).Ref()
+	cancel = header(d.ID, sender, now, a.Status, "Cancel")
+	cancel.References = ref.String()
+	cancel.Note = a.Text(alert.MessageRetraction, d.Reason, "en", loc)
+	update = header(d.ID+AllClearSuffix, sender, now, a.Status, "Update")
+	update.References = ref.String()
+	for _, lang := range alert.Languages() {
+		update.Infos = append(update.Infos, cap.Info{
+			Language: lang, Categories: []string{"Safety"}, Event: a.Event, ResponseTypes: []string{"AllClear"},
+			Urgency: "Past", Severity: "Minor", Certainty: "Observed", SenderName: "Tocsin",
+			Headline:   a.Text(alert.MessageRetraction, d.Reason, lang, loc),
+			Parameters: []cap.Value{{ValueName: "tocsin:alert_id", Value: string(a.ID)}, {ValueName: "tocsin:reason", Value: d.Reason}},
+			Areas:      areas(a.Zones, zoneNames),
+		})
+	}
+	return cancel, update
+}
+
+func header(id, sender string, sent time.Time, st alert.Status, msgType string) *cap.Alert {
+	status := strings.ToUpper(string(st[:1])) + string(st[1:])
+	return &cap.Alert{Identifier: id, Sender: sender, Sent: cap.Time{Time: sent}, Status: status, MsgType: msgType, Scope: "Restricted",
+		Restriction: "For dispatch centres"}
+}
+
+func areas(zones []string, names map[string]string) []cap.Area {
+	var out []cap.Area
+	for _, z := range zones {
+		desc := names[z]
+		if desc == "" {
+			desc = z
+		}
+		out = append(out, cap.Area{AreaDesc: desc, Geocodes: []cap.Value{{ValueName: "tocsin:zone", Value: z}}})
+	}
+	return out
+}
+
+// Deliver POSTs d's CAP document(s) to its centre.
+func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
+	if d.Target.Kind != alert.KindDispatch {
+		return adapters.Permanent(fmt.Errorf("dispatch: target %s is not a dispatch centre", d.Target.Key()))
+	}
+	c, ok := n.cfg.Centres[d.Target.ID]
+	if !ok {
+		return adapters.Permanent(fmt.Errorf("dispatch: no centre %q in the configuration", d.Target.ID))
+	}
+	if d.Message == alert.MessageAlert {
+		return n.post(ctx, c, Original(d, n.cfg.Sender, n.cfg.ZoneNames))
+	}
+	cancel, update := Retraction(d, n.cfg.Sender, n.cfg.ZoneNames, time.Now(), n.cfg.Location)
+	if err := n.post(ctx, c, cancel); err != nil {
+		return err
+	}
+	return n.post(ctx, c, update)
+}
+
+func (n *Notifier) post(ctx context.Context, c Centre, msg *cap.Alert) error {
+	body, err := cap.Encode(msg)
+	if err != nil {
+		return adapters.Permanent(fmt.Errorf("dispatch: encode CAP: %w", err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(body))
+	if err != nil {
+		return adapters.Permanent(fmt.Errorf("dispatch: centre %q: %w", c.ID, err))
+	}
+	now := time.Now()
+	req.Header.Set("Content-Type", cap.ContentType)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderSignature, Sign(c.Key, now, body))
+	resp, err := n.clients[c.ID].Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("dispatch: centre %q: %w", c.ID, err)
+	}
+	return adapters.CheckResponse("dispatch: centre "+c.ID+" "+msg.MsgType, resp)
+}
