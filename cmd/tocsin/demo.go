@@ -31,7 +31,8 @@ const (
 )
 
 const demoConfig = `# The demo's configuration: two zones, five sirens, three staff reached by
-# SMS and voice through a fake Twilio, a dispatch centre and an operator.
+# SMS and voice through a fake Twilio, two PA zones (one controller on HTTP
+# with a spare, one on MQTT), a dispatch centre that gets CAP, and an operator.
 listen: %s
 public_url: http://%[1]s
 time_zone: Europe/Berlin
@@ -52,7 +53,7 @@ principals:
   - id: leitstelle-soest
     kind: dispatch
     key_sha256: %s
-    scopes: {zones: ["*"], channels: [siren, sms, voice], retract: true}
+    scopes: {zones: ["*"], channels: [siren, pa, sms, voice, dispatch], retract: true}
   - id: operator
     kind: operator
     key_sha256: %s
@@ -73,12 +74,28 @@ contacts:
       - {id: rektorin, phone: "+49 170 0000001", language: de}
       - {id: hausmeister, phone: "+49 170 0000002", language: de, channels: [sms]}
       - {id: exchange-teacher, phone: "+44 7700 900003", language: en}
+pa:
+  controllers:
+    - {id: school-pa, url: "%s"}
+    - {id: school-pa-spare, url: "%s"}
+    - {id: gym-pa, mqtt: true}
+  zones:
+    - {id: school-halls, zone: soest-school, controller: school-pa, fallback: school-pa-spare}
+    - {id: school-gym, zone: soest-school, controller: gym-pa, language: en, repeat: 1}
+dispatch:
+  sender: tocsin-demo@example.invalid
+  centres:
+    - id: leitstelle-soest
+      zones: [soest-school, soest-townhall]
+      url: "%s"
+      hmac_key_env: TOCSIN_DEMO_DISPATCH_HMAC
 `
 
 // The demo's fake Twilio account; its token lives only in this process.
 const (
 	demoTwilioSID   = "AC00000000000000000000000000000de0"
 	demoTwilioToken = "demotoken0000000000000000000000"
+	demoCentreHMAC  = "demo-dispatch-centre-hmac-key"
 )
 
 func demo(args []string) error {
@@ -155,8 +172,34 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer tw.Close()
 	os.Setenv("TOCSIN_DEMO_TWILIO_TOKEN", demoTwilioToken)
+	paFake, err := loadtest.StartPA(loadtest.PAOptions{Broker: *mqttURL, MQTTIDs: []string{"gym-pa"},
+		OnCommand: func(r loadtest.PAReceived) {
+			fmt.Fprintf(out, "%s  pa    %-30s ← %s\n", r.At.Format("15:04:05.000"), r.Cmd.Zone+" via "+r.Controller, short(r.Cmd.Text))
+		}})
+	if err != nil {
+		return err
+	}
+	defer paFake.Close()
+	os.Setenv("TOCSIN_DEMO_DISPATCH_HMAC", demoCentreHMAC)
+	centre, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"leitstelle-soest": []byte(demoCentreHMAC)},
+		AckURL: "http://" + *listen + "/v1/callbacks/cap/{centre}",
+		OnDocument: func(r loadtest.DispatchReceived) {
+			what := "CAP " + r.Doc.MsgType
+			switch {
+			case len(r.Doc.Infos) > 0:
+				what += ": " + r.Doc.Infos[0].Headline
+			case r.Doc.Note != "":
+				what += ": " + r.Doc.Note
+			}
+			fmt.Fprintf(out, "%s  cap   %-30s ← %s\n", r.At.Format("15:04:05.000"), r.Centre, short(what))
+		}})
+	if err != nil {
+		return err
+	}
+	defer centre.Close()
 	text := fmt.Sprintf(demoConfig, *listen, *redisAddr, *mqttURL,
-		hex.EncodeToString(config.HashKey(demoDispatchKey)), hex.EncodeToString(config.HashKey(demoOperatorKey)), tw.URL)
+		hex.EncodeToString(config.HashKey(demoDispatchKey)), hex.EncodeToString(config.HashKey(demoOperatorKey)), tw.URL,
+		paFake.URL("school-pa"), paFake.URL("school-pa-spare"), centre.URL("leitstelle-soest"))
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -185,11 +228,14 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		url := "http://" + addr
 		fmt.Fprintf(out, `
 Tocsin demo — %s.
-Gateway on %s; %d simulated sirens are listening, and a fake Twilio takes
-the SMS and calls to the school's staff. Press Ctrl-C to stop.
+Gateway on %s; %d simulated sirens are listening, a fake Twilio takes
+the SMS and calls to the school's staff, two simulated PA controllers play
+announcements, and a simulated dispatch centre takes CAP 1.2 and acknowledges
+it. Press Ctrl-C to stop.
 
-1. Send an amok alert to the school (three sirens sound, three staff get an
-   SMS, two get a call):
+1. Send an amok alert to the school (three sirens sound, both PA zones
+   announce it, three staff get an SMS, two get a call, the dispatch centre
+   gets it as CAP):
 
    curl -s -X POST %s/v1/alerts \
      -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
@@ -200,7 +246,9 @@ the SMS and calls to the school's staff. Press Ctrl-C to stop.
    curl -s -H 'Authorization: Bearer %s' %s/v1/alerts/ID
 
 3. It was a false alarm: retract it (every siren that sounded gets all_clear,
-   everyone who got an SMS or call gets the false-alarm notice the same way):
+   the PA zones announce the all-clear, everyone who got an SMS or call gets
+   the false-alarm notice the same way, the centre gets a CAP Cancel and an
+   AllClear Update):
 
    curl -s -X POST %s/v1/alerts/ID/retract \
      -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
@@ -208,7 +256,7 @@ the SMS and calls to the school's staff. Press Ctrl-C to stop.
 
    or with the CLI: TOCSIN_URL=%s TOCSIN_KEY=%s go run ./cmd/tocsin retract ID
 
-What each siren, phone and call receives appears below.
+What each siren, PA zone, phone and dispatch centre receives appears below.
 `, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey)
 	})
 }

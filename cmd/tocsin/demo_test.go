@@ -51,7 +51,7 @@ func TestDemoWalkthrough(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- runDemo(ctx, []string{"--listen", addr, "--log-level", "error"}, out) }()
-	waitFor(t, out, "receives appears below", 1)
+	waitFor(t, out, "centre receives appears below", 1)
 
 	post := func(path, key, body string) map[string]any {
 		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
@@ -71,14 +71,19 @@ func TestDemoWalkthrough(t *testing.T) {
 	}
 	a := post("/v1/alerts", demoDispatchKey, `{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["soest-school"]}`)
 	waitFor(t, out, "← alarm", 3)
-	waitFor(t, out, "← WARNUNG: Amokalarm", 3) // 2 SMS + 1 call in German (calls are paced at 2/s)
-	waitFor(t, out, "← WARNING: Amokalarm", 2) // the English speaker's SMS and call
+	waitFor(t, out, "← WARNUNG: Amokalarm", 4) // 2 SMS + 1 call in German (calls are paced at 2/s), the halls' PA
+	waitFor(t, out, "← WARNING: Amokalarm", 3) // the English speaker's SMS and call, the gym's PA
+	waitFor(t, out, "school-halls via school-pa   ", 1)
+	waitFor(t, out, "school-gym via gym-pa", 1)
+	waitFor(t, out, "← CAP Alert: Amokalarm", 1)
 	time.Sleep(200 * time.Millisecond)         // let the acks land
 	post("/v1/alerts/"+a["id"].(string)+"/retract", demoOperatorKey, `{"reason":"false_alarm"}`)
 	waitFor(t, out, "← all_clear", 3)
-	waitFor(t, out, "← WARNUNG: Amokalarm", 3)      // 2 SMS + 1 call in German
-	waitFor(t, out, "← ENTWARNUNG: Die Warnung", 3) // and their false-alarm notices
-	waitFor(t, out, "← ALL CLEAR: The warning", 2)  // the English speaker's SMS and call
+	waitFor(t, out, "← WARNUNG: Amokalarm", 4)      // 2 SMS + 1 call in German, the halls' PA
+	waitFor(t, out, "← ENTWARNUNG: Die Warnung", 4) // and their false-alarm notices
+	waitFor(t, out, "← ALL CLEAR: The warning", 3)  // the English speaker's SMS and call, the gym's PA
+	waitFor(t, out, "← CAP Cancel", 1)
+	waitFor(t, out, "← CAP Update: ENTWARNUNG", 1)
 	if strings.Contains(out.String(), "townhall") {
 		t.Fatalf("a town hall siren was reached:\n%s", out.String())
 	}
