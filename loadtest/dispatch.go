@@ -9,7 +9,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -46,6 +45,8 @@ type DispatchReceived struct {
 
 // DispatchOptions configure the fake dispatch centres.
 type DispatchOptions struct {
+	// Listen is the loopback address to serve on (a free port when empty).
+	Listen string
 	// Keys are the centres' shared HMAC keys; requests must be signed.
 	Keys map[string][]byte
 	// AckURL, if set, is where a centre posts its CAP Ack ("{centre}" is
@@ -81,7 +82,7 @@ func StartDispatch(o DispatchOptions) (*Dispatch, error) {
 	if o.AckDelay == 0 {
 		o.AckDelay = 20 * time.Millisecond
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLoopback(o.Listen)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -36,6 +35,8 @@ type PAReceived struct {
 
 // PAOptions configure the fake PA controllers.
 type PAOptions struct {
+	// Listen is the loopback address to serve on (a free port when empty).
+	Listen string
 	// Token, if set, is the bearer token HTTP commands must carry.
 	Token string
 	// Broker and MQTTIDs add controllers that take commands over MQTT.
@@ -64,7 +65,7 @@ type PA struct {
 // StartPA serves the HTTP controllers on a free loopback port and connects
 // the MQTT ones.
 func StartPA(o PAOptions) (*PA, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLoopback(o.Listen)
 	if err != nil {
 		return nil, err
 	}

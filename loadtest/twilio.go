@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -21,6 +20,8 @@ import (
 
 // TwilioOptions configure the fake Twilio REST API.
 type TwilioOptions struct {
+	// Listen is the loopback address to serve on (a free port when empty).
+	Listen string
 	// Accounts maps account SIDs to auth tokens: requests must authenticate
 	// with them, and status callbacks are signed with them.
 	Accounts map[string]string
@@ -92,7 +93,7 @@ func StartTwilio(o TwilioOptions) (*Twilio, error) {
 	if o.CallbackDelay == 0 {
 		o.CallbackDelay = 20 * time.Millisecond
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLoopback(o.Listen)
 	if err != nil {
 		return nil, err
 	}

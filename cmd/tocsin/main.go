@@ -1,5 +1,6 @@
 // Command tocsin is Tocsin's one binary: the gateway (serve), a self-contained
-// demo, the operator CLI (send, retract, status) and config checks.
+// demo, fakes of the outside world for manual runs, the operator CLI (send,
+// retract, status) and config checks.
 package main
 
 import (
@@ -13,6 +14,7 @@ Usage:
   tocsin serve --config FILE          run a gateway against Redis and an MQTT broker
   tocsin demo [--listen ADDR] [--redis ADDR] [--mqtt URL]
                                       run everything in one process, keeping nothing
+  tocsin fake KIND [flags]            run a fake Twilio, PA controller, dispatch centre or siren fleet
   tocsin config check FILE            print every problem in a config file (exit 1 if any)
   tocsin send [flags]                 send an alert (tocsin send -h)
   tocsin retract ID --reason R        retract an alert (false_alarm, all_clear, superseded)
@@ -39,6 +41,8 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(configCheck(args[1], os.Stdout))
+	case "fake":
+		err = fake(args)
 	case "send":
 		err = send(args)
 	case "retract":
