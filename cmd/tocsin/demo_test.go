@@ -76,7 +76,7 @@ func TestDemoWalkthrough(t *testing.T) {
 	waitFor(t, out, "school-halls via school-pa   ", 1)
 	waitFor(t, out, "school-gym via gym-pa", 1)
 	waitFor(t, out, "← CAP Alert: Amokalarm", 1)
-	time.Sleep(200 * time.Millisecond)         // let the acks land
+	time.Sleep(200 * time.Millisecond) // let the acks land
 	post("/v1/alerts/"+a["id"].(string)+"/retract", demoOperatorKey, `{"reason":"false_alarm"}`)
 	waitFor(t, out, "← all_clear", 3)
 	waitFor(t, out, "← WARNUNG: Amokalarm", 4)      // 2 SMS + 1 call in German, the halls' PA
