@@ -149,8 +149,8 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 			if a.Voice.Rate == 0 {
 				a.Voice.Rate = 1
 			}
-			if a.SMS.Rate < 0 || a.SMS.Rate > 1000 {
-				v.add(f+".sms.rate", "must be between 0 and 1000 messages/s")
+			if a.SMS.Rate < 0 || a.SMS.Rate > 10000 {
+				v.add(f+".sms.rate", "must be between 0 and 10000 messages/s")
 			}
 			if a.Voice.Rate < 0 || a.Voice.Rate > 100 {
 				v.add(f+".voice.rate", "must be between 0 and 100 calls/s")

@@ -119,10 +119,9 @@ func TestSMSPacingNeverExceeded(t *testing.T) {
 
 // A retraction during an SMS fan-out: no original is created at the provider
 // after the retraction is accepted, and every recipient that got the original
-// gets the all-clear after it. TOCSIN_FANOUT sets the size (default 2,000;
-// make soak runs 10,000).
+// gets the all-clear after it. TOCSIN_FANOUT sets the size (default 10,000).
 func TestRetractionDuringSMSFanout(t *testing.T) {
-	n := 2000
+	n := 10000
 	if v, err := strconv.Atoi(os.Getenv("TOCSIN_FANOUT")); err == nil && v > 0 {
 		n = v
 	}

@@ -121,7 +121,11 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 	}
 	al, reason, err := g.q.Alert(ctx, j.AlertID)
 	if err != nil {
-		log.Error().Err(err).Msg("Cannot read the job's alert; handing the job back")
+		lvl := zerolog.ErrorLevel
+		if ctx.Err() != nil {
+			lvl = zerolog.DebugLevel // shutting down
+		}
+		log.WithLevel(lvl).Err(err).Msg("Cannot read the job's alert; handing the job back")
 		g.release(j, log)
 		return
 	}
