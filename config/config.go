@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/cap"
 )
 
 // Config is the whole of one gateway's configuration.
@@ -104,10 +105,17 @@ type Delivery struct {
 	BreakerOpen     time.Duration `yaml:"breaker_open"`
 }
 
-// Zone is an area alerts are addressed to.
+// Zone is an area alerts are addressed to. CAP documents reach it through
+// its geocodes or its polygon.
 type Zone struct {
 	ID   string `yaml:"id"`
 	Name string `yaml:"name"`
+	// Geocodes are CAP geocodes that mean this zone, "valueName=value"
+	// (e.g. "WARNCELLID=805974000"); a CAP area with one of them hits it.
+	Geocodes []string `yaml:"geocodes"`
+	// Polygon is the zone's outline as CAP writes it: "lat,lon lat,lon …",
+	// closed; a CAP polygon or circle that overlaps it hits it.
+	Polygon string `yaml:"polygon"`
 }
 
 // Siren is one siren controller.
@@ -350,6 +358,18 @@ func (c *Config) validate(root *yaml.Node) Problems {
 			v.add(fmt.Sprintf("zones[%d].id", i), fmt.Sprintf("zone %q is defined twice", z.ID))
 		}
 		zones[z.ID] = true
+		for j, gc := range z.Geocodes {
+			if n, val, ok := strings.Cut(gc, "="); !ok || strings.TrimSpace(n) == "" || strings.TrimSpace(val) == "" {
+				v.add(fmt.Sprintf("zones[%d].geocodes[%d]", i, j), "want valueName=value, e.g. WARNCELLID=805974000")
+			}
+		}
+		if z.Polygon != "" {
+			if pts, err := cap.ParsePolygon(z.Polygon); err != nil {
+				v.add(fmt.Sprintf("zones[%d].polygon", i), err.Error())
+			} else if len(pts) < 4 || pts[0] != pts[len(pts)-1] {
+				v.add(fmt.Sprintf("zones[%d].polygon", i), "needs at least 4 lat,lon points, the last equal to the first")
+			}
+		}
 	}
 	sirens := map[string]bool{}
 	for i, s := range c.Sirens {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
 )
@@ -32,7 +33,11 @@ func (g *Gateway) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := g.authenticate(r)
 		if err == nil {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			limit := int64(maxBody)
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasSuffix(mt, "xml") {
+				limit = cap.MaxSize // CAP documents with many areas run to hundreds of KB
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			err = h(w, r, p)
 		}
 		if err == nil {
@@ -86,6 +91,8 @@ type alertResponse struct {
 	Duplicate bool           `json:"duplicate"`
 	State     string         `json:"state"`
 	Targets   int            `json:"targets"`
+	// Zones are the zones a CAP document's areas hit.
+	Zones []string `json:"zones,omitempty"`
 }
 
 func readBody(r *http.Request) ([]byte, error) {
@@ -151,9 +158,13 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 	switch mt {
 	case "application/json":
 	case "application/cap+xml", "application/xml", "text/xml":
-		return unsupportedMedia("CAP 1.2 XML ingest is not available in this version yet; send application/json")
+		b, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		return g.postCAP(w, r, p, b)
 	default:
-		return unsupportedMedia("Content-Type must be application/json")
+		return unsupportedMedia("Content-Type must be application/json, or application/cap+xml for CAP 1.2")
 	}
 	b, err := readBody(r)
 	if err != nil {
@@ -167,22 +178,30 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 	if err != nil {
 		return err
 	}
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 200 {
+		return badRequest("Idempotency-Key", "must be at most 200 characters")
+	}
+	_, err = g.accept(w, r, p, a, idem, nil)
+	return err
+}
+
+// accept routes a validated alert, enqueues it under idem (if any) and the
+// fingerprint, and answers: 202 with the new alert, or 200 with the first
+// one for a duplicate. extra, if set, adds fields to the answer.
+func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Principal, a *alert.Alert, idem string, extra map[string]any) (priority.Enqueued, error) {
 	targets := g.route(a)
 	if len(targets) == 0 {
 		what := "no target"
 		if a.Status.IsDrill() {
 			what = "no target that takes drills"
 		}
-		return badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
-	}
-	idem := r.Header.Get("Idempotency-Key")
-	if len(idem) > 200 {
-		return badRequest("Idempotency-Key", "must be at most 200 characters")
+		return priority.Enqueued{}, badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
 	}
 	res, err := g.q.Enqueue(r.Context(), priority.Plan{Alert: a, IdempotencyKey: idem, Fingerprint: priority.Fingerprint(a), Targets: targets})
 	if err != nil {
 		g.log.Error().Err(err).Str("principal", p.ID).Msg("Alert not stored")
-		return unavailable("the queue cannot store the alert right now; nothing was accepted, retry")
+		return res, unavailable("the queue cannot store the alert right now; nothing was accepted, retry")
 	}
 	if res.Duplicate {
 		g.m.duplicates.Inc()
@@ -190,15 +209,29 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 		if st, err := g.q.Status(r.Context(), res.ID); err == nil {
 			resp.Priority, resp.State, resp.Targets = st.Alert.Priority, st.State, len(st.Deliveries)
 		}
-		writeJSON(w, http.StatusOK, resp)
-		return nil
+		writeJSON(w, http.StatusOK, withExtra(resp, extra))
+		return res, nil
 	}
 	g.m.accepted.Inc()
 	g.log.Info().Str("alert_id", string(a.ID)).Str("principal", p.ID).Str("event", a.Event).
 		Int("priority", int(a.Priority)).Int("targets", len(targets)).Str("status", string(a.Status)).Msg("Alert accepted")
 	w.Header().Set("Location", "/v1/alerts/"+string(a.ID))
-	writeJSON(w, http.StatusAccepted, alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets)})
-	return nil
+	writeJSON(w, http.StatusAccepted, withExtra(alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets), Zones: a.Zones}, extra))
+	return res, nil
+}
+
+// withExtra merges extra fields into a JSON answer.
+func withExtra(v alertResponse, extra map[string]any) any {
+	if len(extra) == 0 {
+		return v
+	}
+	b, _ := json.Marshal(v)
+	m := map[string]any{}
+	json.Unmarshal(b, &m)
+	for k, x := range extra {
+		m[k] = x
+	}
+	return m
 }
 
 func channelsOrAll(ks []alert.Kind) any {
@@ -452,8 +485,21 @@ func (g *Gateway) retract(w http.ResponseWriter, r *http.Request, p *config.Prin
 	if err != nil {
 		return err
 	}
+	if err := g.retractAlert(r.Context(), alert.ID(id), req.Reason, req.Note, p); err != nil {
+		return err
+	}
+	if st, err = g.q.Status(r.Context(), alert.ID(id)); err != nil {
+		return unavailable(err.Error())
+	}
+	writeJSON(w, http.StatusAccepted, view(st))
+	return nil
+}
+
+// retractAlert fences an alert and queues its retractions: the one path for
+// the retract endpoint and CAP Cancel and Update.
+func (g *Gateway) retractAlert(ctx context.Context, id alert.ID, reason, note string, p *config.Principal) error {
 	start := time.Now()
-	res, err := g.q.Retract(r.Context(), alert.ID(id), req.Reason, req.Note)
+	res, err := g.q.Retract(ctx, id, reason, note)
 	switch {
 	case errors.Is(err, priority.ErrRetracted):
 		return conflict(fmt.Sprintf("alert %q is already retracted", id))
@@ -463,11 +509,7 @@ func (g *Gateway) retract(w http.ResponseWriter, r *http.Request, p *config.Prin
 		return unavailable(err.Error())
 	}
 	g.m.retracted.Inc()
-	g.log.Info().Str("alert_id", id).Str("principal", p.ID).Str("reason", req.Reason).
+	g.log.Info().Str("alert_id", string(id)).Str("principal", p.ID).Str("reason", reason).
 		Int("retractions_queued", res.Queued).Dur("fence_took", time.Since(start)).Msg("Alert retracted")
-	if st, err = g.q.Status(r.Context(), alert.ID(id)); err != nil {
-		return unavailable(err.Error())
-	}
-	writeJSON(w, http.StatusAccepted, view(st))
 	return nil
 }

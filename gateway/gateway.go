@@ -48,6 +48,7 @@ type Gateway struct {
 	paZones      map[string][]config.PAZone       // by zone
 	centres      map[string][]config.DispatchCentre
 	dispatchKeys map[string][]byte // centre -> HMAC key
+	shapes       []zoneShape       // zones as CAP areas match them
 
 	fenceMu sync.Mutex
 	inFence map[alert.ID]map[*int]context.CancelCauseFunc
@@ -135,6 +136,7 @@ func New(o Options) *Gateway {
 		}
 	}
 	g.twilioTokens = o.TwilioTokens
+	g.shapes = zoneShapes(o.Config.Zones)
 	g.paZones, g.centres, g.dispatchKeys = map[string][]config.PAZone{}, map[string][]config.DispatchCentre{}, o.DispatchKeys
 	for _, z := range o.Config.PA.Zones {
 		g.paZones[z.Zone] = append(g.paZones[z.Zone], z)

@@ -88,6 +88,9 @@ type stackOptions struct {
 	dispatch *loadtest.Dispatch
 	// publicPort, if set, is the port of the gateway's public_url.
 	publicPort int
+	// school, if set, replaces the school zone's YAML flow mapping (to give
+	// it geocodes and a polygon for CAP ingest).
+	school string
 }
 
 const dispatchHMAC = "ils-shared-hmac-key-0000001"
@@ -232,6 +235,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 			yml += fmt.Sprintf("public_url: http://127.0.0.1:%d\n", publicPort)
 		}
 		yml += endpointsConfig(t, o)
+	}
+	if o.school != "" {
+		yml = strings.Replace(yml, "  - {id: school}\n", "  - "+o.school+"\n", 1)
 	}
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {

@@ -562,3 +562,33 @@ func (q *Queue) Reserve(ctx context.Context, sender string, rate float64) (time.
 	}
 	return time.Duration(wait) * time.Microsecond, nil
 }
+
+// Lookup returns the alert a principal's idempotency key named, or "" if the
+// key is unknown or forgotten (after the idempotency TTL). CAP chains use it:
+// a CAP message is enqueued under the key "cap:{sender},{identifier}".
+func (q *Queue) Lookup(ctx context.Context, principal, key string) (alert.ID, error) {
+	id, err := q.rdb.Get(ctx, q.k.dedup("i", sum(principal, key))).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("lookup: %w", err)
+	}
+	return alert.ID(id), nil
+}
+
+// Tombstone remembers, for the idempotency TTL, that a principal's message
+// under key was cancelled before it arrived (a CAP Cancel overtaking its
+// Alert), so the message is refused when it comes.
+func (q *Queue) Tombstone(ctx context.Context, principal, key, note string) error {
+	return q.rdb.Set(ctx, q.k.dedup("t", sum(principal, key)), note, q.opts.IdempotencyTTL).Err()
+}
+
+// Tombstoned reports whether key was cancelled before it arrived.
+func (q *Queue) Tombstoned(ctx context.Context, principal, key string) (bool, error) {
+	n, err := q.rdb.Exists(ctx, q.k.dedup("t", sum(principal, key))).Result()
+	if err != nil {
+		return false, fmt.Errorf("tombstone: %w", err)
+	}
+	return n == 1, nil
+}

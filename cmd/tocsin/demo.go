@@ -41,7 +41,10 @@ mqtt: {broker: "%s", client_id: tocsin-demo}
 queue: {lease: 3s, dedup_window: 30s}
 siren: {ack_timeout: 1s}
 zones:
-  - {id: soest-school, name: Education centre Soest}
+  # soest-school also answers to the geocode of a real DWD warning's cell, so
+  # the README's CAP example hits it.
+  - {id: soest-school, name: Education centre Soest, geocodes: ["WARNCELLID=816064037"],
+     polygon: "51.570,8.090 51.570,8.120 51.585,8.120 51.585,8.090 51.570,8.090"}
   - {id: soest-townhall, name: Town hall Soest}
 sirens:
   - {id: school-north, zone: soest-school, drills: true}

@@ -1,0 +1,218 @@
+package gateway_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/cap"
+)
+
+// world is a zone outline around the whole map, so every CAP polygon or
+// circle hits it.
+const world = "-89,-179 -89,179 89,179 89,-179 -89,-179"
+
+var expiresRE = regexp.MustCompile(`(<(?:cap:)?expires>)[^<]*(</(?:cap:)?expires>)`)
+
+// fresh moves a real document's expiry into the future (they are all past),
+// and leaves every other byte as its authority wrote it.
+func fresh(b []byte) []byte {
+	exp := cap.FormatTime(time.Now().Add(time.Hour).UTC())
+	return expiresRE.ReplaceAll(b, []byte("${1}"+exp+"${2}"))
+}
+
+func readFixtures(t *testing.T) map[string][]byte {
+	files, _ := filepath.Glob("../cap/testdata/*.xml")
+	if len(files) != 30 {
+		t.Fatalf("%d CAP fixtures, want 30", len(files))
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = b
+	}
+	return out
+}
+
+// A dispatch centre can post every real CAP document: Alerts and Updates
+// whose areas hit a zone are accepted through the same queue as JSON (here
+// the school zone is the whole map, plus one geocode from each document that
+// has no geometry); Cancels of messages not seen leave tombstones; a document
+// whose area names no geocode or geometry is refused naming the area.
+func TestCAPRealDocumentsIngest(t *testing.T) {
+	docs := readFixtures(t)
+	var codes []string
+	for _, b := range docs {
+		a, err := cap.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range a.Infos {
+			for _, ar := range in.Areas {
+				if len(ar.Polygons)+len(ar.Circles) == 0 && len(ar.Geocodes) > 0 {
+					codes = append(codes, fmt.Sprintf("%q", ar.Geocodes[0].ValueName+"="+ar.Geocodes[0].Value))
+				}
+			}
+		}
+	}
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, geocodes: [%s], polygon: %q}", strings.Join(codes, ", "), world)})
+	s.cancelWorkers() // ingest only
+	for name, b := range docs {
+		r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(fresh(b)))
+		msgType := regexp.MustCompile(`msgType>(\w+)<`).FindStringSubmatch(string(b))[1]
+		switch {
+		case name == "oasis-example-a1-homeland-security.xml":
+			if r.Code != 400 || r.Body["field"] != "alert/info/area" {
+				t.Errorf("%s: %d %s; want 400 naming alert/info/area (its area has only a description)", name, r.Code, r.Raw)
+			}
+		case msgType == "Cancel":
+			if r.Code != 202 || !strings.Contains(r.Raw, `"tombstoned":["`) {
+				t.Errorf("%s: %d %s; want 202 with a tombstone for the unseen original", name, r.Code, r.Raw)
+			}
+		default:
+			if (r.Code != 202 && r.Code != 200) || r.Body["id"] == nil {
+				t.Errorf("%s: %d %s; want accepted", name, r.Code, r.Raw)
+				continue
+			}
+			if got := s.get(r.Body["id"].(string)); got.Body["msgType"] != msgType || got.Body["source"] == "" {
+				t.Errorf("%s: stored %s; want msgType %s and the CAP sender as source", name, got.Raw, msgType)
+			}
+		}
+	}
+	// The same document again is a duplicate of the first.
+	b := fresh(docs["oasis-example-a2-thunderstorm-warning.xml"])
+	first := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(b))
+	again := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(b))
+	if again.Code != 200 || again.Body["id"] != first.Body["id"] || again.Body["duplicate"] != true {
+		t.Fatalf("repeat = %d %s; want 200 duplicate of %v", again.Code, again.Raw, first.Body["id"])
+	}
+}
+
+// Invalid documents get a 400 naming the element; a building panel may not
+// alert outside its zone by CAP either.
+func TestCAPRejections(t *testing.T) {
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
+	s.cancelWorkers()
+	inv, _ := os.ReadFile("../cap/testdata/invalid/missing-scope.xml")
+	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(inv))
+	if d, _ := r.Body["detail"].(string); r.Code != 400 || r.Body["field"] != "alert" || !strings.Contains(d, "<scope> is required") {
+		t.Errorf("missing scope: %d %s", r.Code, r.Raw)
+	}
+	xxe, _ := os.ReadFile("../cap/testdata/invalid/xxe-external-entities-thunderstorm.xml")
+	if r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(xxe)); r.Code != 400 || !strings.Contains(r.Body["detail"].(string), "DOCTYPE") {
+		t.Errorf("XXE: %d %s", r.Code, r.Raw)
+	}
+	a2, _ := os.ReadFile("../cap/testdata/oasis-example-a2-thunderstorm-warning.xml")
+	if r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2)); r.Code != 400 || r.Body["field"] != "alert/info[0]/expires" {
+		t.Errorf("expired document: %d %s; want 400 naming alert/info[0]/expires", r.Code, r.Raw)
+	}
+	// Severe is the panel's ceiling; the thunderstorm warning is Severe, in
+	// zone school (the panel's): allowed. Made Extreme, it is not.
+	ext := strings.Replace(string(fresh(a2)), "<severity>Severe</severity>", "<severity>Extreme</severity>", 1)
+	if r := s.do("POST", "/v1/alerts", buildingKey, "application/cap+xml", ext); r.Code != 403 || r.Body["scope"] != "max_severity" {
+		t.Errorf("panel above its severity: %d %s; want 403 max_severity", r.Code, r.Raw)
+	}
+	xmlNS := s.do("POST", "/v1/alerts", dispatchKey, "application/xml", string(fresh(a2)))
+	if xmlNS.Code != 202 {
+		t.Errorf("application/xml with the CAP namespace: %d %s; want 202", xmlNS.Code, xmlNS.Raw)
+	}
+}
+
+// A CAP Cancel that arrives before its Alert leaves a tombstone; the Alert is
+// refused (409) when it comes, and nothing sounds.
+func TestCAPCancelBeforeAlert(t *testing.T) {
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
+	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+	orig, _ := cap.Parse(a2)
+	cancel := cancelOf(orig, "KSTO1055887203-cancel")
+	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", cancel)
+	if r.Code != 202 || !strings.Contains(r.Raw, orig.Identifier) {
+		t.Fatalf("cancel = %d %s; want 202 with a tombstone", r.Code, r.Raw)
+	}
+	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	if r.Code != 409 || !strings.Contains(r.Raw, "cancelled before it arrived") {
+		t.Fatalf("original after its cancel = %d %s; want 409", r.Code, r.Raw)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(s.fleet.Received()); n != 0 {
+		t.Fatalf("%d siren commands; want none", n)
+	}
+}
+
+// A CAP Cancel after its Alert retracts it through the retraction path:
+// every siren that sounded gets all_clear.
+func TestCAPCancelRetracts(t *testing.T) {
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
+	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+	orig, _ := cap.Parse(a2)
+	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	if r.Code != 202 {
+		t.Fatalf("alert = %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	eventually(t, 5*time.Second, "sirens sounded", func() bool { return s.sirenCounts(id)["delivered"] == float64(3) })
+	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", cancelOf(orig, "KSTO1055887203-cancel"))
+	if r.Code != 202 || !strings.Contains(r.Raw, id) {
+		t.Fatalf("cancel = %d %s; want 202 retracting %s", r.Code, r.Raw, id)
+	}
+	eventually(t, 5*time.Second, "all_clear to 3/3", func() bool { return s.sirenCounts(id)["retracted"] == "3/3" })
+}
+
+// A CAP Update replaces a queued alert: the original's queued deliveries are
+// cancelled, not sent, and only the update sounds.
+func TestCAPUpdateReplacesQueuedAlert(t *testing.T) {
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
+	s.cancelWorkers() // nothing is claimed: the original stays queued
+	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+	orig, _ := cap.Parse(a2)
+	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	if r.Code != 202 {
+		t.Fatalf("alert = %d %s", r.Code, r.Raw)
+	}
+	origID := r.Body["id"].(string)
+	upd := *orig
+	upd.Identifier, upd.MsgType, upd.References = "KSTO1055887203-update", "Update", cap.JoinReferences(orig.Ref())
+	upd.Sent = cap.Time{Time: time.Now()}
+	upd.Infos = append([]cap.Info(nil), orig.Infos...)
+	upd.Infos[0].Headline = "SEVERE THUNDERSTORM WARNING EXTENDED"
+	body, _ := cap.Encode(&upd)
+	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(body))
+	if r.Code != 202 || !strings.Contains(r.Raw, origID) {
+		t.Fatalf("update = %d %s; want 202 superseding %s", r.Code, r.Raw, origID)
+	}
+	updID := r.Body["id"].(string)
+	if c := s.sirenCounts(origID); c["cancelled"] != float64(3) || c["retracted"] != "0/0" {
+		t.Fatalf("original after the update: %v; want its 3 queued sirens cancelled and nobody owed anything", c)
+	}
+	s.startGateway() // workers again
+	eventually(t, 5*time.Second, "the update sounded", func() bool { return s.sirenCounts(updID)["delivered"] == float64(3) })
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.AlertID == origID {
+			t.Fatalf("the superseded original reached %s", rc.Siren)
+		}
+	}
+}
+
+func mustRead(t *testing.T, f string) []byte {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// cancelOf is a CAP Cancel of a, as its sender would write it.
+func cancelOf(a *cap.Alert, identifier string) string {
+	c := &cap.Alert{Identifier: identifier, Sender: a.Sender, Sent: cap.Time{Time: time.Now()}, Status: a.Status,
+		MsgType: "Cancel", Scope: a.Scope, References: cap.JoinReferences(a.Ref()), Note: "issued in error"}
+	b, _ := cap.Encode(c)
+	return string(b)
+}
+
