@@ -60,8 +60,8 @@ var schema = map[string]map[string]child{
 		"description": {}, "instruction": {}, "web": {}, "contact": {}, "parameter": {many: true},
 		"resource": {many: true}, "area": {many: true},
 	},
-	"resource": {"resourceDesc": {required: true}, "mimeType": {required: true}, "size": {}, "uri": {}, "derefUri": {}, "digest": {}},
-	"area": {"areaDesc": {required: true}, "polygon": {many: true}, "circle": {many: true}, "geocode": {many: true}, "altitude": {}, "ceiling": {}},
+	"resource":  {"resourceDesc": {required: true}, "mimeType": {required: true}, "size": {}, "uri": {}, "derefUri": {}, "digest": {}},
+	"area":      {"areaDesc": {required: true}, "polygon": {many: true}, "circle": {many: true}, "geocode": {many: true}, "altitude": {}, "ceiling": {}},
 	"eventCode": {"valueName": {required: true}, "value": {required: true}},
 	// A parameter's value may be empty (NSW RFS sends some); its name may not.
 	"parameter": {"valueName": {required: true}, "value": {}},

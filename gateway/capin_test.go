@@ -215,4 +215,3 @@ func cancelOf(a *cap.Alert, identifier string) string {
 	b, _ := cap.Encode(c)
 	return string(b)
 }
-
