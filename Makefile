@@ -2,8 +2,9 @@
 GO       ?= go
 PKGS     := ./...
 SOAK_COUNT ?= 10
+FUZZTIME   ?= 2m
 
-.PHONY: all build test demo bench soak lint fmt deps clean
+.PHONY: all build test demo bench soak fuzz lint fmt deps clean
 
 all: build
 
@@ -28,6 +29,12 @@ soak:
 	$(GO) test -race -count=$(SOAK_COUNT) -timeout 30m \
 		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery' ./gateway/
 	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease' ./priority/
+
+# Fuzzes the CAP parser and the JSON alert body (their seed corpora, the real
+# CAP documents among them, also run in make test); CI runs it shortened.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cap/
+	$(GO) test -run '^$$' -fuzz '^FuzzAlertJSON$$' -fuzztime $(FUZZTIME) ./gateway/
 
 # Micro-benchmarks of the hot paths against a real Redis, with peers in the
 # same run. Results go in BENCHMARKS.md by hand, with the command and machine.
