@@ -4,6 +4,8 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -136,9 +138,50 @@ type Principal struct {
 	KeyEnv    string `yaml:"key_env"`
 	KeyFile   string `yaml:"key_file"`
 	Scopes    Scopes `yaml:"scopes"`
+	// CAPCerts are PEM files of the certificates this principal signs CAP
+	// with. When set, every CAP document it posts must carry an enveloped XML
+	// signature by one of them, and only the signed content is used.
+	CAPCerts []string `yaml:"cap_certs"`
 
 	// keyHash is the resolved SHA-256 of the key, filled by Load.
 	keyHash []byte
+	certs   []*x509.Certificate
+}
+
+// CAPCertificates are the principal's pinned CAP signing certificates; a
+// principal with any must sign every CAP document.
+func (p *Principal) CAPCertificates() []*x509.Certificate { return p.certs }
+
+// loadCerts reads the principal's pinned certificates.
+func (p *Principal) loadCerts(v *validator, f string) {
+	for j, file := range p.CAPCerts {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			v.add(fmt.Sprintf("%s.cap_certs[%d]", f, j), err.Error())
+			continue
+		}
+		n := 0
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				v.add(fmt.Sprintf("%s.cap_certs[%d]", f, j), "certificate: "+err.Error())
+				continue
+			}
+			p.certs = append(p.certs, c)
+			n++
+		}
+		if n == 0 {
+			v.add(fmt.Sprintf("%s.cap_certs[%d]", f, j), "no PEM CERTIFICATE in "+file)
+		}
+	}
 }
 
 // KeyHash is the SHA-256 of the principal's API key, resolved at load time.
@@ -397,6 +440,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 			v.add(f+".id", fmt.Sprintf("principal %q is defined twice", p.ID))
 		}
 		ids[p.ID] = true
+		p.loadCerts(&v, f)
 		switch p.Kind {
 		case "dispatch", "operator", "building":
 		default:

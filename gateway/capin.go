@@ -97,6 +97,16 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 	if err != nil {
 		return capProblem(err)
 	}
+	if certs := p.CAPCertificates(); len(certs) > 0 {
+		verified, err := cap.VerifySignature(body, certs, time.Now())
+		if err != nil {
+			g.log.Warn().Str("principal", p.ID).Str("remote", r.RemoteAddr).Err(err).Msg("CAP document without a valid signature refused")
+			return forbidden("cap_certs", fmt.Sprintf("principal %q must sign its CAP documents with a pinned certificate: %v", p.ID, err))
+		}
+		if doc, err = cap.Parse(verified); err != nil { // from here on, only what was signed
+			return capProblem(err)
+		}
+	}
 	switch doc.Status {
 	case "Actual", "Exercise", "Test":
 	default:

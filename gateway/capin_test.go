@@ -1,13 +1,22 @@
 package gateway_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/beevik/etree"
+	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/tocsin-alert/tocsin/cap"
 )
@@ -214,4 +223,78 @@ func cancelOf(a *cap.Alert, identifier string) string {
 		MsgType: "Cancel", Scope: a.Scope, References: cap.JoinReferences(a.Ref()), Note: "issued in error"}
 	b, _ := cap.Encode(c)
 	return string(b)
+}
+
+// A principal with pinned certificates must sign its CAP: a document signed
+// with its key is accepted, and only the signed content counts; unsigned,
+// tampered or signed by another key is a 403 naming cap_certs.
+func TestCAPSignatureRequired(t *testing.T) {
+	mine, myCert := signer(t)
+	theirs, _ := signer(t)
+	pemFile := filepath.Join(t.TempDir(), "ils.pem")
+	os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: myCert}), 0o600)
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world), capCert: pemFile})
+	s.cancelWorkers()
+	doc := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+
+	signed := sign(t, mine, doc)
+	if r := s.do("POST", "/v1/alerts", signedKey, "application/cap+xml", signed); r.Code != 202 {
+		t.Fatalf("signed by the pinned key: %d %s", r.Code, r.Raw)
+	}
+	for name, body := range map[string]string{
+		"unsigned":        string(doc),
+		"tampered":        strings.Replace(signed, "SEVERE THUNDERSTORM WARNING", "TORNADO WARNING", 1),
+		"another key":     sign(t, theirs, doc),
+		"signature moved": strings.Replace(signed, "<identifier>KSTO1055887203</identifier>", "<identifier>KSTO1055887204</identifier>", 1),
+	} {
+		if r := s.do("POST", "/v1/alerts", signedKey, "application/cap+xml", body); r.Code != 403 || r.Body["scope"] != "cap_certs" {
+			t.Errorf("%s: %d %s; want 403 naming cap_certs", name, r.Code, r.Raw)
+		}
+	}
+}
+
+// signer is a fresh RSA key and its self-signed certificate.
+func signer(t *testing.T) (dsig.X509KeyStore, []byte) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Leitstelle Test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyStore{k, der}, der
+}
+
+type keyStore struct {
+	k   *rsa.PrivateKey
+	der []byte
+}
+
+func (s keyStore) GetKeyPair() (*rsa.PrivateKey, []byte, error) { return s.k, s.der, nil }
+
+// sign adds an enveloped signature (exclusive c14n, RSA-SHA256) to doc.
+func sign(t *testing.T, ks dsig.X509KeyStore, doc []byte) string {
+	d := etree.NewDocument()
+	if err := d.ReadFromBytes(doc); err != nil {
+		t.Fatal(err)
+	}
+	ctx := dsig.NewDefaultSigningContext(ks)
+	ctx.Canonicalizer = dsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
+	if err := ctx.SetSignatureMethod(dsig.RSASHA256SignatureMethod); err != nil {
+		t.Fatal(err)
+	}
+	el, err := ctx.SignEnveloped(d.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := etree.NewDocument()
+	out.SetRoot(el)
+	s, err := out.WriteToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

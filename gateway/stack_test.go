@@ -91,7 +91,12 @@ type stackOptions struct {
 	// school, if set, replaces the school zone's YAML flow mapping (to give
 	// it geocodes and a polygon for CAP ingest).
 	school string
+	// capCert, if set, adds principal "signed-ils" (key signedKey, all zones)
+	// that must sign CAP with the certificate in this PEM file.
+	capCert string
 }
+
+const signedKey = "test-signed-dispatch-key-001"
 
 const dispatchHMAC = "ils-shared-hmac-key-0000001"
 
@@ -238,6 +243,10 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	if o.school != "" {
 		yml = strings.Replace(yml, "  - {id: school}\n", "  - "+o.school+"\n", 1)
+	}
+	if o.capCert != "" {
+		yml = strings.Replace(yml, "principals:\n", fmt.Sprintf("principals:\n  - {id: signed-ils, kind: dispatch, key_sha256: %s, scopes: {zones: [\"*\"]}, cap_certs: [%q]}\n",
+			hex.EncodeToString(config.HashKey(signedKey)), o.capCert), 1)
 	}
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
