@@ -4,11 +4,11 @@
 package config
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
