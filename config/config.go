@@ -42,6 +42,8 @@ type Config struct {
 	PA PA `yaml:"pa"`
 	// Dispatch are the dispatch centres alerts are forwarded to as CAP 1.2.
 	Dispatch Dispatch `yaml:"dispatch"`
+	// Triggers are the building systems that trigger alerts over MQTT.
+	Triggers Triggers `yaml:"triggers"`
 	// PublicURL is where this gateway is reachable from outside (Twilio's
 	// status callbacks), e.g. https://tocsin.example.org.
 	PublicURL string `yaml:"public_url"`
@@ -199,6 +201,8 @@ type Scopes struct {
 	Statuses []alert.Status `yaml:"statuses"`
 	// Retract allows retracting alerts within the principal's zones.
 	Retract bool `yaml:"retract"`
+	// Maintenance allows putting trigger sources into maintenance and ending it.
+	Maintenance bool `yaml:"maintenance"`
 }
 
 // AllowsZone reports whether z is inside the scope.
@@ -476,6 +480,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 	}
 	c.validateRecipients(&v, zones)
 	c.validateEndpoints(&v, zones)
+	c.validateTriggers(&v, zones)
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {
 			v.add("time_zone", "unknown time zone (use an IANA name such as Europe/Berlin)")

@@ -370,6 +370,8 @@ type alertView struct {
 	Created   time.Time                       `json:"created"`
 	Retracted *retractionView                 `json:"retraction,omitempty"`
 	Counts    map[alert.Kind]*priority.Counts `json:"channels"`
+	// Sources are the trigger sources that confirmed the alert.
+	Sources []string `json:"trigger_sources,omitempty"`
 }
 
 type retractionView struct {
@@ -415,7 +417,11 @@ func (g *Gateway) getAlert(w http.ResponseWriter, r *http.Request, p *config.Pri
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, view(st))
+	v := view(st)
+	if v.Sources, err = g.q.Corroborators(r.Context(), st.Alert.ID); err != nil {
+		return unavailable(err.Error())
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -51,12 +52,40 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	}
 	// One MQTT connection carries sirens and MQTT PA controllers.
 	_, sirenOver := override[alert.KindSiren]
-	if !sirenOver || cfg.PA.UsesMQTT() {
-		conn, err := mqttcmd.New(mqttcmd.Config{
+	var gw *Gateway
+	built, failed := make(chan struct{}), make(chan struct{})
+	defer func() {
+		if gw == nil {
+			close(failed)
+		}
+	}()
+	if !sirenOver || cfg.PA.UsesMQTT() || len(cfg.Triggers.Sources) > 0 {
+		mc := mqttcmd.Config{
 			Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username,
 			Password: os.Getenv(cfg.MQTT.PasswordEnv), TopicPrefix: cfg.MQTT.TopicPrefix, AckTimeout: cfg.Siren.AckTimeout,
 			Kinds: []string{"siren", "pa"},
-		}, log)
+		}
+		var conn *mqttcmd.Client
+		if len(cfg.Triggers.Sources) > 0 {
+			// Building systems' triggers, answered on .../{source}/ack. A
+			// trigger that arrives before the gateway is built waits for it.
+			prefix := cfg.MQTT.TopicPrefix + "/trigger/"
+			mc.Subscriptions = map[string]func(string, []byte){prefix + "+": func(topic string, payload []byte) {
+				source := strings.TrimPrefix(topic, prefix)
+				go func() { // exits after one decision and its ack (or when Open failed)
+					select {
+					case <-built:
+					case <-failed:
+						return
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					b, _ := json.Marshal(gw.HandleTrigger(ctx, source, payload))
+					conn.Publish(prefix+source+"/ack", b)
+				}()
+			}}
+		}
+		conn, err := mqttcmd.New(mc, log)
 		if err != nil {
 			return fail(err)
 		}
@@ -84,7 +113,6 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		}
 		ads[alert.KindDispatch], dispatchKeys = d, keys
 	}
-	var gw *Gateway
 	tokens := map[string]string{}
 	if cfg.Twilio.Primary != "" {
 		// The recipients are the gateway's; gw is set below, before any delivery.
@@ -135,6 +163,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	})
 	gw.Ready = ready
 	gw.closers = closers
+	close(built)
 	return gw, nil
 }
 

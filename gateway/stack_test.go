@@ -52,7 +52,7 @@ principals:
   - id: operator
     kind: operator
     key_sha256: %s
-    scopes: {zones: ["*"], retract: true}
+    scopes: {zones: ["*"], retract: true, maintenance: true}
   - id: school-panel
     kind: building
     key_sha256: %s
@@ -91,12 +91,20 @@ type stackOptions struct {
 	// school, if set, replaces the school zone's YAML flow mapping (to give
 	// it geocodes and a polygon for CAP ingest).
 	school string
+	// triggers adds trigger sources school-button and school-panel-2 (zone
+	// school) and townhall-panel, with template amok-button (sirens).
+	triggers bool
 	// capCert, if set, adds principal "signed-ils" (key signedKey, all zones)
 	// that must sign CAP with the certificate in this PEM file.
 	capCert string
 }
 
 const signedKey = "test-signed-dispatch-key-001"
+
+// triggerKeys are the trigger sources' HMAC keys.
+var triggerKeys = map[string]string{
+	"school-button": "school-button-hmac-key-0001", "school-panel-2": "school-panel2-hmac-key-0001", "townhall-panel": "townhall-panel-hmac-key-01",
+}
 
 const dispatchHMAC = "ils-shared-hmac-key-0000001"
 
@@ -243,6 +251,22 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	if o.school != "" {
 		yml = strings.Replace(yml, "  - {id: school}\n", "  - "+o.school+"\n", 1)
+	}
+	if o.triggers {
+		for id, key := range triggerKeys {
+			t.Setenv("TOCSIN_TEST_TRIG_"+strings.ToUpper(strings.ReplaceAll(id, "-", "_")), key)
+		}
+		yml += `
+triggers:
+  window: 5s
+  reset_window: 4s
+  sources:
+    - {id: school-button, key_env: TOCSIN_TEST_TRIG_SCHOOL_BUTTON, zones: [school]}
+    - {id: school-panel-2, key_env: TOCSIN_TEST_TRIG_SCHOOL_PANEL_2, zones: [school]}
+    - {id: townhall-panel, key_env: TOCSIN_TEST_TRIG_TOWNHALL_PANEL, zones: [townhall]}
+  templates:
+    - {trigger: amok-button, event: Amok, severity: Extreme, urgency: Immediate, headline: Amokalarm, channels: [siren]}
+`
 	}
 	if o.capCert != "" {
 		yml = strings.Replace(yml, "principals:\n", fmt.Sprintf("principals:\n  - {id: signed-ils, kind: dispatch, key_sha256: %s, scopes: {zones: [\"*\"]}, cap_certs: [%q]}\n",

@@ -36,6 +36,21 @@ func (k keys) lane(kind alert.Kind) laneKeys {
 // pace holds a sender's next free send slot (GCRA).
 func (k keys) pace(sender string) string { return k.prefix + ":pace:{" + sender + "}" }
 
+// triggerEvent remembers a trigger source's event id (replay guard) and the
+// alert it made (for the panel's reset).
+func (k keys) triggerEvent(source, event string) string {
+	return k.prefix + ":trig:" + source + ":" + sum(event)
+}
+
+// maintenance holds a trigger source's maintenance window (JSON), expiring at its end.
+func (k keys) maintenance(source string) string { return k.prefix + ":maint:" + source }
+
+// audit is the list of recent trigger decisions, newest first.
+func (k keys) audit() string { return k.prefix + ":audit" }
+
+// sources is the set of trigger sources that corroborate an alert.
+func (k keys) sources(id alert.ID) string { return k.alert(id) + ":src" }
+
 // fence is the pub/sub channel on which retract announces a fenced alert id.
 func (k keys) fence() string { return k.prefix + ":fence" }
 

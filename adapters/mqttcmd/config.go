@@ -18,6 +18,10 @@ type Config struct {
 	Kinds []string
 	// AckTimeout is how long one command waits for the device's ack (2s).
 	AckTimeout time.Duration
+	// Subscriptions are topics to take messages on (QoS 1, in the persistent
+	// session), each with its handler; handlers run on paho's goroutines and
+	// must not block for long.
+	Subscriptions map[string]func(topic string, payload []byte)
 	// ConnectWait is how long New waits for the first connection before going
 	// on and connecting in the background (5s).
 	ConnectWait time.Duration

@@ -38,10 +38,16 @@ type Client struct {
 
 	mu      sync.Mutex
 	waiting map[string]chan Ack
+	subs    []subscription
 	// acked remembers "ok" acks by kind/device/delivery, so an ack that
 	// arrives after its attempt timed out still confirms the delivery: the
 	// next attempt finds it and does not resend.
 	acked map[string]time.Time
+}
+
+type subscription struct {
+	topic   string
+	handler func(topic string, payload []byte)
 }
 
 // ackMemory is how long an ack is remembered; longer than any retry gap.
@@ -69,6 +75,12 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		o.SetUsername(cfg.Username).SetPassword(cfg.Password)
 	}
 	c.client = mqtt.NewClient(o)
+	// Routes before the first connection, so messages the persistent session
+	// kept while we were away are not dropped for want of a handler.
+	for topic, h := range cfg.Subscriptions {
+		c.subs = append(c.subs, subscription{topic: topic, handler: h})
+		c.client.AddRoute(topic, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })
+	}
 	tok := c.client.Connect()
 	if !tok.WaitTimeout(cfg.ConnectWait) {
 		c.log.Warn().Str("broker", cfg.Broker).Msg("MQTT broker not reachable yet; connecting in the background")
@@ -89,6 +101,12 @@ func (c *Client) TopicPrefix() string { return c.cfg.TopicPrefix }
 
 func (c *Client) onConnect(mc mqtt.Client) {
 	c.log.Info().Str("broker", c.cfg.Broker).Msg("MQTT connected")
+	c.mu.Lock()
+	subs := append([]subscription(nil), c.subs...)
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.subscribe(mc, s)
+	}
 	for _, kind := range c.cfg.Kinds {
 		topic := AckTopic(c.cfg.TopicPrefix, kind, "+")
 		tok := mc.Subscribe(topic, 1, c.onAck)
@@ -98,6 +116,20 @@ func (c *Client) onConnect(mc mqtt.Client) {
 			}
 		}()
 	}
+}
+
+func (c *Client) subscribe(mc mqtt.Client, s subscription) {
+	tok := mc.Subscribe(s.topic, 1, func(_ mqtt.Client, m mqtt.Message) { s.handler(m.Topic(), m.Payload()) })
+	go func() { // exits when the subscription is answered or times out
+		if tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
+			c.log.Error().Err(tok.Error()).Str("topic", s.topic).Msg("Subscribe failed")
+		}
+	}()
+}
+
+// Publish sends payload on topic, QoS 1, not retained, without waiting.
+func (c *Client) Publish(topic string, payload []byte) {
+	c.client.Publish(topic, 1, false, payload)
 }
 
 func (c *Client) onAck(_ mqtt.Client, m mqtt.Message) {

@@ -207,3 +207,14 @@ func currentUser() string {
 	}
 	return "mosquitto"
 }
+
+// MosquittoPub is the path of Debian's mosquitto_pub, installing
+// mosquitto-clients when missing; a test that needs it fails with how to get it.
+func MosquittoPub(t testing.TB) string {
+	t.Helper()
+	p, err := binary("mosquitto_pub", "mosquitto-clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
