@@ -30,11 +30,13 @@ soak:
 		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery' ./gateway/
 	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease' ./priority/
 
-# Fuzzes the CAP parser and the JSON alert body (their seed corpora, the real
-# CAP documents among them, also run in make test); CI runs it shortened.
+# Fuzzes the CAP parser, the JSON alert body and the MQTT trigger payload
+# (their seed corpora, the real CAP documents among them, also run in make
+# test); CI runs it shortened.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cap/
 	$(GO) test -run '^$$' -fuzz '^FuzzAlertJSON$$' -fuzztime $(FUZZTIME) ./gateway/
+	$(GO) test -run '^$$' -fuzz '^FuzzTrigger$$' -fuzztime $(FUZZTIME) ./gateway/
 
 # Micro-benchmarks of the hot paths against a real Redis, with peers in the
 # same run. Results go in BENCHMARKS.md by hand, with the command and machine.

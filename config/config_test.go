@@ -105,6 +105,8 @@ func TestKeyFile(t *testing.T) {
 func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("TOCSIN_KEY_LEITSTELLE", "example-dispatch-key-0001")
 	t.Setenv("TOCSIN_KEY_OPERATOR", "example-operator-key-0001")
+	t.Setenv("TOCSIN_TRIGGER_SCHOOL_BUTTON_KEY", "example-button-key-0001")
+	t.Setenv("TOCSIN_TRIGGER_SCHOOL_FIRE_KEY", "example-fire-panel-key-01")
 	if _, err := config.Load("../deploy/tocsin.example.yaml"); err != nil {
 		t.Fatalf("deploy/tocsin.example.yaml: %v", err)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -52,6 +53,38 @@ principals:
 			if z != "school" {
 				t.Fatalf("accepted zone %q outside the panel's scope", z)
 			}
+		}
+	})
+}
+
+// FuzzTrigger: no payload makes the trigger decision panic, and no payload
+// without the source's key gets past the signature check to the queue (the
+// queue is absent here: reaching it would panic).
+func FuzzTrigger(f *testing.F) {
+	f.Setenv("TOCSIN_FUZZ_TRIGGER_KEY", "fuzz-trigger-key-000001")
+	cfg, err := config.Parse([]byte(`
+zones: [{id: school}]
+sirens: [{id: s1, zone: school}]
+triggers:
+  sources: [{id: button, key_env: TOCSIN_FUZZ_TRIGGER_KEY, zones: [school]}]
+  templates: [{trigger: amok-button, event: Amok, severity: Extreme, urgency: Immediate}]
+`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	g := New(Options{Config: cfg, Log: zerolog.Nop(), Adapters: map[alert.Kind]adapters.Adapter{alert.KindSiren: adapters.Func(nil)}})
+	for _, s := range []string{
+		`{"trigger":"amok-button","zone":"school","event_id":"e1","timestamp":"2026-11-22T10:00:00Z","hmac":"00"}`,
+		`{"trigger":"reset","zone":"school","event_id":"e2","timestamp":"2026-11-22T10:00:00Z","reset_of":"e1","hmac":"zz"}`,
+		`{"trigger":"amok-button","extra":1}`, `{}`, `null`, `[`, ``,
+	} {
+		f.Add("button", []byte(s))
+		f.Add("nobody", []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, source string, payload []byte) {
+		ack, _ := g.decideTrigger(context.Background(), source, payload)
+		if ack.Status != "rejected" {
+			t.Fatalf("decision %+v for an unsigned payload", ack)
 		}
 	})
 }

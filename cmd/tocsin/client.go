@@ -129,3 +129,60 @@ func status(args []string) error {
 	}
 	return c.do("GET", "/v1/alerts/"+id, nil, nil)
 }
+
+// maintenance puts a trigger source into maintenance, or ends it.
+func maintenance(args []string) error {
+	fs := flag.NewFlagSet("maintenance", flag.ContinueOnError)
+	c := newClient(fs)
+	reason := fs.String("reason", "", "why (required to start)")
+	dur := fs.Duration("for", 0, "how long, e.g. 4h (or --until)")
+	until := fs.String("until", "", "end time, RFC 3339")
+	end := fs.Bool("end", false, "end maintenance now")
+	src, rest := "", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		src, rest = args[0], args[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if src == "" {
+		return errors.New("usage: tocsin maintenance SOURCE --reason R --for 4h | --until T | --end")
+	}
+	path := "/v1/sources/" + src + "/maintenance"
+	if *end {
+		return c.do("DELETE", path, nil, nil)
+	}
+	body := map[string]any{"reason": *reason}
+	if *dur > 0 {
+		body["for"] = dur.String()
+	}
+	if *until != "" {
+		body["until"] = *until
+	}
+	return c.do("PUT", path, body, nil)
+}
+
+// sources lists trigger sources and their maintenance.
+func sources(args []string) error {
+	fs := flag.NewFlagSet("sources", flag.ContinueOnError)
+	c := newClient(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return c.do("GET", "/v1/sources", nil, nil)
+}
+
+// triggers prints the trigger audit.
+func triggers(args []string) error {
+	fs := flag.NewFlagSet("triggers", flag.ContinueOnError)
+	c := newClient(fs)
+	st := fs.String("status", "", "only accepted, duplicate, rejected, quarantined or reset")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	q := ""
+	if *st != "" {
+		q = "?status=" + *st
+	}
+	return c.do("GET", "/v1/triggers"+q, nil, nil)
+}

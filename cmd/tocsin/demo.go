@@ -60,7 +60,13 @@ principals:
   - id: operator
     kind: operator
     key_sha256: %s
-    scopes: {zones: ["*"], retract: true}
+    scopes: {zones: ["*"], retract: true, maintenance: true}
+triggers:
+  sources:
+    - {id: school-amok-button, key_env: TOCSIN_DEMO_BUTTON_KEY, zones: [soest-school]}
+  templates:
+    - {trigger: amok-button, event: Amok, severity: Extreme, urgency: Immediate,
+       headline: Amokalarm (Taster), channels: [siren, pa]}
 twilio:
   primary: fake
   accounts:
@@ -99,6 +105,7 @@ const (
 	demoTwilioSID   = "AC00000000000000000000000000000de0"
 	demoTwilioToken = "demotoken0000000000000000000000"
 	demoCentreHMAC  = "demo-dispatch-centre-hmac-key"
+	demoButtonKey   = "demo-school-button-key-0001"
 )
 
 func demo(args []string) error {
@@ -184,6 +191,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer paFake.Close()
 	os.Setenv("TOCSIN_DEMO_DISPATCH_HMAC", demoCentreHMAC)
+	os.Setenv("TOCSIN_DEMO_BUTTON_KEY", demoButtonKey)
 	centre, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"leitstelle-soest": []byte(demoCentreHMAC)},
 		AckURL: "http://" + *listen + "/v1/callbacks/cap/{centre}",
 		OnDocument: func(r loadtest.DispatchReceived) {
@@ -226,6 +234,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer fleet.Close()
 
+	mqttHost, mqttPort, _ := net.SplitHostPort(strings.TrimPrefix(*mqttURL, "tcp://"))
 	log := newLogger(*logLevel)
 	return runGateway(ctx, cfg, log, func(addr string) {
 		url := "http://" + addr
@@ -259,8 +268,21 @@ it. Press Ctrl-C to stop.
 
    or with the CLI: TOCSIN_URL=%s TOCSIN_KEY=%s go run ./cmd/tocsin retract ID
 
+4. Press the school's amok button, as a building system does over MQTT
+   (needs mosquitto-clients and openssl; the trigger is signed with the
+   button's own key, so nobody else can sound it):
+
+   KEY=%s TS=$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ) EV=btn-$(date +%%s)
+   MAC=$(printf 'amok-button\nsoest-school\n%%s\n%%s\n\n' "$EV" "$TS" | openssl dgst -sha256 -hmac "$KEY" | cut -d' ' -f2)
+   mosquitto_pub -h %s -p %s -q 1 -t tocsin/v1/trigger/school-amok-button \
+     -m "{\"trigger\":\"amok-button\",\"zone\":\"soest-school\",\"event_id\":\"$EV\",\"timestamp\":\"$TS\",\"hmac\":\"$MAC\"}"
+
+   Put the button into maintenance first and the same trigger is quarantined:
+   TOCSIN_URL=%s TOCSIN_KEY=%s go run ./cmd/tocsin maintenance school-amok-button --reason 'IT work' --for 1h
+
 What each siren, PA zone, phone and dispatch centre receives appears below.
-`, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey)
+`, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey,
+			demoButtonKey, mqttHost, mqttPort, url, demoOperatorKey)
 	})
 }
 

@@ -19,6 +19,10 @@ Usage:
   tocsin send [flags]                 send an alert (tocsin send -h)
   tocsin retract ID --reason R        retract an alert (false_alarm, all_clear, superseded)
   tocsin status [ID]                  list alerts, or show one with per-channel counts
+  tocsin maintenance SOURCE --reason R --for 4h | --end
+                                      quarantine a trigger source's triggers, or stop
+  tocsin sources                      trigger sources and their maintenance
+  tocsin triggers [--status S]        recent trigger decisions (quarantined, rejected, …)
 
 The client commands read TOCSIN_URL (default http://127.0.0.1:8080) and TOCSIN_KEY.
 `
@@ -49,6 +53,12 @@ func main() {
 		err = retract(args)
 	case "status":
 		err = status(args)
+	case "maintenance":
+		err = maintenance(args)
+	case "sources":
+		err = sources(args)
+	case "triggers":
+		err = triggers(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
