@@ -175,6 +175,17 @@ type Alert struct {
 	Sent        time.Time `json:"sent"`
 	Expires     time.Time `json:"expires"`
 	Priority    Priority  `json:"priority"`
+	// Supersedes are the earlier alerts of this alert's chain (a CAP Update
+	// replaces them), newest first, each with when it was sent: what Tocsin's
+	// own CAP messages must reference.
+	Supersedes []Superseded `json:"supersedes,omitempty"`
+}
+
+// Superseded is an earlier alert of a chain.
+type Superseded struct {
+	ID      ID        `json:"id"`
+	Sent    time.Time `json:"sent"`
+	Expires time.Time `json:"expires"`
 }
 
 // Target is one endpoint an alert can reach: a siren, a PA zone, a phone number,

@@ -139,8 +139,19 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 	var superseded []alert.ID
 	if doc.MsgType == "Update" {
 		for _, ref := range refs {
-			if id, err := g.q.Lookup(r.Context(), p.ID, capKey(ref.Sender, ref.Identifier)); err == nil && id != "" {
-				superseded = append(superseded, id)
+			id, err := g.q.Lookup(r.Context(), p.ID, capKey(ref.Sender, ref.Identifier))
+			if err != nil || id == "" {
+				continue
+			}
+			superseded = append(superseded, id)
+			// The chain: the superseded alert and every unexpired one it replaced.
+			if st, err := g.q.Status(r.Context(), id); err == nil {
+				a.Supersedes = append(a.Supersedes, alert.Superseded{ID: id, Sent: st.Alert.Sent, Expires: st.Alert.Expires})
+				for _, old := range st.Alert.Supersedes {
+					if old.Expires.After(time.Now()) && !slices.ContainsFunc(a.Supersedes, func(x alert.Superseded) bool { return x.ID == old.ID }) {
+						a.Supersedes = append(a.Supersedes, old)
+					}
+				}
 			}
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/tocsin-alert/tocsin/cap"
+	"github.com/tocsin-alert/tocsin/internal/testenv"
+	"github.com/tocsin-alert/tocsin/loadtest"
 )
 
 // world is a zone outline around the whole map, so every CAP polygon or
@@ -297,4 +299,51 @@ func sign(t *testing.T, ks dsig.X509KeyStore, doc []byte) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A CAP Update that replaces a delivered alert reaches the dispatch centre as
+// an Update referencing the original Tocsin sent it — never as a Cancel or an
+// AllClear — and sirens get stop, not all_clear, before the update sounds.
+func TestCAPUpdateChainToDispatch(t *testing.T) {
+	port := testenv.FreePort(t)
+	ils, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ils.Close)
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world), dispatch: ils, publicPort: port})
+	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+	orig, _ := cap.Parse(a2)
+	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	if r.Code != 202 {
+		t.Fatalf("alert = %d %s", r.Code, r.Raw)
+	}
+	origID := r.Body["id"].(string)
+	eventually(t, 5*time.Second, "the original reached the centre and the sirens", func() bool {
+		return s.counts(origID, "dispatch")["delivered"] == float64(1) && s.sirenCounts(origID)["delivered"] == float64(3)
+	})
+	upd := *orig
+	upd.Identifier, upd.MsgType, upd.References, upd.Sent = "KSTO1055887203-u1", "Update", cap.JoinReferences(orig.Ref()), cap.Time{Time: time.Now()}
+	body, _ := cap.Encode(&upd)
+	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(body))
+	if r.Code != 202 {
+		t.Fatalf("update = %d %s", r.Code, r.Raw)
+	}
+	updID := r.Body["id"].(string)
+	eventually(t, 5*time.Second, "the update reached the centre and the sirens", func() bool {
+		return s.counts(updID, "dispatch")["delivered"] == float64(1) && s.sirenCounts(updID)["delivered"] == float64(3)
+	})
+	docs := ils.Received()
+	var types []string
+	for _, d := range docs {
+		types = append(types, d.Doc.MsgType)
+	}
+	if len(docs) != 2 || docs[1].Doc.MsgType != "Update" || docs[1].Doc.References != docs[0].Doc.Sender+","+docs[0].Doc.Identifier+","+docs[0].Doc.Sent {
+		t.Fatalf("centre got %v; want the Alert, then an Update referencing it", types)
+	}
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.AlertID == origID && rc.Cmd.Signal == "all_clear" {
+			t.Fatalf("%s got all_clear for a superseded alert", rc.Siren)
+		}
+	}
 }

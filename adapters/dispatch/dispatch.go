@@ -131,6 +131,17 @@ func Original(d alert.Delivery, sender string, zoneNames map[string]string) *cap
 	orig.Message = alert.MessageAlert
 	orig.ID = alert.DeliveryID(a.ID, d.Target, alert.MessageAlert)
 	c := header(orig.ID, sender, a.Sent, a.Status, "Alert")
+	// An alert that replaced others goes as an Update referencing every
+	// earlier message of its chain that this centre got from Tocsin.
+	var refs []cap.Reference
+	for _, old := range a.Supersedes {
+		if old.Expires.After(time.Now()) {
+			refs = append(refs, cap.Reference{Sender: sender, Identifier: alert.DeliveryID(old.ID, d.Target, alert.MessageAlert), Sent: cap.FormatTime(old.Sent)})
+		}
+	}
+	if len(refs) > 0 {
+		c.MsgType, c.References = "Update", cap.JoinReferences(refs...)
+	}
 	exp := cap.Time{Time: a.Expires}
 	certainty := a.Certainty
 	if certainty == "" {
@@ -202,6 +213,11 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	}
 	if d.Message == alert.MessageAlert {
 		return n.post(ctx, c, Original(d, n.cfg.Sender, n.cfg.ZoneNames))
+	}
+	if d.Reason == "superseded" {
+		// The Update that replaces it references it; a Cancel and an
+		// AllClear here would tell the centre the danger is over.
+		return nil
 	}
 	cancel, update := Retraction(d, n.cfg.Sender, n.cfg.ZoneNames, time.Now(), n.cfg.Location)
 	if err := n.post(ctx, c, cancel); err != nil {

@@ -35,10 +35,13 @@ type Command struct {
 	Exercise   bool      `json:"exercise,omitempty"`
 }
 
-// SignalFor is the signal a delivery turns into: all_clear for a retraction,
-// test for a drill (test or exercise) alert, alarm otherwise.
+// SignalFor is the signal a delivery turns into: all_clear for a retraction
+// (stop when an update supersedes the alert: the danger is not over), test
+// for a drill (test or exercise) alert, alarm otherwise.
 func SignalFor(d alert.Delivery) string {
 	switch {
+	case d.Message == alert.MessageRetraction && d.Reason == "superseded":
+		return SignalStop // an update replaces it: stop, never all_clear
 	case d.Message == alert.MessageRetraction:
 		return SignalAllClear
 	case d.Alert != nil && d.Alert.Status.IsDrill():

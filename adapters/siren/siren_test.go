@@ -61,8 +61,12 @@ func TestSignalFor(t *testing.T) {
 		{alert.StatusTest, alert.MessageAlert, siren.SignalTest},
 		{alert.StatusActual, alert.MessageRetraction, siren.SignalAllClear},
 		{alert.StatusExercise, alert.MessageRetraction, siren.SignalAllClear},
+		{alert.StatusActual, "superseded", siren.SignalStop},
 	} {
 		d := alert.Delivery{Alert: &alert.Alert{Status: tt.status}, Message: tt.msg}
+		if tt.msg == "superseded" {
+			d.Message, d.Reason = alert.MessageRetraction, "superseded"
+		}
 		if got := siren.SignalFor(d); got != tt.want {
 			t.Errorf("SignalFor(%s, %s) = %s, want %s", tt.status, tt.msg, got, tt.want)
 		}
