@@ -133,13 +133,7 @@ func Original(d alert.Delivery, sender string, zoneNames map[string]string) *cap
 	c := header(orig.ID, sender, a.Sent, a.Status, "Alert")
 	// An alert that replaced others goes as an Update referencing every
 	// earlier message of its chain that this centre got from Tocsin.
-	var refs []cap.Reference
-	for _, old := range a.Supersedes {
-		if old.Expires.After(time.Now()) {
-			refs = append(refs, cap.Reference{Sender: sender, Identifier: alert.DeliveryID(old.ID, d.Target, alert.MessageAlert), Sent: cap.FormatTime(old.Sent)})
-		}
-	}
-	if len(refs) > 0 {
+	if refs := chain(d, sender); len(refs) > 0 {
 		c.MsgType, c.References = "Update", cap.JoinReferences(refs...)
 	}
 	exp := cap.Time{Time: a.Expires}
@@ -166,12 +160,13 @@ func Original(d alert.Delivery, sender string, zoneNames map[string]string) *cap
 // retraction text in every language Tocsin has.
 func Retraction(d alert.Delivery, sender string, zoneNames map[string]string, now time.Time, loc *time.Location) (cancel, update *cap.Alert) {
 	a := d.Alert
-	ref := Original(d, sender, zoneNames).Ref()
+	// Both reference the original and every earlier unexpired message of its chain.
+	refs := cap.JoinReferences(append([]cap.Reference{Original(d, sender, zoneNames).Ref()}, chain(d, sender)...)...)
 	cancel = header(d.ID, sender, now, a.Status, "Cancel")
-	cancel.References = ref.String()
+	cancel.References = refs
 	cancel.Note = a.Text(alert.MessageRetraction, d.Reason, "en", loc)
 	update = header(d.ID+AllClearSuffix, sender, now, a.Status, "Update")
-	update.References = ref.String()
+	update.References = refs
 	for _, lang := range alert.Languages() {
 		update.Infos = append(update.Infos, cap.Info{
 			Language: lang, Categories: []string{"Safety"}, Event: a.Event, ResponseTypes: []string{"AllClear"},
@@ -182,6 +177,18 @@ func Retraction(d alert.Delivery, sender string, zoneNames map[string]string, no
 		})
 	}
 	return cancel, update
+}
+
+// chain references the earlier unexpired messages of d's alert's chain, as
+// Tocsin sent them to d's centre.
+func chain(d alert.Delivery, sender string) []cap.Reference {
+	var refs []cap.Reference
+	for _, old := range d.Alert.Supersedes {
+		if old.Expires.After(time.Now()) {
+			refs = append(refs, cap.Reference{Sender: sender, Identifier: alert.DeliveryID(old.ID, d.Target, alert.MessageAlert), Sent: cap.FormatTime(old.Sent)})
+		}
+	}
+	return refs
 }
 
 func header(id, sender string, sent time.Time, st alert.Status, msgType string) *cap.Alert {
