@@ -11,6 +11,7 @@ import (
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/priority"
 )
 
 // capKey is the idempotency key a CAP message is enqueued under, so a repeat
@@ -125,6 +126,10 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 	} else if dead {
 		g.log.Warn().Str("principal", p.ID).Str("cap_sender", doc.Sender).Str("cap_identifier", doc.Identifier).
 			Msg("CAP message refused: a Cancel for it arrived first")
+		if err := g.q.Audit(r.Context(), priority.AuditEntry{At: time.Now().UTC(), Source: "principal:" + p.ID, EventID: doc.Identifier,
+			Status: "refused", Reason: "CAP " + doc.MsgType + " from " + doc.Sender + " arrived after its Cancel"}); err != nil {
+			g.log.Error().Err(err).Msg("Refusal not audited")
+		}
 		return conflict(fmt.Sprintf("CAP message %s from %s was cancelled before it arrived; it is not delivered", doc.Identifier, doc.Sender))
 	}
 	req, err := g.capRequest(doc)

@@ -151,6 +151,9 @@ func TestCAPCancelBeforeAlert(t *testing.T) {
 	if r.Code != 409 || !strings.Contains(r.Raw, "cancelled before it arrived") {
 		t.Fatalf("original after its cancel = %d %s; want 409", r.Code, r.Raw)
 	}
+	if audit := s.do("GET", "/v1/triggers?status=refused", operatorKey, "", ""); !strings.Contains(audit.Raw, orig.Identifier) {
+		t.Errorf("audit = %s; want the refused original", audit.Raw)
+	}
 	time.Sleep(300 * time.Millisecond)
 	if n := len(s.fleet.Received()); n != 0 {
 		t.Fatalf("%d siren commands; want none", n)
