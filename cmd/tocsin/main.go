@@ -14,6 +14,7 @@ Usage:
   tocsin serve --config FILE          run a gateway against Redis and an MQTT broker
   tocsin demo [--listen ADDR] [--redis ADDR] [--mqtt URL]
                                       run everything in one process, keeping nothing
+  tocsin loadtest SCENARIO [flags]    load a running gateway over HTTP and MQTT (ingest, pickup)
   tocsin fake KIND [flags]            run a fake Twilio, PA controller, dispatch centre or siren fleet
   tocsin config check FILE            print every problem in a config file (exit 1 if any)
   tocsin send [flags]                 send an alert (tocsin send -h)
@@ -47,6 +48,8 @@ func main() {
 		os.Exit(configCheck(args[1], os.Stdout))
 	case "fake":
 		err = fake(args)
+	case "loadtest":
+		err = loadtestCmd(args)
 	case "send":
 		err = send(args)
 	case "retract":

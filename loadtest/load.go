@@ -1,0 +1,315 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mattn/go-isatty"
+)
+
+// Latency is a scenario's latency distribution in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50_ms"`
+	P95  float64 `json:"p95_ms"`
+	P99  float64 `json:"p99_ms"`
+	P999 float64 `json:"p99_9_ms"`
+	Max  float64 `json:"max_ms"`
+}
+
+func latencyOf(h *hdrhistogram.Histogram) Latency {
+	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+	return Latency{P50: ms(50), P95: ms(95), P99: ms(99), P999: ms(99.9), Max: float64(h.Max()) / 1000}
+}
+
+// newHist records microseconds from 1µs to 60s at 3 significant figures.
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000, 3) }
+
+// Result is one scenario's outcome.
+type Result struct {
+	Scenario   string  `json:"scenario"`
+	Sent       int64   `json:"sent"`
+	Accepted   int64   `json:"accepted"`
+	Duplicates int64   `json:"duplicates"`
+	Errors     int64   `json:"errors"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"accepted_per_second"`
+	Latency    Latency `json:"latency"`
+}
+
+// Summary is the one line a scenario prints.
+func (r Result) Summary() string {
+	return fmt.Sprintf("%s: %d sent, %d accepted (%.0f/s), %d duplicates, %d errors in %.1fs; latency p50 %.2fms p95 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms",
+		r.Scenario, r.Sent, r.Accepted, r.PerSecond, r.Duplicates, r.Errors, r.Seconds,
+		r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.P999, r.Latency.Max)
+}
+
+// loopbackOnly refuses targets off this machine: load is aimed at loopback.
+func loopbackOnly(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q: want a URL such as http://127.0.0.1:8080", raw)
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q: load tests aim at loopback only", raw)
+	}
+	return nil
+}
+
+// IngestOptions configure the ingest scenario.
+type IngestOptions struct {
+	URL, Key string
+	// Senders is the number of concurrent senders (16).
+	Senders int
+	// Duration or Count bound the run (whichever ends first; 10s if neither).
+	Duration time.Duration
+	Count    int64
+	// Repeat is the share (0..1) of requests that reuse an earlier
+	// Idempotency-Key, to measure duplicate handling.
+	Repeat float64
+	Zones  []string
+	// Channels, if set, limits the alerts' channel kinds.
+	Channels []string
+	// Progress, if a terminal, gets a progress line.
+	Progress io.Writer
+}
+
+// Ingest posts alerts from concurrent senders, as dispatch centres would.
+func Ingest(ctx context.Context, o IngestOptions) (Result, error) {
+	if err := loopbackOnly(o.URL); err != nil {
+		return Result{}, err
+	}
+	if o.Senders <= 0 {
+		o.Senders = 16
+	}
+	if o.Duration <= 0 && o.Count <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Senders * 2}, Timeout: 10 * time.Second}
+	var sent, accepted, dups, errs atomic.Int64
+	var mu sync.Mutex
+	hist := newHist()
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	stop := progress(ctx, o.Progress, "ingest", func() (int64, int64) { return sent.Load(), o.Count })
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range o.Senders {
+		wg.Add(1)
+		go func() { // exits when the run ends
+			defer wg.Done()
+			local := newHist()
+			defer func() { mu.Lock(); hist.Merge(local); mu.Unlock() }()
+			last := ""
+			for ctx.Err() == nil {
+				n := sent.Add(1)
+				if o.Count > 0 && n > o.Count {
+					return
+				}
+				key := fmt.Sprintf("lt-%s-%d-%d", run, w, n)
+				if last != "" && o.Repeat > 0 && rand.Float64() < o.Repeat {
+					key = last // this sender's previous alert again
+				}
+				last = key
+				body, _ := json.Marshal(map[string]any{"status": "actual", "event": "Load " + key, "severity": "Severe",
+					"urgency": "Immediate", "headline": "Lasttest", "zones": o.Zones, "channels": o.Channels})
+				req, _ := http.NewRequestWithContext(ctx, "POST", o.URL+"/v1/alerts", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+o.Key)
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Idempotency-Key", key)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs.Add(1)
+					} else {
+						sent.Add(-1)
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				local.RecordValue(time.Since(t0).Microseconds())
+				switch resp.StatusCode {
+				case http.StatusAccepted:
+					accepted.Add(1)
+				case http.StatusOK:
+					dups.Add(1)
+				default:
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	stop()
+	secs := time.Since(start).Seconds()
+	r := Result{Scenario: "ingest", Sent: accepted.Load() + dups.Load() + errs.Load(), Accepted: accepted.Load(), Duplicates: dups.Load(),
+		Errors: errs.Load(), Seconds: secs, Latency: latencyOf(hist)}
+	r.PerSecond = float64(r.Accepted) / secs
+	return r, nil
+}
+
+// PickupOptions configure the pickup scenario.
+type PickupOptions struct {
+	URL, Key string
+	// Broker is the MQTT broker the gateway's sirens listen on.
+	Broker, TopicPrefix string
+	Zone                string
+	// Count alerts, one at a time, Idle apart (20, 200ms).
+	Count int
+	Idle  time.Duration
+	// Progress, if a terminal, gets a progress line.
+	Progress io.Writer
+}
+
+// Pickup measures accept → first siren command on the wire: it posts one
+// alert at a time after an idle gap and watches the sirens' command topics
+// as a controller would (it does not ack; the fleet, if any, does).
+func Pickup(ctx context.Context, o PickupOptions) (Result, error) {
+	if err := loopbackOnly(o.URL); err != nil {
+		return Result{}, err
+	}
+	if o.Count <= 0 {
+		o.Count = 20
+	}
+	if o.Idle <= 0 {
+		o.Idle = 200 * time.Millisecond
+	}
+	if o.TopicPrefix == "" {
+		o.TopicPrefix = "tocsin/v1"
+	}
+	var mu sync.Mutex
+	waiting := map[string]chan time.Time{}
+	arrived := map[string]time.Time{} // commands seen before their POST answered
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(o.Broker).SetClientID(fmt.Sprintf("tocsin-loadtest-%d", os.Getpid())))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return Result{}, fmt.Errorf("pickup: MQTT %s: %v", o.Broker, tok.Error())
+	}
+	defer c.Disconnect(100)
+	tok := c.Subscribe(o.TopicPrefix+"/siren/+/cmd", 1, func(_ mqtt.Client, m mqtt.Message) {
+		at := time.Now()
+		var cmd struct {
+			AlertID string `json:"alert_id"`
+		}
+		if json.Unmarshal(m.Payload(), &cmd) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ch := waiting[cmd.AlertID]; ch != nil {
+			delete(waiting, cmd.AlertID)
+			ch <- at
+		} else if _, seen := arrived[cmd.AlertID]; !seen {
+			arrived[cmd.AlertID] = at
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return Result{}, fmt.Errorf("pickup: subscribe: %v", tok.Error())
+	}
+	hist := newHist()
+	var done, errs atomic.Int64
+	stop := progress(ctx, o.Progress, "pickup", func() (int64, int64) { return done.Load(), int64(o.Count) })
+	defer stop()
+	client := &http.Client{Timeout: 10 * time.Second}
+	start := time.Now()
+	for i := 0; i < o.Count && ctx.Err() == nil; i++ {
+		time.Sleep(o.Idle)
+		body, _ := json.Marshal(map[string]any{"status": "actual", "event": fmt.Sprintf("Pickup %d-%d", time.Now().UnixNano(), i),
+			"severity": "Extreme", "urgency": "Immediate", "zones": []string{o.Zone}, "channels": []string{"siren"}})
+		req, _ := http.NewRequestWithContext(ctx, "POST", o.URL+"/v1/alerts", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+o.Key)
+		req.Header.Set("Content-Type", "application/json")
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			errs.Add(1)
+			continue
+		}
+		var a struct {
+			ID string `json:"id"`
+		}
+		json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			errs.Add(1)
+			continue
+		}
+		ch := make(chan time.Time, 1)
+		mu.Lock()
+		if at, ok := arrived[a.ID]; ok { // on the wire before the answer came back
+			delete(arrived, a.ID)
+			ch <- at
+		} else {
+			waiting[a.ID] = ch
+		}
+		mu.Unlock()
+		select {
+		case at := <-ch:
+			hist.RecordValue(at.Sub(t0).Microseconds())
+			done.Add(1)
+		case <-time.After(5 * time.Second):
+			errs.Add(1)
+		case <-ctx.Done():
+		}
+	}
+	stop()
+	r := Result{Scenario: "pickup", Sent: done.Load() + errs.Load(), Accepted: done.Load(), Errors: errs.Load(), Seconds: time.Since(start).Seconds(), Latency: latencyOf(hist)}
+	r.PerSecond = float64(r.Accepted) / r.Seconds
+	return r, nil
+}
+
+// progress draws "scenario n/total" on a terminal until stop is called.
+func progress(ctx context.Context, w io.Writer, name string, now func() (done, total int64)) (stop func()) {
+	f, ok := w.(*os.File)
+	if !ok || !isatty.IsTerminal(f.Fd()) {
+		return func() {}
+	}
+	end := make(chan struct{})
+	var once sync.Once
+	go func() { // exits when stop is called
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-end:
+				fmt.Fprint(f, "\r\033[K")
+				return
+			case <-t.C:
+				d, total := now()
+				if total > 0 {
+					fmt.Fprintf(f, "\r%s %d/%d [%-30s]", name, d, total, bar(d, total))
+				} else {
+					fmt.Fprintf(f, "\r%s %d", name, d)
+				}
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(end) }) }
+}
+
+func bar(d, total int64) string {
+	n := int(min(d, total) * 30 / max(total, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = '='
+	}
+	return string(b)
+}
