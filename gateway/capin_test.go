@@ -205,7 +205,8 @@ func TestCAPUpdateReplacesQueuedAlert(t *testing.T) {
 	if c := s.sirenCounts(origID); c["cancelled"] != float64(3) || c["retracted"] != "0/0" {
 		t.Fatalf("original after the update: %v; want its 3 queued sirens cancelled and nobody owed anything", c)
 	}
-	s.startGateway() // workers again
+	s.cancel()       // this instance's workers are stopped; let another instance take over
+	s.startGateway() // (same MQTT client id, so the first must be gone)
 	eventually(t, 5*time.Second, "the update sounded", func() bool { return s.sirenCounts(updID)["delivered"] == float64(3) })
 	for _, rc := range s.fleet.Received() {
 		if rc.Cmd.AlertID == origID {

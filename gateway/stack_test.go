@@ -330,15 +330,16 @@ func (s *stack) startGatewayWith(a adapters.Adapter) {
 	s.srv.Start()
 	s.url = s.srv.URL
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopWorkers, s.done = cancel, make(chan struct{})
-	go func() { s.gw.Run(ctx, 5*time.Second); close(s.done) }()
+	done, srv := make(chan struct{}), s.srv
+	s.stopWorkers, s.done = cancel, done
+	go func() { gw.Run(ctx, 5*time.Second); close(done) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			s.gw.Drain()
-			s.srv.Close()
+			gw.Drain()
+			srv.Close()
 			cancel()
-			<-s.done
+			<-done
 			gw.Close()
 		})
 	}
