@@ -39,9 +39,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTrigger$$' -fuzztime $(FUZZTIME) ./gateway/
 
 # Micro-benchmarks of the hot paths against a real Redis, with peers in the
-# same run. Results go in BENCHMARKS.md by hand, with the command and machine.
+# same run, then ingest through the load generator against Tocsin, the asynq
+# peer and the bare ceiling (loadtest/bench.sh prints a Markdown table).
+# Results go in BENCHMARKS.md by hand, with the command and machine.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./priority/ ./gateway/
+	bash loadtest/bench.sh 10s
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
