@@ -80,7 +80,7 @@ func TestMain(m *testing.M) {
 
 // startProcess runs `tocsin serve` as a child process with the stack's config
 // (listen address and client id replaced) and waits until it is ready.
-func (s *stack) startProcess(clientID string) (*exec.Cmd, string) {
+func (s *stack) startProcess(clientID string, extra ...string) (*exec.Cmd, string) {
 	t := s.t
 	port := testenv.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -91,7 +91,7 @@ func (s *stack) startProcess(clientID string) (*exec.Cmd, string) {
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "serve", "--config", path, "--log-level", "warn")
+	cmd := exec.Command(binary, append([]string{"serve", "--config", path, "--log-level", "warn"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -171,4 +171,22 @@ func (s *stack) postTo(url, body string) response {
 	defer func() { s.url = old }()
 	s.url = url
 	return s.post(body)
+}
+
+// An API-only instance (serve --no-workers) accepts and stores alerts and
+// delivers nothing; an instance with workers on the same Redis delivers them.
+func TestAPIOnlyInstance(t *testing.T) {
+	s := newStack(t, stackOptions{noGateway: true, fleet: true})
+	_, url := s.startProcess("tocsin-api-only", "--no-workers")
+	r := s.postTo(url, amok("school"))
+	if r.Code != 202 {
+		t.Fatalf("POST to the API-only instance = %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(s.fleet.Received()); n != 0 {
+		t.Fatalf("%d siren commands from an API-only instance; want none", n)
+	}
+	s.startGateway()
+	eventually(t, 5*time.Second, "the worker instance delivered", func() bool { return s.sirenCounts(id)["delivered"] == float64(3) })
 }

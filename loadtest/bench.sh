@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Ingest side by side, through the same load generator in the same run:
-# Tocsin (`tocsin serve`), the asynq peer (same HTTP contract, asynq.Unique
-# enqueue) against the same Redis, and a bare net/http handler (the ceiling).
+# Tocsin (`tocsin serve --no-workers`: accept and store, like the asynq peer,
+# whose tasks nobody consumes either), the asynq peer (same HTTP contract,
+# asynq.Unique enqueue) against the same Redis, and a bare net/http handler
+# (the ceiling).
 # Once with Redis as deploy/ ships it (AOF, appendfsync always), once with
 # persistence off. Everything on loopback; prints a Markdown table.
 #
@@ -48,9 +50,7 @@ sirens: [{id: s1, zone: town}, {id: s2, zone: town}, {id: s3, zone: town}]
 principals:
   - {id: ils, kind: dispatch, key_env: BENCH_KEY, scopes: {zones: ["*"]}}
 YAML
-  BENCH_KEY=$key "$tmp/tocsin" serve --config "$tmp/$mode/tocsin.yaml" >"$tmp/$mode/tocsin.log" 2>&1 &
-  pids+=($!)
-  "$tmp/tocsin" fake sirens --mqtt "tcp://127.0.0.1:$mp" --ids s1,s2,s3 >/dev/null 2>&1 &
+  BENCH_KEY=$key "$tmp/tocsin" serve --no-workers --config "$tmp/$mode/tocsin.yaml" >"$tmp/$mode/tocsin.log" 2>&1 &
   pids+=($!)
   "$tmp/asynqpeer" --listen "127.0.0.1:$ap" --redis "127.0.0.1:$rp" --key "$key" 2>/dev/null &
   pids+=($!)

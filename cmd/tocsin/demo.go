@@ -283,7 +283,7 @@ it. Press Ctrl-C to stop.
 What each siren, PA zone, phone and dispatch centre receives appears below.
 `, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey,
 			demoButtonKey, mqttHost, mqttPort, url, demoOperatorKey)
-	})
+	}, true)
 }
 
 // startBroker runs an in-process MQTT broker (mochi-mqtt) on a free loopback port.

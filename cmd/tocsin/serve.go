@@ -40,6 +40,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "tocsin.yaml", "configuration file")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	noWorkers := fs.Bool("no-workers", false, "API only: accept, store and retract alerts, deliver nothing (other instances with workers deliver)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func serve(args []string) error {
 	log := newLogger(*logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return runGateway(ctx, cfg, log, nil)
+	return runGateway(ctx, cfg, log, nil, !*noWorkers)
 }
 
 func newLogger(level string) zerolog.Logger {
@@ -63,8 +64,9 @@ func newLogger(level string) zerolog.Logger {
 
 // runGateway runs one gateway until ctx ends (SIGTERM): readiness goes 503,
 // the HTTP server stops taking requests, workers stop claiming, running jobs
-// finish or are handed back, and it returns nil.
-func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, started func(addr string)) error {
+// finish or are handed back, and it returns nil. Without workers it serves
+// the API only.
+func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, started func(addr string), workers bool) error {
 	g, err := gateway.Open(cfg, log, nil)
 	if err != nil {
 		return err
@@ -81,7 +83,12 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 		started(ln.Addr().String())
 	}
 	runDone := make(chan error, 1)
-	go func() { runDone <- g.Run(ctx, cfg.Queue.ShutdownGrace) }() // exits after ctx ends and jobs drain
+	if workers {
+		go func() { runDone <- g.Run(ctx, cfg.Queue.ShutdownGrace) }() // exits after ctx ends and jobs drain
+	} else {
+		log.Info().Msg("No workers: this instance accepts alerts and delivers nothing")
+		runDone <- nil
+	}
 	<-ctx.Done()
 	log.Info().Msg("Shutting down: draining")
 	g.Drain()
