@@ -200,8 +200,10 @@ func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t
 		return rej(fmt.Sprintf("reset %v after the alert, later than the %v reset window: an operator retracts it", time.Since(st.Created).Round(time.Second), g.cfg.Triggers.ResetWindow))
 	}
 	if st.State != "retracted" {
-		if err := g.retractAlert(ctx, id, "false_alarm", "reset at the panel of "+src.ID, sourcePrincipal(src)); err != nil && !errors.As(err, new(*Problem)) {
-			return rej(err.Error())
+		err := g.retractAlert(ctx, id, "false_alarm", "reset at the panel of "+src.ID, sourcePrincipal(src))
+		var p *Problem
+		if err != nil && !(errors.As(err, &p) && p.Status == http.StatusConflict) { // retracted meanwhile is fine
+			return rej("not retracted: " + err.Error())
 		}
 	}
 	return TriggerAck{EventID: t.EventID, Status: "reset", AlertID: id}, t
