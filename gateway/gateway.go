@@ -44,6 +44,7 @@ type Gateway struct {
 	cancellers   []canceller
 	contacts     map[string][]config.ContactGroup // by zone
 	recipients   map[string]adapters.Recipient    // by target id
+	personIDs    map[string][]string              // group -> its people's target ids, in order
 	twilioTokens map[string]string                // account SID -> auth token
 	paZones      map[string][]config.PAZone       // by zone
 	centres      map[string][]config.DispatchCentre
@@ -128,11 +129,13 @@ func New(o Options) *Gateway {
 			g.cancellers = append(g.cancellers, c)
 		}
 	}
-	g.recipients = map[string]adapters.Recipient{}
+	g.recipients, g.personIDs = map[string]adapters.Recipient{}, map[string][]string{}
 	for _, grp := range o.Config.Contacts {
 		g.contacts[grp.Zone] = append(g.contacts[grp.Zone], grp)
 		for _, p := range grp.People {
-			g.recipients[grp.ID+"."+p.ID] = adapters.Recipient{Phone: p.Phone, Language: p.Language}
+			id := grp.ID + "." + p.ID
+			g.recipients[id] = adapters.Recipient{Phone: p.Phone, Language: p.Language}
+			g.personIDs[grp.ID] = append(g.personIDs[grp.ID], id)
 		}
 	}
 	g.twilioTokens = o.TwilioTokens
@@ -194,10 +197,14 @@ func newID(now time.Time) alert.ID {
 func (g *Gateway) route(a *alert.Alert) []alert.Target {
 	var ts []alert.Target
 	wants := func(k alert.Kind) bool { return slices.Contains(a.Channels, k) }
-	seen := map[string]bool{}
+	type once struct {
+		k     alert.Kind
+		dedup string
+	}
+	seen := map[once]struct{}{}
 	add := func(k alert.Kind, id, dedup string) {
-		if key := string(k) + "/" + dedup; !seen[key] {
-			seen[key] = true
+		if _, dup := seen[once{k, dedup}]; !dup {
+			seen[once{k, dedup}] = struct{}{}
 			ts = append(ts, alert.Target{Kind: k, ID: id})
 		}
 	}
@@ -227,10 +234,11 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target {
 			if a.Status.IsDrill() && !grp.Drills {
 				continue
 			}
-			for _, p := range grp.People {
+			ids := g.personIDs[grp.ID]
+			for i, p := range grp.People {
 				for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
 					if wants(k) && p.Reaches(k) {
-						add(k, grp.ID+"."+p.ID, p.Phone)
+						add(k, ids[i], p.Phone)
 					}
 				}
 			}
