@@ -1,6 +1,8 @@
 package adapters
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -61,4 +63,25 @@ func CheckResponse(op string, resp *http.Response) error {
 		msg = msg[:200] + "…"
 	}
 	return ClassifyStatus(resp.StatusCode, RetryAfterHeader(resp.Header), fmt.Errorf("%s: HTTP %d: %s", op, resp.StatusCode, msg))
+}
+
+// Post sends body to url with the given headers and classifies the answer
+// with CheckResponse; op names the endpoint in errors. A transport error is
+// retryable; a cancelled ctx returns ctx's error.
+func Post(ctx context.Context, c *http.Client, op, url string, body []byte, header map[string]string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return Permanent(fmt.Errorf("%s: %w", op, err))
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return CheckResponse(op, resp)
 }

@@ -8,7 +8,6 @@
 package dispatch
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -238,20 +237,8 @@ func (n *Notifier) post(ctx context.Context, c Centre, msg *cap.Alert) error {
 	if err != nil {
 		return adapters.Permanent(fmt.Errorf("dispatch: encode CAP: %w", err))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(body))
-	if err != nil {
-		return adapters.Permanent(fmt.Errorf("dispatch: centre %q: %w", c.ID, err))
-	}
 	now := time.Now()
-	req.Header.Set("Content-Type", cap.ContentType)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(c.Key, now, body))
-	resp, err := n.clients[c.ID].Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("dispatch: centre %q: %w", c.ID, err)
-	}
-	return adapters.CheckResponse("dispatch: centre "+c.ID+" "+msg.MsgType, resp)
+	return adapters.Post(ctx, n.clients[c.ID], "dispatch: centre "+c.ID+" "+msg.MsgType, c.URL, body, map[string]string{
+		"Content-Type": cap.ContentType, HeaderTimestamp: strconv.FormatInt(now.Unix(), 10), HeaderSignature: Sign(c.Key, now, body),
+	})
 }

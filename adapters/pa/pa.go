@@ -8,7 +8,6 @@
 package pa
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -164,21 +163,9 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		}
 		return n.cfg.MQTT.Send(ctx, "pa", c.ID, d.ID, payload)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(payload))
-	if err != nil {
-		return adapters.Permanent(fmt.Errorf("pa: controller %q: %w", c.ID, err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", d.ID)
+	h := map[string]string{"Content-Type": "application/json", "Idempotency-Key": d.ID}
 	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+		h["Authorization"] = "Bearer " + c.Token
 	}
-	resp, err := n.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("pa: controller %q: %w", c.ID, err)
-	}
-	return adapters.CheckResponse("pa: controller "+c.ID, resp)
+	return adapters.Post(ctx, n.http, "pa: controller "+c.ID, c.URL, payload, h)
 }
