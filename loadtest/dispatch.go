@@ -113,11 +113,7 @@ func (f *Dispatch) Fail(id, mode string) {
 func (f *Dispatch) Received() []DispatchReceived {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]DispatchReceived, len(f.received))
-	for i, r := range f.received {
-		out[i] = *r
-	}
-	return out
+	return values(f.received)
 }
 
 // Rejected counts requests refused for a missing or wrong signature.
@@ -129,13 +125,7 @@ func (f *Dispatch) Rejected() int {
 
 // Close stops the fake, after the Acks under way.
 func (f *Dispatch) Close() {
-	f.mu.Lock()
-	select {
-	case <-f.hang:
-	default:
-		close(f.hang)
-	}
-	f.mu.Unlock()
+	release(&f.mu, f.hang)
 	f.srv.Close()
 	f.acks.Wait()
 }

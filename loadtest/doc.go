@@ -6,6 +6,7 @@ package loadtest
 import (
 	"fmt"
 	"net"
+	"sync"
 )
 
 // listenLoopback listens on addr (a free loopback port when empty). The fakes
@@ -23,4 +24,24 @@ func listenLoopback(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen address %q: fakes listen on loopback only (127.0.0.1, ::1, localhost)", addr)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// release closes ch, which requests told to hang wait on, once: mu guards it.
+func release(mu *sync.Mutex, ch chan struct{}) {
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// values copies what ps point to, so callers hold no pointer into a fake.
+func values[T any](ps []*T) []T {
+	out := make([]T, len(ps))
+	for i, p := range ps {
+		out[i] = *p
+	}
+	return out
 }

@@ -113,13 +113,7 @@ func (p *PA) Received() []PAReceived {
 
 // Close stops the fake.
 func (p *PA) Close() {
-	p.mu.Lock()
-	select {
-	case <-p.hang:
-	default:
-		close(p.hang)
-	}
-	p.mu.Unlock()
+	release(&p.mu, p.hang)
 	if p.fleet != nil {
 		p.fleet.Close()
 	}

@@ -110,13 +110,7 @@ func StartTwilio(o TwilioOptions) (*Twilio, error) {
 
 // Close stops the fake.
 func (f *Twilio) Close() {
-	f.mu.Lock()
-	select {
-	case <-f.hang:
-	default:
-		close(f.hang)
-	}
-	f.mu.Unlock()
+	release(&f.mu, f.hang)
 	f.srv.Close()
 }
 
@@ -131,11 +125,7 @@ func (f *Twilio) SetFailure(x TwilioFailure) {
 func (f *Twilio) Messages() []FakeMessage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]FakeMessage, len(f.messages))
-	for i, m := range f.messages {
-		out[i] = *m
-	}
-	return out
+	return values(f.messages)
 }
 
 // Calls returns the accepted calls in order.
