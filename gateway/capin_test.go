@@ -76,7 +76,7 @@ func TestCAPRealDocumentsIngest(t *testing.T) {
 	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, geocodes: [%s], polygon: %q}", strings.Join(codes, ", "), world)})
 	s.cancelWorkers() // ingest only
 	for name, b := range docs {
-		r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(fresh(b)))
+		r := s.postCAP(string(fresh(b)))
 		msgType := regexp.MustCompile(`msgType>(\w+)<`).FindStringSubmatch(string(b))[1]
 		switch {
 		case name == "oasis-example-a1-homeland-security.xml":
@@ -99,8 +99,8 @@ func TestCAPRealDocumentsIngest(t *testing.T) {
 	}
 	// The same document again is a duplicate of the first.
 	b := fresh(docs["oasis-example-a2-thunderstorm-warning.xml"])
-	first := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(b))
-	again := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(b))
+	first := s.postCAP(string(b))
+	again := s.postCAP(string(b))
 	if again.Code != 200 || again.Body["id"] != first.Body["id"] || again.Body["duplicate"] != true {
 		t.Fatalf("repeat = %d %s; want 200 duplicate of %v", again.Code, again.Raw, first.Body["id"])
 	}
@@ -109,19 +109,19 @@ func TestCAPRealDocumentsIngest(t *testing.T) {
 // Invalid documents get a 400 naming the element; a building panel may not
 // alert outside its zone by CAP either.
 func TestCAPRejections(t *testing.T) {
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
+	s := newStack(t, stackOptions{school: worldSchool})
 	s.cancelWorkers()
 	inv, _ := os.ReadFile("../cap/testdata/invalid/missing-scope.xml")
-	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(inv))
+	r := s.postCAP(string(inv))
 	if d, _ := r.Body["detail"].(string); r.Code != 400 || r.Body["field"] != "alert" || !strings.Contains(d, "<scope> is required") {
 		t.Errorf("missing scope: %d %s", r.Code, r.Raw)
 	}
 	xxe, _ := os.ReadFile("../cap/testdata/invalid/xxe-external-entities-thunderstorm.xml")
-	if r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(xxe)); r.Code != 400 || !strings.Contains(r.Body["detail"].(string), "DOCTYPE") {
+	if r := s.postCAP(string(xxe)); r.Code != 400 || !strings.Contains(r.Body["detail"].(string), "DOCTYPE") {
 		t.Errorf("XXE: %d %s", r.Code, r.Raw)
 	}
 	a2, _ := os.ReadFile("../cap/testdata/oasis-example-a2-thunderstorm-warning.xml")
-	if r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2)); r.Code != 400 || r.Body["field"] != "alert/info[0]/expires" {
+	if r := s.postCAP(string(a2)); r.Code != 400 || r.Body["field"] != "alert/info[0]/expires" {
 		t.Errorf("expired document: %d %s; want 400 naming alert/info[0]/expires", r.Code, r.Raw)
 	}
 	// Severe is the panel's ceiling; the thunderstorm warning is Severe, in
@@ -139,15 +139,14 @@ func TestCAPRejections(t *testing.T) {
 // A CAP Cancel that arrives before its Alert leaves a tombstone; the Alert is
 // refused (409) when it comes, and nothing sounds.
 func TestCAPCancelBeforeAlert(t *testing.T) {
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
-	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
-	orig, _ := cap.Parse(a2)
+	s := newStack(t, stackOptions{school: worldSchool})
+	a2, orig := thunderstorm(t)
 	cancel := cancelOf(orig, "KSTO1055887203-cancel")
-	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", cancel)
+	r := s.postCAP(cancel)
 	if r.Code != 202 || !strings.Contains(r.Raw, orig.Identifier) {
 		t.Fatalf("cancel = %d %s; want 202 with a tombstone", r.Code, r.Raw)
 	}
-	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	r = s.postCAP(string(a2))
 	if r.Code != 409 || !strings.Contains(r.Raw, "cancelled before it arrived") {
 		t.Fatalf("original after its cancel = %d %s; want 409", r.Code, r.Raw)
 	}
@@ -163,16 +162,15 @@ func TestCAPCancelBeforeAlert(t *testing.T) {
 // A CAP Cancel after its Alert retracts it through the retraction path:
 // every siren that sounded gets all_clear.
 func TestCAPCancelRetracts(t *testing.T) {
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
-	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
-	orig, _ := cap.Parse(a2)
-	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	s := newStack(t, stackOptions{school: worldSchool})
+	a2, orig := thunderstorm(t)
+	r := s.postCAP(string(a2))
 	if r.Code != 202 {
 		t.Fatalf("alert = %d %s", r.Code, r.Raw)
 	}
 	id := r.Body["id"].(string)
 	eventually(t, 5*time.Second, "sirens sounded", func() bool { return s.sirenCounts(id)["delivered"] == float64(3) })
-	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", cancelOf(orig, "KSTO1055887203-cancel"))
+	r = s.postCAP(cancelOf(orig, "KSTO1055887203-cancel"))
 	if r.Code != 202 || !strings.Contains(r.Raw, id) {
 		t.Fatalf("cancel = %d %s; want 202 retracting %s", r.Code, r.Raw, id)
 	}
@@ -182,22 +180,15 @@ func TestCAPCancelRetracts(t *testing.T) {
 // A CAP Update replaces a queued alert: the original's queued deliveries are
 // cancelled, not sent, and only the update sounds.
 func TestCAPUpdateReplacesQueuedAlert(t *testing.T) {
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world)})
+	s := newStack(t, stackOptions{school: worldSchool})
 	s.cancelWorkers() // nothing is claimed: the original stays queued
-	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
-	orig, _ := cap.Parse(a2)
-	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	a2, orig := thunderstorm(t)
+	r := s.postCAP(string(a2))
 	if r.Code != 202 {
 		t.Fatalf("alert = %d %s", r.Code, r.Raw)
 	}
 	origID := r.Body["id"].(string)
-	upd := *orig
-	upd.Identifier, upd.MsgType, upd.References = "KSTO1055887203-update", "Update", cap.JoinReferences(orig.Ref())
-	upd.Sent = cap.Time{Time: time.Now()}
-	upd.Infos = append([]cap.Info(nil), orig.Infos...)
-	upd.Infos[0].Headline = "SEVERE THUNDERSTORM WARNING EXTENDED"
-	body, _ := cap.Encode(&upd)
-	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(body))
+	r = s.postCAP(updateOf(orig, "KSTO1055887203-update", "SEVERE THUNDERSTORM WARNING EXTENDED"))
 	if r.Code != 202 || !strings.Contains(r.Raw, origID) {
 		t.Fatalf("update = %d %s; want 202 superseding %s", r.Code, r.Raw, origID)
 	}
@@ -213,6 +204,37 @@ func TestCAPUpdateReplacesQueuedAlert(t *testing.T) {
 			t.Fatalf("the superseded original reached %s", rc.Siren)
 		}
 	}
+}
+
+// worldSchool is the school zone outlined around the whole map.
+var worldSchool = fmt.Sprintf("{id: school, polygon: %q}", world)
+
+func (s *stack) postCAP(body string) response {
+	return s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", body)
+}
+
+// thunderstorm is the OASIS example warning, its expiry moved ahead, as
+// bytes and parsed.
+func thunderstorm(t *testing.T) ([]byte, *cap.Alert) {
+	b := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+	a, err := cap.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, a
+}
+
+// updateOf is a CAP Update of a, as its sender would write it, with a new
+// headline if one is given.
+func updateOf(a *cap.Alert, identifier, headline string) string {
+	u := *a
+	u.Identifier, u.MsgType, u.References, u.Sent = identifier, "Update", cap.JoinReferences(a.Ref()), cap.Time{Time: time.Now()}
+	u.Infos = append([]cap.Info(nil), a.Infos...)
+	if headline != "" {
+		u.Infos[0].Headline = headline
+	}
+	b, _ := cap.Encode(&u)
+	return string(b)
 }
 
 func mustRead(t *testing.T, f string) []byte {
@@ -239,9 +261,9 @@ func TestCAPSignatureRequired(t *testing.T) {
 	theirs, _ := signer(t)
 	pemFile := filepath.Join(t.TempDir(), "ils.pem")
 	os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: myCert}), 0o600)
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world), capCert: pemFile})
+	s := newStack(t, stackOptions{school: worldSchool, capCert: pemFile})
 	s.cancelWorkers()
-	doc := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
+	doc, _ := thunderstorm(t)
 
 	signed := sign(t, mine, doc)
 	if r := s.do("POST", "/v1/alerts", signedKey, "application/cap+xml", signed); r.Code != 202 {
@@ -315,10 +337,9 @@ func TestCAPUpdateChainToDispatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ils.Close)
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, polygon: %q}", world), dispatch: ils, publicPort: port})
-	a2 := fresh(mustRead(t, "../cap/testdata/oasis-example-a2-thunderstorm-warning.xml"))
-	orig, _ := cap.Parse(a2)
-	r := s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(a2))
+	s := newStack(t, stackOptions{school: worldSchool, dispatch: ils, publicPort: port})
+	a2, orig := thunderstorm(t)
+	r := s.postCAP(string(a2))
 	if r.Code != 202 {
 		t.Fatalf("alert = %d %s", r.Code, r.Raw)
 	}
@@ -326,10 +347,7 @@ func TestCAPUpdateChainToDispatch(t *testing.T) {
 	eventually(t, 5*time.Second, "the original reached the centre and the sirens", func() bool {
 		return s.counts(origID, "dispatch")["delivered"] == float64(1) && s.sirenCounts(origID)["delivered"] == float64(3)
 	})
-	upd := *orig
-	upd.Identifier, upd.MsgType, upd.References, upd.Sent = "KSTO1055887203-u1", "Update", cap.JoinReferences(orig.Ref()), cap.Time{Time: time.Now()}
-	body, _ := cap.Encode(&upd)
-	r = s.do("POST", "/v1/alerts", dispatchKey, "application/cap+xml", string(body))
+	r = s.postCAP(updateOf(orig, "KSTO1055887203-u1", ""))
 	if r.Code != 202 {
 		t.Fatalf("update = %d %s", r.Code, r.Raw)
 	}
