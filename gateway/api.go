@@ -203,6 +203,9 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 		g.log.Error().Err(err).Str("principal", p.ID).Msg("Alert not stored")
 		return res, unavailable("the queue cannot store the alert right now; nothing was accepted, retry")
 	}
+	if res.Duplicate && priority.IsTombstone(res.ID) {
+		return res, errCancelledFirst
+	}
 	if res.Duplicate {
 		g.m.duplicates.Inc()
 		resp := alertResponse{ID: res.ID, Duplicate: true}
@@ -219,6 +222,10 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 	writeJSON(w, http.StatusAccepted, withExtra(alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets), Zones: a.Zones}, extra))
 	return res, nil
 }
+
+// errCancelledFirst is accept's answer for a message whose idempotency key
+// holds a tombstone: it was cancelled before it arrived.
+var errCancelledFirst = conflict("this message was cancelled before it arrived; it is not delivered")
 
 // withExtra merges extra fields into a JSON answer.
 func withExtra(v alertResponse, extra map[string]any) any {

@@ -121,17 +121,6 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 		return badRequest("alert/msgType", doc.MsgType+" is not an alert; dispatch centres acknowledge at POST /v1/callbacks/cap/{centre}")
 	}
 	key := capKey(doc.Sender, doc.Identifier)
-	if dead, err := g.q.Tombstoned(r.Context(), p.ID, key); err != nil {
-		return unavailable(err.Error())
-	} else if dead {
-		g.log.Warn().Str("principal", p.ID).Str("cap_sender", doc.Sender).Str("cap_identifier", doc.Identifier).
-			Msg("CAP message refused: a Cancel for it arrived first")
-		if err := g.q.Audit(r.Context(), priority.AuditEntry{At: time.Now().UTC(), Source: "principal:" + p.ID, EventID: doc.Identifier,
-			Status: "refused", Reason: "CAP " + doc.MsgType + " from " + doc.Sender + " arrived after its Cancel"}); err != nil {
-			g.log.Error().Err(err).Msg("Refusal not audited")
-		}
-		return conflict(fmt.Sprintf("CAP message %s from %s was cancelled before it arrived; it is not delivered", doc.Identifier, doc.Sender))
-	}
 	req, err := g.capRequest(doc)
 	if err != nil {
 		return err
@@ -161,6 +150,15 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 		}
 	}
 	res, err := g.accept(w, r, p, a, key, map[string]any{"supersedes": nonNil(superseded)})
+	if err == errCancelledFirst {
+		g.log.Warn().Str("principal", p.ID).Str("cap_sender", doc.Sender).Str("cap_identifier", doc.Identifier).
+			Msg("CAP message refused: a Cancel for it arrived first")
+		if err := g.q.Audit(r.Context(), priority.AuditEntry{At: time.Now().UTC(), Source: "principal:" + p.ID, EventID: doc.Identifier,
+			Status: "refused", Reason: "CAP " + doc.MsgType + " from " + doc.Sender + " arrived after its Cancel"}); err != nil {
+			g.log.Error().Err(err).Msg("Refusal not audited")
+		}
+		return conflict(fmt.Sprintf("CAP message %s from %s was cancelled before it arrived; it is not delivered", doc.Identifier, doc.Sender))
+	}
 	if err != nil || res.Duplicate {
 		return err
 	}
@@ -229,9 +227,11 @@ func (g *Gateway) capCancel(w http.ResponseWriter, r *http.Request, p *config.Pr
 			return unavailable(err.Error())
 		}
 		if id == "" {
-			if err := g.q.Tombstone(r.Context(), p.ID, key, doc.Identifier); err != nil {
+			if id, err = g.q.Tombstone(r.Context(), p.ID, key, doc.Identifier); err != nil {
 				return unavailable(err.Error())
 			}
+		}
+		if id == "" {
 			g.log.Warn().Str("principal", p.ID).Str("cap_identifier", ref.Identifier).Msg("CAP Cancel before its message: tombstone left")
 			tombstoned = append(tombstoned, ref.String())
 			continue

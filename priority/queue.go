@@ -564,11 +564,11 @@ func (q *Queue) Reserve(ctx context.Context, sender string, rate float64) (time.
 }
 
 // Lookup returns the alert a principal's idempotency key named, or "" if the
-// key is unknown or forgotten (after the idempotency TTL). CAP chains use it:
-// a CAP message is enqueued under the key "cap:{sender},{identifier}".
+// key is unknown, forgotten (after the idempotency TTL) or a tombstone. CAP
+// chains use it: a CAP message is enqueued under "cap:{sender},{identifier}".
 func (q *Queue) Lookup(ctx context.Context, principal, key string) (alert.ID, error) {
 	id, err := q.rdb.Get(ctx, q.k.dedup("i", sum(principal, key))).Result()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, redis.Nil) || IsTombstone(alert.ID(id)) {
 		return "", nil
 	}
 	if err != nil {
@@ -577,18 +577,25 @@ func (q *Queue) Lookup(ctx context.Context, principal, key string) (alert.ID, er
 	return alert.ID(id), nil
 }
 
-// Tombstone remembers, for the idempotency TTL, that a principal's message
-// under key was cancelled before it arrived (a CAP Cancel overtaking its
-// Alert), so the message is refused when it comes.
-func (q *Queue) Tombstone(ctx context.Context, principal, key, note string) error {
-	return q.rdb.Set(ctx, q.k.dedup("t", sum(principal, key)), note, q.opts.IdempotencyTTL).Err()
-}
+// tombstonePrefix marks an idempotency key whose message was cancelled
+// before it arrived.
+const tombstonePrefix = "cancelled:"
 
-// Tombstoned reports whether key was cancelled before it arrived.
-func (q *Queue) Tombstoned(ctx context.Context, principal, key string) (bool, error) {
-	n, err := q.rdb.Exists(ctx, q.k.dedup("t", sum(principal, key))).Result()
-	if err != nil {
-		return false, fmt.Errorf("tombstone: %w", err)
+// IsTombstone reports whether an id Enqueue answered as the first of a
+// duplicate is a tombstone: the message was cancelled before it arrived.
+func IsTombstone(id alert.ID) bool { return strings.HasPrefix(string(id), tombstonePrefix) }
+
+// Tombstone claims a principal's idempotency key for a message that was
+// cancelled before it arrived (a CAP Cancel overtaking its Alert). The enqueue
+// script then answers the message, whenever it comes within the idempotency
+// TTL, as a duplicate of the tombstone — in the same atomic step that would
+// have stored it, so no race lets it through. If the message arrived first
+// after all, its alert id is returned: retract that instead.
+func (q *Queue) Tombstone(ctx context.Context, principal, key, note string) (alert.ID, error) {
+	k := q.k.dedup("i", sum(principal, key))
+	ok, err := q.rdb.SetNX(ctx, k, tombstonePrefix+note, q.opts.IdempotencyTTL).Result()
+	if err != nil || ok {
+		return "", err
 	}
-	return n == 1, nil
+	return q.Lookup(ctx, principal, key)
 }
