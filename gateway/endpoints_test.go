@@ -69,8 +69,10 @@ func TestPAAndDispatchEndToEnd(t *testing.T) {
 	})
 	for _, zone := range []string{"hall", "gym"} {
 		var seq []string
+		played := map[string]bool{} // a resend after a late MQTT ack is not a second announcement
 		for _, p := range pa.Received() {
-			if p.Cmd.Zone == zone && p.Cmd.AlertID == id {
+			if p.Cmd.Zone == zone && p.Cmd.AlertID == id && !played[p.Cmd.DeliveryID] {
+				played[p.Cmd.DeliveryID] = true
 				seq = append(seq, p.Cmd.MessageID)
 			}
 		}
