@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
 )
 
@@ -87,6 +91,24 @@ func TestDemoWalkthrough(t *testing.T) {
 	if strings.Contains(out.String(), "townhall") {
 		t.Fatalf("a town hall siren was reached:\n%s", out.String())
 	}
+
+	// Step 4 of the walkthrough: the amok button, signed with its key, on the
+	// broker the demo printed.
+	m := regexp.MustCompile(`mosquitto_pub -h (\S+) -p (\d+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("the walkthrough lacks the mosquitto_pub line:\n%s", out.String())
+	}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + m[1] + ":" + m[2]).SetClientID("demo-test-button"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to the demo's broker: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	tr := gateway.Trigger{Trigger: "amok-button", Zone: "soest-school", EventID: fmt.Sprintf("btn-%d", time.Now().UnixNano()), Timestamp: time.Now().UTC().Format(time.RFC3339)}
+	tr.HMAC = gateway.TriggerMAC([]byte(demoButtonKey), tr)
+	b, _ := json.Marshal(tr)
+	c.Publish("tocsin/v1/trigger/school-amok-button", 1, false, b).WaitTimeout(5 * time.Second)
+	waitFor(t, out, "← WARNUNG: Amokalarm (Taster)", 1) // the halls' PA
+	waitFor(t, out, "← alarm", 6)                       // the three sirens once more
 	cancel()
 	select {
 	case err := <-done:
