@@ -47,12 +47,7 @@ type PAZone struct {
 
 // Controller returns the PA controller with id, or nil.
 func (p *PA) Controller(id string) *PAController {
-	for i := range p.Controllers {
-		if p.Controllers[i].ID == id {
-			return &p.Controllers[i]
-		}
-	}
-	return nil
+	return find(p.Controllers, func(c *PAController) bool { return c.ID == id })
 }
 
 // UsesMQTT reports whether any PA controller is on MQTT.
@@ -107,12 +102,7 @@ type TLSFiles struct {
 
 // Centre returns the dispatch centre with id, or nil.
 func (d *Dispatch) Centre(id string) *DispatchCentre {
-	for i := range d.Centres {
-		if d.Centres[i].ID == id {
-			return &d.Centres[i]
-		}
-	}
-	return nil
+	return find(d.Centres, func(c *DispatchCentre) bool { return c.ID == id })
 }
 
 func validHTTPURL(s string) bool {

@@ -78,9 +78,14 @@ type TwilioVoice struct {
 
 // Account returns the account with id, or nil.
 func (t *Twilio) Account(id string) *TwilioAccount {
-	for i := range t.Accounts {
-		if t.Accounts[i].ID == id {
-			return &t.Accounts[i]
+	return find(t.Accounts, func(a *TwilioAccount) bool { return a.ID == id })
+}
+
+// find returns the first element of xs that match accepts, or nil.
+func find[T any](xs []T, match func(*T) bool) *T {
+	for i := range xs {
+		if match(&xs[i]) {
+			return &xs[i]
 		}
 	}
 	return nil

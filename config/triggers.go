@@ -54,22 +54,12 @@ type TriggerTemplate struct {
 
 // Source returns the trigger source with id, or nil.
 func (t *Triggers) Source(id string) *TriggerSource {
-	for i := range t.Sources {
-		if t.Sources[i].ID == id {
-			return &t.Sources[i]
-		}
-	}
-	return nil
+	return find(t.Sources, func(s *TriggerSource) bool { return s.ID == id })
 }
 
 // Template returns the template for trigger, or nil.
 func (t *Triggers) Template(trigger string) *TriggerTemplate {
-	for i := range t.Templates {
-		if t.Templates[i].Trigger == trigger {
-			return &t.Templates[i]
-		}
-	}
-	return nil
+	return find(t.Templates, func(tp *TriggerTemplate) bool { return tp.Trigger == trigger })
 }
 
 func (c *Config) validateTriggers(v *validator, zones map[string]bool) {
