@@ -107,6 +107,15 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// readJSON reads the body and decodes it strictly into v (decodeJSON).
+func readJSON(r *http.Request, v any) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(b, v)
+}
+
 // decodeJSON decodes one JSON object strictly: unknown fields, trailing data
 // and type mismatches are errors that name the field.
 func decodeJSON(b []byte, v any) error {
@@ -166,12 +175,8 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 	default:
 		return unsupportedMedia("Content-Type must be application/json, or application/cap+xml for CAP 1.2")
 	}
-	b, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req alertRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := readJSON(r, &req); err != nil {
 		return err
 	}
 	a, err := g.validate(&req, p, time.Now())
@@ -472,12 +477,8 @@ type retractRequest struct {
 }
 
 func (g *Gateway) retract(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
-	b, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req retractRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := readJSON(r, &req); err != nil {
 		return err
 	}
 	switch req.Reason {

@@ -248,12 +248,8 @@ func (g *Gateway) putMaintenance(w http.ResponseWriter, r *http.Request, p *conf
 	if err != nil {
 		return err
 	}
-	b, err := readBody(r)
-	if err != nil {
-		return err
-	}
 	var req maintenanceRequest
-	if err := decodeJSON(b, &req); err != nil {
+	if err := readJSON(r, &req); err != nil {
 		return err
 	}
 	if strings.TrimSpace(req.Reason) == "" || len(req.Reason) > 500 {
