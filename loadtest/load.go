@@ -128,14 +128,9 @@ func Ingest(ctx context.Context, o IngestOptions) (Result, error) {
 					key = last // this sender's previous alert again
 				}
 				last = key
-				body, _ := json.Marshal(map[string]any{"status": "actual", "event": "Load " + key, "severity": "Severe",
-					"urgency": "Immediate", "headline": "Lasttest", "zones": o.Zones, "channels": o.Channels})
-				req, _ := http.NewRequestWithContext(ctx, "POST", o.URL+"/v1/alerts", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+o.Key)
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Idempotency-Key", key)
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				resp, err := postAlert(ctx, client, o.URL, o.Key, key, map[string]any{"status": "actual", "event": "Load " + key,
+					"severity": "Severe", "urgency": "Immediate", "headline": "Lasttest", "zones": o.Zones, "channels": o.Channels})
 				if err != nil {
 					if ctx.Err() == nil {
 						errs.Add(1)
@@ -232,13 +227,9 @@ func Pickup(ctx context.Context, o PickupOptions) (Result, error) {
 	start := time.Now()
 	for i := 0; i < o.Count && ctx.Err() == nil; i++ {
 		time.Sleep(o.Idle)
-		body, _ := json.Marshal(map[string]any{"status": "actual", "event": fmt.Sprintf("Pickup %d-%d", time.Now().UnixNano(), i),
-			"severity": "Extreme", "urgency": "Immediate", "zones": []string{o.Zone}, "channels": []string{"siren"}})
-		req, _ := http.NewRequestWithContext(ctx, "POST", o.URL+"/v1/alerts", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+o.Key)
-		req.Header.Set("Content-Type", "application/json")
 		t0 := time.Now()
-		resp, err := client.Do(req)
+		resp, err := postAlert(ctx, client, o.URL, o.Key, "", map[string]any{"status": "actual", "event": fmt.Sprintf("Pickup %d-%d", time.Now().UnixNano(), i),
+			"severity": "Extreme", "urgency": "Immediate", "zones": []string{o.Zone}, "channels": []string{"siren"}})
 		if err != nil {
 			errs.Add(1)
 			continue
@@ -274,6 +265,22 @@ func Pickup(ctx context.Context, o PickupOptions) (Result, error) {
 	r := Result{Scenario: "pickup", Sent: done.Load() + errs.Load(), Accepted: done.Load(), Errors: errs.Load(), Seconds: time.Since(start).Seconds(), Latency: latencyOf(hist)}
 	r.PerSecond = float64(r.Accepted) / r.Seconds
 	return r, nil
+}
+
+// postAlert sends one JSON alert as a dispatch centre would, with an
+// Idempotency-Key when idem is set.
+func postAlert(ctx context.Context, c *http.Client, url, key, idem string, alert map[string]any) (*http.Response, error) {
+	body, _ := json.Marshal(alert)
+	req, err := http.NewRequestWithContext(ctx, "POST", url+"/v1/alerts", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
+	return c.Do(req)
 }
 
 // progress draws "scenario n/total" on a terminal until stop is called.
