@@ -111,3 +111,37 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Fatalf("deploy/tocsin.example.yaml: %v", err)
 	}
 }
+
+// A contact group's people can come from a CSV file; its rows are checked like
+// people in the YAML file, and a bad row names the file, its line and column.
+func TestPeopleFile(t *testing.T) {
+	t.Setenv("TW_TOKEN", "token")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "staff.csv")
+	os.WriteFile(good, []byte("id,phone,language,channels\nanna,+49 170 1111111,en,sms\nbernd,0049 170 2222222,,sms voice\n"), 0o600)
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("phone,id\n+49 170 1111111,anna\n12345,bernd\n+49 170 3333333,anna\n"), 0o600)
+	noID := filepath.Join(dir, "noid.csv")
+	os.WriteFile(noID, []byte("name,phone\nx,+49 170 1111111\n"), 0o600)
+	base := "public_url: https://tocsin.example\nzones: [{id: town}]\ntwilio: {primary: t, accounts: [{id: t, account_sid: AC0123456789abcdef0123456789abcdef, auth_token_env: TW_TOKEN, sms: {from: '+4930100'}}]}\ncontacts:\n"
+	c, err := config.Parse([]byte(base + "  - {id: staff, zone: town, people: [{id: chef, phone: '+49 170 9999999'}], people_file: " + good + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := c.Contacts[0].People
+	if len(ps) != 3 || ps[1].ID != "anna" || ps[1].Language != "en" || len(ps[1].Channels) != 1 || ps[2].Phone != "+491702222222" || ps[2].Language != "de" || len(ps[2].Channels) != 2 {
+		t.Fatalf("people = %+v", ps)
+	}
+	for file, want := range map[string][]string{
+		bad:                        {"line 5: contacts[0].people_file: " + bad + " line 3, phone: must be an international number", bad + " line 4, id: must be a unique id"},
+		noID:                       {"contacts[0].people_file: " + noID + `: header row "name,phone" has no "id" column`},
+		filepath.Join(dir, "none"): {"contacts[0].people_file: open "},
+	} {
+		_, err := config.Parse([]byte(base + "  - {id: staff, zone: town, people_file: " + file + "}\n"))
+		for _, w := range want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("people_file %s: Parse error\n%v\nwant %q", filepath.Base(file), err, w)
+			}
+		}
+	}
+}

@@ -1,7 +1,12 @@
 package config
 
 import (
+	"bufio"
+	"encoding/csv"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +20,11 @@ type ContactGroup struct {
 	ID     string   `yaml:"id"`
 	Zone   string   `yaml:"zone"`
 	People []Person `yaml:"people"`
+	// PeopleFile names a CSV file of further people (a staff list, a
+	// municipality's opt-in register): a header row naming the columns id,
+	// phone and optionally language and channels (sms, voice, or both
+	// separated by a space), then one person per row.
+	PeopleFile string `yaml:"people_file"`
 	// Drills says the group takes test and exercise alerts.
 	Drills bool `yaml:"drills"`
 }
@@ -185,33 +195,95 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 		if !zones[g.Zone] {
 			v.add(f+".zone", fmt.Sprintf("zone %q is not defined under zones", g.Zone))
 		}
-		people := map[string]bool{}
+		inline := len(g.People)
+		if g.PeopleFile != "" {
+			more, err := readPeople(g.PeopleFile)
+			if err != nil {
+				v.add(f+".people_file", err.Error())
+			}
+			g.People = append(g.People, more...)
+		}
+		people := make(map[string]bool, len(g.People))
 		for j := range g.People {
 			p := &g.People[j]
-			pf := fmt.Sprintf("%s.people[%d]", f, j)
+			// bad names the field of person j, in the YAML file or in the CSV file.
+			bad := func(field, msg string) {
+				if j < inline {
+					v.add(fmt.Sprintf("%s.people[%d].%s", f, j, field), msg)
+				} else {
+					v.add(f+".people_file", fmt.Sprintf("%s line %d, %s: %s", g.PeopleFile, j-inline+2, field, msg))
+				}
+			}
 			if !validID(p.ID) || strings.Contains(p.ID, ".") || people[p.ID] {
-				v.add(pf+".id", "must be a unique id of letters, digits, '-' or '_' within the group")
+				bad("id", "must be a unique id of letters, digits, '-' or '_' within the group")
 			}
 			people[p.ID] = true
 			n, err := NormalizePhone(p.Phone)
 			if err != nil {
-				v.add(pf+".phone", err.Error())
+				bad("phone", err.Error())
 			}
 			p.Phone = n
 			if p.Language == "" {
 				p.Language = "de"
 			}
 			if !slices.Contains(alert.Languages(), alert.TextLanguage(p.Language)) || alert.TextLanguage(p.Language) != strings.SplitN(strings.ToLower(p.Language), "-", 2)[0] {
-				v.add(pf+".language", fmt.Sprintf("no texts in %q; one of %s", p.Language, strings.Join(alert.Languages(), ", ")))
+				bad("language", fmt.Sprintf("no texts in %q; one of %s", p.Language, strings.Join(alert.Languages(), ", ")))
 			}
 			for k, ch := range p.Channels {
 				if ch != alert.KindSMS && ch != alert.KindVoice {
-					v.add(fmt.Sprintf("%s.channels[%d]", pf, k), "must be sms or voice")
+					bad(fmt.Sprintf("channels[%d]", k), "must be sms or voice")
 				}
 			}
 		}
 	}
 	if len(c.Contacts) > 0 && c.Twilio.Primary == "" {
 		v.add("twilio", "contacts need a twilio account to reach them")
+	}
+}
+
+// readPeople reads a people_file: a CSV header naming the columns (id, phone,
+// language, channels; any order, the last two optional), then one person per
+// row. Rows are checked like people written in the YAML file.
+func readPeople(path string) ([]Person, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
+	r.ReuseRecord = false // each row's fields share one string, which People keeps
+	r.TrimLeadingSpace = true
+	head, err := r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("%s: header row: %v", path, err)
+	}
+	col := map[string]int{"language": -1, "channels": -1}
+	for i, h := range head {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	for _, need := range []string{"id", "phone"} {
+		if _, ok := col[need]; !ok {
+			return nil, fmt.Errorf("%s: header row %q has no %q column (want id,phone[,language][,channels])", path, strings.Join(head, ","), need)
+		}
+	}
+	var out []Person
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("%s: %v", path, err)
+		}
+		p := Person{ID: rec[col["id"]], Phone: rec[col["phone"]]}
+		if i := col["language"]; i >= 0 {
+			p.Language = rec[i]
+		}
+		if i := col["channels"]; i >= 0 {
+			for _, ch := range strings.Fields(rec[i]) {
+				p.Channels = append(p.Channels, alert.Kind(ch))
+			}
+		}
+		out = append(out, p)
 	}
 }
