@@ -1,7 +1,7 @@
 package config
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -197,42 +197,57 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 		}
 		inline := len(g.People)
 		if g.PeopleFile != "" {
-			more, err := readPeople(g.PeopleFile)
-			if err != nil {
+			var err error
+			if g.People, err = readPeople(g.PeopleFile, g.People); err != nil {
 				v.add(f+".people_file", err.Error())
 			}
-			g.People = append(g.People, more...)
 		}
-		people := make(map[string]bool, len(g.People))
+		// bad names the field of person j, in the YAML file or in the CSV file.
+		bad := func(j int, field, msg string) {
+			if j < inline {
+				v.add(fmt.Sprintf("%s.people[%d].%s", f, j, field), msg)
+			} else {
+				v.add(f+".people_file", fmt.Sprintf("%s line %d, %s: %s", g.PeopleFile, j-inline+2, field, msg))
+			}
+		}
+		languages := map[string]bool{}
 		for j := range g.People {
 			p := &g.People[j]
-			// bad names the field of person j, in the YAML file or in the CSV file.
-			bad := func(field, msg string) {
-				if j < inline {
-					v.add(fmt.Sprintf("%s.people[%d].%s", f, j, field), msg)
-				} else {
-					v.add(f+".people_file", fmt.Sprintf("%s line %d, %s: %s", g.PeopleFile, j-inline+2, field, msg))
-				}
+			if !validID(p.ID) || strings.Contains(p.ID, ".") {
+				bad(j, "id", "must be a unique id of letters, digits, '-' or '_' within the group")
 			}
-			if !validID(p.ID) || strings.Contains(p.ID, ".") || people[p.ID] {
-				bad("id", "must be a unique id of letters, digits, '-' or '_' within the group")
-			}
-			people[p.ID] = true
 			n, err := NormalizePhone(p.Phone)
 			if err != nil {
-				bad("phone", err.Error())
+				bad(j, "phone", err.Error())
 			}
 			p.Phone = n
 			if p.Language == "" {
 				p.Language = "de"
 			}
-			if !slices.Contains(alert.Languages(), alert.TextLanguage(p.Language)) || alert.TextLanguage(p.Language) != strings.SplitN(strings.ToLower(p.Language), "-", 2)[0] {
-				bad("language", fmt.Sprintf("no texts in %q; one of %s", p.Language, strings.Join(alert.Languages(), ", ")))
+			ok, checked := languages[p.Language]
+			if !checked {
+				ok = slices.Contains(alert.Languages(), alert.TextLanguage(p.Language)) && alert.TextLanguage(p.Language) == strings.SplitN(strings.ToLower(p.Language), "-", 2)[0]
+				languages[p.Language] = ok
+			}
+			if !ok {
+				bad(j, "language", fmt.Sprintf("no texts in %q; one of %s", p.Language, strings.Join(alert.Languages(), ", ")))
 			}
 			for k, ch := range p.Channels {
 				if ch != alert.KindSMS && ch != alert.KindVoice {
-					bad(fmt.Sprintf("channels[%d]", k), "must be sms or voice")
+					bad(j, fmt.Sprintf("channels[%d]", k), "must be sms or voice")
 				}
+			}
+		}
+		// Ids must be unique in the group: sorted positions, not a map, so a
+		// million people need 4 MB to check.
+		byID := make([]int32, len(g.People))
+		for j := range byID {
+			byID[j] = int32(j)
+		}
+		slices.SortStableFunc(byID, func(a, b int32) int { return strings.Compare(g.People[a].ID, g.People[b].ID) })
+		for k := 1; k < len(byID); k++ {
+			if g.People[byID[k]].ID == g.People[byID[k-1]].ID {
+				bad(int(byID[k]), "id", "must be a unique id of letters, digits, '-' or '_' within the group")
 			}
 		}
 	}
@@ -241,21 +256,23 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 	}
 }
 
-// readPeople reads a people_file: a CSV header naming the columns (id, phone,
-// language, channels; any order, the last two optional), then one person per
-// row. Rows are checked like people written in the YAML file.
-func readPeople(path string) ([]Person, error) {
-	f, err := os.Open(path)
+// readPeople appends the people of a people_file to people: a CSV header
+// naming the columns (id, phone, language, channels; any order, the last two
+// optional), then one person per row. Rows are checked like people written in
+// the YAML file. Each row's fields share one string, and equal channel lists
+// one slice, so a person costs little more than their row.
+func readPeople(path string, people []Person) ([]Person, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return people, err
 	}
-	defer f.Close()
-	r := csv.NewReader(bufio.NewReaderSize(f, 1<<16))
-	r.ReuseRecord = false // each row's fields share one string, which People keeps
+	people = slices.Grow(people, bytes.Count(b, []byte{'\n'}))
+	r := csv.NewReader(bytes.NewReader(b))
 	r.TrimLeadingSpace = true
+	r.ReuseRecord = true // the fields' string is new per row; only the slice is reused
 	head, err := r.Read()
 	if err != nil {
-		return nil, fmt.Errorf("%s: header row: %v", path, err)
+		return people, fmt.Errorf("%s: header row: %v", path, err)
 	}
 	col := map[string]int{"language": -1, "channels": -1}
 	for i, h := range head {
@@ -263,27 +280,32 @@ func readPeople(path string) ([]Person, error) {
 	}
 	for _, need := range []string{"id", "phone"} {
 		if _, ok := col[need]; !ok {
-			return nil, fmt.Errorf("%s: header row %q has no %q column (want id,phone[,language][,channels])", path, strings.Join(head, ","), need)
+			return people, fmt.Errorf("%s: header row %q has no %q column (want id,phone[,language][,channels])", path, strings.Join(head, ","), need)
 		}
 	}
-	var out []Person
+	channels := map[string][]alert.Kind{}
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return people, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("%s: %v", path, err)
+			return people, fmt.Errorf("%s: %v", path, err)
 		}
 		p := Person{ID: rec[col["id"]], Phone: rec[col["phone"]]}
 		if i := col["language"]; i >= 0 {
 			p.Language = rec[i]
 		}
-		if i := col["channels"]; i >= 0 {
-			for _, ch := range strings.Fields(rec[i]) {
-				p.Channels = append(p.Channels, alert.Kind(ch))
+		if i := col["channels"]; i >= 0 && rec[i] != "" {
+			ks, ok := channels[rec[i]]
+			if !ok {
+				for _, ch := range strings.Fields(rec[i]) {
+					ks = append(ks, alert.Kind(ch))
+				}
+				channels[rec[i]] = ks
 			}
+			p.Channels = ks
 		}
-		out = append(out, p)
+		people = append(people, p)
 	}
 }

@@ -43,8 +43,7 @@ type Gateway struct {
 	pending      map[alert.Kind]bool // nil Deliver means accepted, not confirmed
 	cancellers   []canceller
 	contacts     map[string][]config.ContactGroup // by zone
-	recipients   map[string]adapters.Recipient    // by target id
-	personIDs    map[string][]string              // group -> its people's target ids, in order
+	people       directory                        // phone targets by id
 	twilioTokens map[string]string                // account SID -> auth token
 	paZones      map[string][]config.PAZone       // by zone
 	centres      map[string][]config.DispatchCentre
@@ -129,15 +128,10 @@ func New(o Options) *Gateway {
 			g.cancellers = append(g.cancellers, c)
 		}
 	}
-	g.recipients, g.personIDs = map[string]adapters.Recipient{}, map[string][]string{}
 	for _, grp := range o.Config.Contacts {
 		g.contacts[grp.Zone] = append(g.contacts[grp.Zone], grp)
-		for _, p := range grp.People {
-			id := grp.ID + "." + p.ID
-			g.recipients[id] = adapters.Recipient{Phone: p.Phone, Language: p.Language}
-			g.personIDs[grp.ID] = append(g.personIDs[grp.ID], id)
-		}
 	}
+	g.people = newDirectory(o.Config.Contacts)
 	g.twilioTokens = o.TwilioTokens
 	g.shapes = zoneShapes(o.Config.Zones)
 	g.paZones, g.centres, g.dispatchKeys = map[string][]config.PAZone{}, map[string][]config.DispatchCentre{}, o.DispatchKeys
@@ -161,8 +155,7 @@ type canceller interface {
 // Recipient finds a phone target's person (adapters look numbers up here, at
 // the last moment, so ledgers and logs only carry "group.person").
 func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
-	r, ok := g.recipients[targetID]
-	return r, ok
+	return g.people.find(targetID)
 }
 
 // checkFence stops retries of an alert's original once it is retracted.
@@ -202,6 +195,7 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target {
 		dedup string
 	}
 	seen := map[once]struct{}{}
+	var groups []config.ContactGroup
 	add := func(k alert.Kind, id, dedup string) {
 		if _, dup := seen[once{k, dedup}]; !dup {
 			seen[once{k, dedup}] = struct{}{}
@@ -231,14 +225,32 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target {
 			}
 		}
 		for _, grp := range g.contacts[z] {
-			if a.Status.IsDrill() && !grp.Drills {
-				continue
+			if !a.Status.IsDrill() || grp.Drills {
+				groups = append(groups, grp)
 			}
-			ids := g.personIDs[grp.ID]
-			for i, p := range grp.People {
-				for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
-					if wants(k) && p.Reaches(k) {
-						add(k, ids[i], p.Phone)
+		}
+	}
+	// Phones are deduplicated only where they could repeat: across groups, or
+	// inside a group that lists a number twice. A million people in one
+	// group need no million-entry map.
+	dedup := len(groups) > 1 || len(groups) == 1 && !g.people[groups[0].ID].uniquePhones
+	n := 0
+	for _, grp := range groups {
+		n += 2 * len(grp.People)
+	}
+	ts = slices.Grow(ts, n)
+	for _, grp := range groups {
+		for _, p := range grp.People {
+			id := ""
+			for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
+				if wants(k) && p.Reaches(k) {
+					if id == "" {
+						id = grp.ID + "." + p.ID
+					}
+					if dedup {
+						add(k, id, p.Phone)
+					} else {
+						ts = append(ts, alert.Target{Kind: k, ID: id})
 					}
 				}
 			}

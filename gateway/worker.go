@@ -34,6 +34,11 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	}()
 	var jobs sync.WaitGroup
 	var loops sync.WaitGroup
+	loops.Add(1)
+	go func() { // exits when ctx ends
+		defer loops.Done()
+		g.resumePlanning(ctx)
+	}()
 	for kind, a := range g.adapters {
 		loops.Add(1)
 		go func() { // exits when ctx ends
@@ -52,6 +57,27 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 		<-done
 	}
 	return nil
+}
+
+// resumePlanning finishes, every half lease, the plans of large alerts whose
+// planning instance died before every job was queued.
+func (g *Gateway) resumePlanning(ctx context.Context) {
+	t := time.NewTicker(max(g.q.Lease()/2, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := g.q.ResumePlanning(ctx, g.route)
+			if err != nil && ctx.Err() == nil {
+				g.log.Warn().Err(err).Msg("Resuming an unfinished plan failed; trying again")
+			}
+			if n > 0 {
+				g.log.Warn().Int("alerts", n).Msg("Resumed planning alerts another instance left half-queued")
+			}
+		}
+	}
 }
 
 // claimLoop keeps up to Workers jobs of one kind running. It claims as long as

@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,10 +51,24 @@ type Result struct {
 	Seconds    float64 `json:"seconds"`
 	PerSecond  float64 `json:"accepted_per_second"`
 	Latency    Latency `json:"latency"`
+	// Figures are a scenario's own measurements, named with their unit.
+	Figures map[string]float64 `json:"figures,omitempty"`
 }
 
 // Summary is the one line a scenario prints.
 func (r Result) Summary() string {
+	if r.Figures != nil {
+		names := slices.Sorted(maps.Keys(r.Figures))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %s", n, strconv.FormatFloat(r.Figures[n], 'f', -1, 64))
+		}
+		line := r.Scenario + ": " + strings.Join(parts, ", ")
+		if r.Latency.Max > 0 {
+			line += fmt.Sprintf("; latency p50 %.2fms p99 %.2fms max %.2fms", r.Latency.P50, r.Latency.P99, r.Latency.Max)
+		}
+		return line
+	}
 	return fmt.Sprintf("%s: %d sent, %d accepted (%.0f/s), %d duplicates, %d errors in %.1fs; latency p50 %.2fms p95 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms",
 		r.Scenario, r.Sent, r.Accepted, r.PerSecond, r.Duplicates, r.Errors, r.Seconds,
 		r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.P999, r.Latency.Max)
@@ -182,24 +200,51 @@ func Pickup(ctx context.Context, o PickupOptions) (Result, error) {
 	if err := loopbackOnly(o.URL); err != nil {
 		return Result{}, err
 	}
-	if o.Count <= 0 {
-		o.Count = 20
-	}
-	if o.Idle <= 0 {
-		o.Idle = 200 * time.Millisecond
-	}
 	if o.TopicPrefix == "" {
 		o.TopicPrefix = "tocsin/v1"
 	}
-	var mu sync.Mutex
-	waiting := map[string]chan time.Time{}
-	arrived := map[string]time.Time{} // commands seen before their POST answered
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(o.Broker).SetClientID(fmt.Sprintf("tocsin-loadtest-%d", os.Getpid())))
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		return Result{}, fmt.Errorf("pickup: MQTT %s: %v", o.Broker, tok.Error())
+	p, err := newSirenProbe(o.Broker, o.TopicPrefix)
+	if err != nil {
+		return Result{}, fmt.Errorf("pickup: %w", err)
 	}
-	defer c.Disconnect(100)
-	tok := c.Subscribe(o.TopicPrefix+"/siren/+/cmd", 1, func(_ mqtt.Client, m mqtt.Message) {
+	defer p.close()
+	client := &http.Client{Timeout: 10 * time.Second}
+	return p.run(ctx, "pickup", o.Count, o.Idle, o.Progress, func(i int) error {
+		resp, err := postAlert(ctx, client, o.URL, o.Key, "", map[string]any{"status": "actual", "event": fmt.Sprintf("Pickup %d-%d", time.Now().UnixNano(), i),
+			"severity": "Extreme", "urgency": "Immediate", "zones": []string{o.Zone}, "channels": []string{"siren"}})
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("POST /v1/alerts = %d", resp.StatusCode)
+		}
+		return nil
+	}), nil
+}
+
+// sirenProbe watches every siren's command topic as a controller would and
+// times, after each fire, the first command of an alert it has not seen.
+// Fires are one at a time, so that command is the fire's.
+type sirenProbe struct {
+	c     mqtt.Client
+	mu    sync.Mutex
+	seen  map[string]bool
+	armed bool
+	next  chan time.Time
+}
+
+func newSirenProbe(broker, prefix string) (*sirenProbe, error) {
+	if err := loopbackOnly(broker); err != nil {
+		return nil, err
+	}
+	p := &sirenProbe{seen: map[string]bool{}, next: make(chan time.Time, 1)}
+	p.c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("tocsin-loadtest-%d-%d", os.Getpid(), time.Now().UnixNano())))
+	if tok := p.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("MQTT %s: %v", broker, tok.Error())
+	}
+	tok := p.c.Subscribe(prefix+"/siren/+/cmd", 1, func(_ mqtt.Client, m mqtt.Message) {
 		at := time.Now()
 		var cmd struct {
 			AlertID string `json:"alert_id"`
@@ -207,64 +252,70 @@ func Pickup(ctx context.Context, o PickupOptions) (Result, error) {
 		if json.Unmarshal(m.Payload(), &cmd) != nil {
 			return
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if ch := waiting[cmd.AlertID]; ch != nil {
-			delete(waiting, cmd.AlertID)
-			ch <- at
-		} else if _, seen := arrived[cmd.AlertID]; !seen {
-			arrived[cmd.AlertID] = at
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.seen[cmd.AlertID] {
+			return
+		}
+		p.seen[cmd.AlertID] = true
+		if p.armed {
+			p.armed = false
+			p.next <- at
 		}
 	})
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		return Result{}, fmt.Errorf("pickup: subscribe: %v", tok.Error())
+		p.close()
+		return nil, fmt.Errorf("subscribe: %v", tok.Error())
+	}
+	return p, nil
+}
+
+func (p *sirenProbe) close() { p.c.Disconnect(100) }
+
+// run fires count times (20), idle apart (200ms), and records each fire's
+// latency to its first siren command.
+func (p *sirenProbe) run(ctx context.Context, name string, count int, idle time.Duration, w io.Writer, fire func(i int) error) Result {
+	if count <= 0 {
+		count = 20
+	}
+	if idle <= 0 {
+		idle = 200 * time.Millisecond
 	}
 	hist := newHist()
 	var done, errs atomic.Int64
-	stop := progress(ctx, o.Progress, "pickup", func() (int64, int64) { return done.Load(), int64(o.Count) })
+	stop := progress(ctx, w, name, func() (int64, int64) { return done.Load(), int64(count) })
 	defer stop()
-	client := &http.Client{Timeout: 10 * time.Second}
 	start := time.Now()
-	for i := 0; i < o.Count && ctx.Err() == nil; i++ {
-		time.Sleep(o.Idle)
+	for i := 0; i < count && ctx.Err() == nil; i++ {
+		time.Sleep(idle)
+		p.mu.Lock()
+		p.armed = true
+		p.mu.Unlock()
 		t0 := time.Now()
-		resp, err := postAlert(ctx, client, o.URL, o.Key, "", map[string]any{"status": "actual", "event": fmt.Sprintf("Pickup %d-%d", time.Now().UnixNano(), i),
-			"severity": "Extreme", "urgency": "Immediate", "zones": []string{o.Zone}, "channels": []string{"siren"}})
-		if err != nil {
+		if err := fire(i); err != nil {
 			errs.Add(1)
 			continue
 		}
-		var a struct {
-			ID string `json:"id"`
-		}
-		json.NewDecoder(resp.Body).Decode(&a)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			errs.Add(1)
-			continue
-		}
-		ch := make(chan time.Time, 1)
-		mu.Lock()
-		if at, ok := arrived[a.ID]; ok { // on the wire before the answer came back
-			delete(arrived, a.ID)
-			ch <- at
-		} else {
-			waiting[a.ID] = ch
-		}
-		mu.Unlock()
 		select {
-		case at := <-ch:
+		case at := <-p.next:
 			hist.RecordValue(at.Sub(t0).Microseconds())
 			done.Add(1)
 		case <-time.After(5 * time.Second):
 			errs.Add(1)
 		case <-ctx.Done():
 		}
+		p.mu.Lock()
+		p.armed = false
+		p.mu.Unlock()
+		select { // a command that came after the timeout belongs to no fire
+		case <-p.next:
+		default:
+		}
 	}
 	stop()
-	r := Result{Scenario: "pickup", Sent: done.Load() + errs.Load(), Accepted: done.Load(), Errors: errs.Load(), Seconds: time.Since(start).Seconds(), Latency: latencyOf(hist)}
+	r := Result{Scenario: name, Sent: done.Load() + errs.Load(), Accepted: done.Load(), Errors: errs.Load(), Seconds: time.Since(start).Seconds(), Latency: latencyOf(hist)}
 	r.PerSecond = float64(r.Accepted) / r.Seconds
-	return r, nil
+	return r
 }
 
 // postAlert sends one JSON alert as a dispatch centre would, with an

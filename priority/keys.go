@@ -57,3 +57,7 @@ func (k keys) fence() string { return k.prefix + ":fence" }
 type laneKeys struct{ ready, jobs, leases, wake, seq string }
 
 func (l laneKeys) list() []string { return []string{l.ready, l.jobs, l.leases, l.wake, l.seq} }
+
+// planning is the set of alerts whose plan is still being queued in chunks,
+// scored by the deadline of the instance planning it.
+func (k keys) planning() string { return k.prefix + ":planning" }

@@ -43,6 +43,9 @@ type Options struct {
 	Lease time.Duration
 	// BatchSize is the number of targets per job (50).
 	BatchSize int
+	// PlanChunk is how many targets one enqueue or plan script call queues at
+	// most (2,000): the longest Redis is busy with one alert's plan.
+	PlanChunk int
 	// RetractionTTL is how long a retraction stays worth delivering (1h).
 	RetractionTTL time.Duration
 	// Retain is how long an alert's record is kept after it expires (7 days).
@@ -74,6 +77,9 @@ func New(rdb redis.UniversalClient, o Options) *Queue {
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 50
+	}
+	if o.PlanChunk == 0 {
+		o.PlanChunk = 2000
 	}
 	if o.RetractionTTL == 0 {
 		o.RetractionTTL = time.Hour
@@ -136,37 +142,36 @@ func sum(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Enqueue stores a new alert, its ledger and its jobs in one step, or, if the
-// principal's idempotency key or the fingerprint was seen inside its window,
-// returns the first alert's id with Duplicate set. When it returns nil the alert
-// is committed in Redis.
+// Enqueue stores a new alert, its ledger and its jobs, or, if the principal's
+// idempotency key or the fingerprint was seen inside its window, returns the
+// first alert's id with Duplicate set. When it returns nil the alert is
+// committed in Redis with every job planned.
+//
+// A plan of more than PlanChunk targets is queued in chunks, one script call
+// each, so Redis is never blocked for long (a siren trigger waits behind one
+// chunk, not a million people) and the first messages go out while the rest is
+// planned. The alert sits on the planning set meanwhile; if this process dies,
+// ResumePlanning in another instance finishes the plan after a lease.
 func (q *Queue) Enqueue(ctx context.Context, p Plan) (Enqueued, error) {
+	res, specs, planned, err := q.enqueueFirst(ctx, p)
+	if err != nil || res.Duplicate || planned == len(specs) {
+		return res, err
+	}
+	return res, q.planRest(ctx, p.Alert, specs, planned)
+}
+
+// enqueueFirst runs the enqueue script with the plan's first chunk.
+func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs []jobSpec, planned int, err error) {
 	a := p.Alert
 	doc, err := json.Marshal(a)
 	if err != nil {
-		return Enqueued{}, fmt.Errorf("enqueue: encode alert: %w", err)
+		return res, nil, 0, fmt.Errorf("enqueue: encode alert: %w", err)
 	}
-	// Batch targets per kind, keeping their order.
-	var specs []jobSpec
-	byKind := map[alert.Kind][]string{}
-	var order []alert.Kind
-	for _, t := range p.Targets {
-		if _, ok := byKind[t.Kind]; !ok {
-			order = append(order, t.Kind)
-		}
-		byKind[t.Kind] = append(byKind[t.Kind], t.ID)
-	}
-	for _, k := range order {
-		for chunk := range slices.Chunk(byKind[k], q.opts.BatchSize) {
-			specs = append(specs, jobSpec{K: k, T: chunk})
-		}
-	}
-	if specs == nil {
-		specs = []jobSpec{}
-	}
-	jobs, err := json.Marshal(specs)
+	specs = q.specs(p.Targets)
+	planned = q.chunk(specs, 0)
+	jobs, err := json.Marshal(specs[:planned])
 	if err != nil {
-		return Enqueued{}, fmt.Errorf("enqueue: encode jobs: %w", err)
+		return res, nil, 0, fmt.Errorf("enqueue: encode jobs: %w", err)
 	}
 	now := q.opts.Now()
 	idemTTL, fpTTL := int64(0), int64(0)
@@ -180,14 +185,115 @@ func (q *Queue) Enqueue(ctx context.Context, p Plan) (Enqueued, error) {
 		fpKey = q.k.dedup("f", sum(p.Fingerprint))
 	}
 	keep := a.Expires.Add(q.opts.Retain)
-	res, err := enqueueCmd.Run(ctx, q.rdb,
-		[]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts()},
+	r, err := enqueueCmd.Run(ctx, q.rdb,
+		[]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning()},
 		q.opts.Prefix, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
-		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli()).Slice()
+		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
+		len(specs), now.Add(q.opts.Lease).UnixMilli()).Slice()
 	if err != nil {
-		return Enqueued{}, fmt.Errorf("enqueue: %w", err)
+		return res, nil, 0, fmt.Errorf("enqueue: %w", err)
 	}
-	return Enqueued{ID: alert.ID(res[1].(string)), Duplicate: res[0].(int64) == 1}, nil
+	return Enqueued{ID: alert.ID(r[1].(string)), Duplicate: r[0].(int64) == 1}, specs, planned, nil
+}
+
+// specs batches targets into jobs per kind, keeping their order: the plan.
+func (q *Queue) specs(targets []alert.Target) []jobSpec {
+	count := map[alert.Kind]int{}
+	var order []alert.Kind
+	for _, t := range targets {
+		if count[t.Kind] == 0 {
+			order = append(order, t.Kind)
+		}
+		count[t.Kind]++
+	}
+	specs := make([]jobSpec, 0, len(targets)/q.opts.BatchSize+len(order))
+	for _, k := range order {
+		ids := make([]string, 0, count[k])
+		for _, t := range targets {
+			if t.Kind == k {
+				ids = append(ids, t.ID)
+			}
+		}
+		for chunk := range slices.Chunk(ids, q.opts.BatchSize) {
+			specs = append(specs, jobSpec{K: k, T: chunk})
+		}
+	}
+	return specs
+}
+
+// chunk returns where the chunk of jobs starting at from ends: after at least
+// one job and at most PlanChunk targets.
+func (q *Queue) chunk(specs []jobSpec, from int) int {
+	n, i := 0, from
+	for i < len(specs) && (i == from || n+len(specs[i].T) <= q.opts.PlanChunk) {
+		n += len(specs[i].T)
+		i++
+	}
+	return i
+}
+
+// planRest queues the jobs from planned on, a chunk per script call. It stops
+// early, without error, when the alert was retracted or another instance
+// took the plan over.
+func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, planned int) error {
+	keep := a.Expires.Add(q.opts.Retain).UnixMilli()
+	for planned < len(specs) {
+		end := q.chunk(specs, planned)
+		jobs, err := json.Marshal(specs[planned:end])
+		if err != nil {
+			return fmt.Errorf("plan: encode jobs: %w", err)
+		}
+		now := q.opts.Now()
+		n, err := planCmd.Run(ctx, q.rdb, []string{q.k.alert(a.ID), q.k.ledger(a.ID), q.k.planning()},
+			q.opts.Prefix, string(a.ID), planned, jobs, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli(), int(a.Priority), keep).Int()
+		if err != nil {
+			return fmt.Errorf("plan %s: %w", a.ID, err)
+		}
+		if n != end {
+			return nil // retracted, expired, or planned by another instance
+		}
+		planned = end
+	}
+	return nil
+}
+
+// ResumePlanning finishes the plans of alerts whose planner missed its
+// deadline (an instance that died while queueing a large alert). route must
+// give the alert's targets in the same order as when it was accepted: the
+// routing of the same configuration. It returns how many plans it resumed.
+func (q *Queue) ResumePlanning(ctx context.Context, route func(*alert.Alert) []alert.Target) (int, error) {
+	now := q.opts.Now()
+	ids, err := q.rdb.ZRangeByScore(ctx, q.k.planning(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
+	if err != nil {
+		return 0, fmt.Errorf("resume planning: %w", err)
+	}
+	resumed := 0
+	for _, id := range ids {
+		ok, err := takePlanningCmd.Run(ctx, q.rdb, []string{q.k.planning()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
+		if err != nil {
+			return resumed, fmt.Errorf("resume planning: %w", err)
+		}
+		if ok == 0 {
+			continue
+		}
+		a, _, err := q.Alert(ctx, alert.ID(id))
+		if errors.Is(err, ErrNotFound) {
+			q.rdb.ZRem(ctx, q.k.planning(), id) // aged out
+			continue
+		}
+		if err != nil {
+			return resumed, err
+		}
+		planned, err := q.rdb.HGet(ctx, q.k.alert(a.ID), "jobs_planned").Int()
+		if err != nil {
+			return resumed, fmt.Errorf("resume planning %s: %w", id, err)
+		}
+		if err := q.planRest(ctx, a, q.specs(route(a)), planned); err != nil {
+			return resumed, err
+		}
+		resumed++
+	}
+	return resumed, nil
 }
 
 // Job is a batch of targets of one kind to be told one thing about one alert.

@@ -326,3 +326,91 @@ func TestExpiredJobIsNotHandedOut(t *testing.T) {
 		t.Fatalf("counts = %+v, want 2 expired", c)
 	}
 }
+
+// drain claims every job of kind and finishes it delivered, counting how many
+// times each target was handed out.
+func drain(t *testing.T, q *priority.Queue, kind alert.Kind) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	got := map[string]int{}
+	for {
+		j, err := q.Claim(ctx, kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j == nil {
+			return got
+		}
+		out := map[string]alert.State{}
+		for _, id := range j.Targets {
+			got[id]++
+			out[id] = alert.StateDelivered
+		}
+		if err := q.Finish(ctx, j, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A large plan is queued in chunks; every target is handed out exactly once.
+// If the planning instance dies after the first chunk, another one finishes
+// the plan after a lease; a retraction in between stops it, and the targets
+// never planned are told nothing.
+func TestLargePlanInChunks(t *testing.T) {
+	ctx := context.Background()
+	addr := testenv.Redis(t, true).Addr()
+	opts := priority.Options{BatchSize: 7, PlanChunk: 50, Lease: 500 * time.Millisecond}
+	q, other := newQueue(t, addr, opts), newQueue(t, addr, opts)
+	route := func(*alert.Alert) []alert.Target { return sirens(1000) }
+	exactlyOnce := func(got map[string]int, n int) {
+		t.Helper()
+		if len(got) != n {
+			t.Fatalf("%d targets handed out, want %d", len(got), n)
+		}
+		for id, c := range got {
+			if c != 1 {
+				t.Fatalf("target %s handed out %d times", id, c)
+			}
+		}
+	}
+
+	a := newAlert("flood", alert.SeveritySevere, alert.UrgencyImmediate)
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: route(a)}); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(drain(t, q, alert.KindSiren), 1000)
+
+	crashed := newAlert("storm", alert.SeveritySevere, alert.UrgencyImmediate)
+	if _, err := q.EnqueueFirstChunk(ctx, priority.Plan{Alert: crashed, Targets: route(crashed)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.ResumePlanning(ctx, route); n != 0 || err != nil {
+		t.Fatalf("ResumePlanning inside the lease = %d, %v; want 0 (the planner may still be alive)", n, err)
+	}
+	time.Sleep(opts.Lease + 50*time.Millisecond)
+	if n, err := other.ResumePlanning(ctx, route); n != 1 || err != nil {
+		t.Fatalf("ResumePlanning after the lease = %d, %v; want 1", n, err)
+	}
+	exactlyOnce(drain(t, q, alert.KindSiren), 1000)
+	if n, _ := other.ResumePlanning(ctx, route); n != 0 {
+		t.Fatalf("ResumePlanning of a finished plan = %d, want 0", n)
+	}
+
+	retracted := newAlert("gas", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.EnqueueFirstChunk(ctx, priority.Plan{Alert: retracted, Targets: route(retracted)})
+	if _, err := q.Retract(ctx, retracted.ID, "false_alarm", ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(opts.Lease + 50*time.Millisecond)
+	other.ResumePlanning(ctx, route)
+	if got := drain(t, q, alert.KindSiren); len(got) != 0 {
+		t.Fatalf("a retracted plan handed out %d targets, want 0", len(got))
+	}
+	st, err := q.Status(ctx, retracted.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Counts[alert.KindSiren]; c.Cancelled != 49 || len(st.Deliveries) != 49 {
+		t.Fatalf("retracted after its first chunk: counts %+v, %d ledger rows; want the chunk's 49 cancelled and nothing more", c, len(st.Deliveries))
+	}
+}

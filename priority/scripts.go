@@ -47,23 +47,40 @@ local function push_retractions(prefix, id, by_kind, batch, expires)
   return n
 end
 
+-- add_jobs records the targets of jobs (a decoded [{k, t}] list) as queued in
+-- the alert's ledger and puts one job per entry on its lane.
+local function add_jobs(prefix, id, ledger, jobs, prio, expires)
+  for _, j in ipairs(jobs) do
+    local args = {}
+    for _, t in ipairs(j.t) do
+      args[#args + 1] = j.k .. '/' .. t
+      args[#args + 1] = 'queued'
+    end
+    if #args > 0 then redis.call('HSET', ledger, unpack(args)) end
+    push_job(prefix, {a = id, k = j.k, m = 'a', p = prio, t = j.t, x = expires})
+  end
+end
+
 local function attempted(st)
   return st == 'in_flight' or st == 'sent' or st == 'delivered' or st == 'failed'
 end
 `
 
 // enqueueCmd deduplicates an alert and, if it is new, stores it with its ledger
-// and puts its jobs on their lanes, all in one step.
+// and puts its jobs on their lanes, all in one step. A large alert's jobs come
+// in chunks: this script takes the first, records how many jobs there are and
+// puts the alert on the planning set with a deadline; planCmd adds the rest.
 //
 // KEYS[1] idempotency dedup key   KEYS[2] fingerprint dedup key
 // KEYS[3] alert hash              KEYS[4] ledger
-// KEYS[5] alerts index
+// KEYS[5] alerts index            KEYS[6] planning set
 // ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] alert JSON
 // ARGV[4] idempotency TTL ms (0: no key)  ARGV[5] fingerprint TTL ms (0: none)
 // ARGV[6] now ms       ARGV[7] keep-until ms (PEXPIREAT of the alert's keys)
 // ARGV[8] expires ms   ARGV[9] priority
-// ARGV[10] jobs JSON: [{k: kind, t: [target ids]}]
+// ARGV[10] jobs JSON: [{k: kind, t: [target ids]}], the first chunk
 // ARGV[11] index horizon ms: index entries created before it are dropped
+// ARGV[12] jobs in the whole plan   ARGV[13] planning deadline ms
 //
 // Returns {0, id} for a new alert, {1, existing id} for a duplicate.
 var enqueueCmd = redis.NewScript(lua + `
@@ -78,24 +95,67 @@ end
 local id = ARGV[2]
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
 if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
-redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8])
-local expires = tonumber(ARGV[8])
-local prio = tonumber(ARGV[9])
 local jobs = cjson.decode(ARGV[10])
-for _, j in ipairs(jobs) do
-  local args = {}
-  for _, t in ipairs(j.t) do
-    args[#args + 1] = j.k .. '/' .. t
-    args[#args + 1] = 'queued'
-  end
-  if #args > 0 then redis.call('HSET', KEYS[4], unpack(args)) end
-  push_job(ARGV[1], {a = id, k = j.k, m = 'a', p = prio, t = j.t, x = expires})
+redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8])
+if tonumber(ARGV[12]) > #jobs then
+  redis.call('HSET', KEYS[3], 'jobs_total', ARGV[12], 'jobs_planned', #jobs)
+  redis.call('ZADD', KEYS[6], ARGV[13], id)
 end
+add_jobs(ARGV[1], id, KEYS[4], jobs, tonumber(ARGV[9]), tonumber(ARGV[8]))
 redis.call('PEXPIREAT', KEYS[3], ARGV[7])
 if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
 return {0, id}
+`)
+
+// planCmd adds the next chunk of a large alert's jobs, if the plan stands at
+// the chunk's offset (so a chunk is never planned twice, whoever plans it).
+// A fenced (retracted) or expired alert is planned no further: its unplanned
+// targets were never attempted and are told nothing.
+//
+// KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] planning set
+// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] offset (jobs planned before this chunk)
+// ARGV[4] jobs JSON    ARGV[5] now ms     ARGV[6] next planning deadline ms
+// ARGV[7] priority     ARGV[8] keep-until ms (PEXPIREAT of the ledger)
+//
+// Returns the number of jobs planned after the call, or -1 when the alert is
+// gone or planning has ended.
+var planCmd = redis.NewScript(lua + `
+local a = redis.call('HMGET', KEYS[1], 'jobs_planned', 'jobs_total', 'fence', 'expires')
+local planned, total = tonumber(a[1]), tonumber(a[2])
+if not planned or planned >= total then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return -1
+end
+if planned ~= tonumber(ARGV[3]) then return planned end
+if a[3] == '1' or tonumber(ARGV[5]) >= tonumber(a[4]) then
+  redis.call('HSET', KEYS[1], 'jobs_total', planned)
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return -1
+end
+local jobs = cjson.decode(ARGV[4])
+add_jobs(ARGV[1], ARGV[2], KEYS[2], jobs, tonumber(ARGV[7]), tonumber(a[4]))
+redis.call('PEXPIREAT', KEYS[2], ARGV[8])
+planned = planned + #jobs
+redis.call('HSET', KEYS[1], 'jobs_planned', planned)
+if planned >= total then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+else
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[2])
+end
+return planned
+`)
+
+// takePlanningCmd hands an alert whose planner missed its deadline (crashed)
+// to the caller: it moves the deadline on, if it has passed.
+//
+// KEYS[1] planning set   ARGV[1] alert id   ARGV[2] now ms   ARGV[3] new deadline ms
+var takePlanningCmd = redis.NewScript(`
+local d = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not d or tonumber(d) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
 `)
 
 // claimCmd first hands expired leases back to the ready set, then pops the

@@ -41,7 +41,13 @@ func New(a Account) (*Client, error) {
 	if a.Timeout == 0 {
 		a.Timeout = 10 * time.Second
 	}
-	t := &transport{next: http.DefaultTransport}
+	// Keep connections to the API open for every delivery in flight: the
+	// default transport keeps 2 per host, so a fan-out with hundreds of sends
+	// in flight would open (and TLS-handshake) a new connection for most of them.
+	ht := http.DefaultTransport.(*http.Transport).Clone()
+	ht.MaxIdleConnsPerHost = 1024
+	ht.MaxIdleConns = 1024
+	t := &transport{next: ht}
 	if a.BaseURL != "" {
 		u, err := url.Parse(a.BaseURL)
 		if err != nil || u.Host == "" {
