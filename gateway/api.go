@@ -215,7 +215,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 		g.m.duplicates.Inc()
 		resp := alertResponse{ID: res.ID, Duplicate: true}
 		if st, err := g.q.Status(r.Context(), res.ID); err == nil {
-			resp.Priority, resp.State, resp.Targets = st.Alert.Priority, st.State, len(st.Deliveries)
+			resp.Priority, resp.State, resp.Targets = st.Alert.Priority, st.State, st.Targets
 		}
 		writeJSON(w, http.StatusOK, withExtra(resp, extra))
 		return res, nil
@@ -442,7 +442,11 @@ func (g *Gateway) getDeliveries(w http.ResponseWriter, r *http.Request, p *confi
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": st.Alert.ID, "deliveries": st.Deliveries})
+	ds, err := g.q.Deliveries(r.Context(), st.Alert.ID)
+	if err != nil {
+		return unavailable(err.Error())
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": st.Alert.ID, "deliveries": ds})
 	return nil
 }
 
@@ -513,7 +517,15 @@ func (g *Gateway) retract(w http.ResponseWriter, r *http.Request, p *config.Prin
 // the retract endpoint and CAP Cancel and Update.
 func (g *Gateway) retractAlert(ctx context.Context, id alert.ID, reason, note string, p *config.Principal) error {
 	start := time.Now()
-	res, err := g.q.Retract(ctx, id, reason, note)
+	// Sirens, PA and dispatch centres are few and the most urgent: their
+	// retractions are queued with the fence; a sweep queues everyone else's.
+	var first []alert.Target
+	if a, _, err := g.q.Alert(ctx, id); err == nil {
+		b := *a
+		b.Channels = slices.DeleteFunc(slices.Clone(a.Channels), func(k alert.Kind) bool { return k == alert.KindSMS || k == alert.KindVoice })
+		first = g.route(&b)
+	}
+	res, err := g.q.Fence(ctx, id, reason, note, first...)
 	switch {
 	case errors.Is(err, priority.ErrRetracted):
 		return conflict(fmt.Sprintf("alert %q is already retracted", id))
@@ -523,7 +535,14 @@ func (g *Gateway) retractAlert(ctx context.Context, id alert.ID, reason, note st
 		return unavailable(err.Error())
 	}
 	g.m.retracted.Inc()
-	g.log.Info().Str("alert_id", string(id)).Str("principal", p.ID).Str("reason", reason).
-		Int("retractions_queued", res.Queued).Dur("fence_took", time.Since(start)).Msg("Alert retracted")
+	fenced := time.Since(start)
+	go func() { // exits when the sweep is done; ResumePlanning finishes it if this process dies first
+		n, err := g.q.Sweep(context.WithoutCancel(ctx), id)
+		if err != nil {
+			g.log.Warn().Err(err).Str("alert_id", string(id)).Msg("Retraction sweep interrupted; another pass finishes it")
+		}
+		g.log.Info().Str("alert_id", string(id)).Str("principal", p.ID).Str("reason", reason).
+			Int("retractions_queued", res.Queued+n).Dur("fence_took", fenced).Dur("sweep_took", time.Since(start)).Msg("Alert retracted")
+	}()
 	return nil
 }

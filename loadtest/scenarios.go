@@ -161,6 +161,11 @@ func Retract(ctx context.Context, o RetractOptions) (Result, error) {
 			}
 		}
 	})
+	// The ceiling, same run: twilio-go alone sending as many messages.
+	ceiling, err := bareTwilio(ctx, s.Twilio.URL, max(int(reached), 1000), s.o.Workers*s.o.BatchSize*max(s.o.Instances, 1))
+	if err != nil {
+		return Result{}, err
+	}
 	sirensAllClear := 0.0
 	cleared := map[string]bool{}
 	for _, rc := range s.Fleet.Received() {
@@ -180,9 +185,11 @@ func Retract(ctx context.Context, o RetractOptions) (Result, error) {
 		"reached_not_retracted":       untold,
 		"retracted_never_reached":     unreached,
 		"sirens_all_clear_ms":         round(sirensAllClear, 1),
-		"sirens_without_all_clear":    float64(o.Stack.Sirens - len(cleared)),
+		"sirens_without_all_clear":    float64(s.o.Sirens - len(cleared)),
 		"in_flight_bound_at_fence":    float64(s.o.Workers * s.o.BatchSize * max(s.o.Instances, 1)),
 		"retractions_per_s_to_last_s": math.Round(reached / max(float64(hist.Max())/1e6, 1e-3)),
+		"bare_twilio_go_per_s":        math.Round(ceiling),
+		"bare_twilio_go_all_s":        round(reached/ceiling, 3),
 	}}
 	return r, nil
 }

@@ -61,3 +61,11 @@ func (l laneKeys) list() []string { return []string{l.ready, l.jobs, l.leases, l
 // planning is the set of alerts whose plan is still being queued in chunks,
 // scored by the deadline of the instance planning it.
 func (k keys) planning() string { return k.prefix + ":planning" }
+
+// retracting is the set of retracted alerts whose ledger is still being
+// swept, scored by the deadline of the instance sweeping it.
+func (k keys) retracting() string { return k.prefix + ":retracting" }
+
+// counts holds an alert's ledger counters, "kind|state" and "r|kind|state"
+// (kept by the scripts' set_state).
+func (k keys) counts(id alert.ID) string { return k.ledger(id) + ":c" }

@@ -258,16 +258,33 @@ func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, p
 }
 
 // ResumePlanning finishes the plans of alerts whose planner missed its
-// deadline (an instance that died while queueing a large alert). route must
-// give the alert's targets in the same order as when it was accepted: the
-// routing of the same configuration. It returns how many plans it resumed.
+// deadline (an instance that died while queueing a large alert), and the
+// sweeps of retractions whose instance died. route must give the alert's
+// targets in the same order as when it was accepted: the routing of the same
+// configuration. It returns how many plans and sweeps it resumed.
 func (q *Queue) ResumePlanning(ctx context.Context, route func(*alert.Alert) []alert.Target) (int, error) {
 	now := q.opts.Now()
-	ids, err := q.rdb.ZRangeByScore(ctx, q.k.planning(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
+	sweeps, err := q.rdb.ZRangeByScore(ctx, q.k.retracting(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
 	if err != nil {
-		return 0, fmt.Errorf("resume planning: %w", err)
+		return 0, fmt.Errorf("resume sweeps: %w", err)
 	}
 	resumed := 0
+	for _, id := range sweeps {
+		ok, err := takePlanningCmd.Run(ctx, q.rdb, []string{q.k.retracting()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
+		if err != nil {
+			return resumed, fmt.Errorf("resume sweeps: %w", err)
+		}
+		if ok == 1 {
+			if err := q.resumeSweep(ctx, alert.ID(id)); err != nil {
+				return resumed, err
+			}
+			resumed++
+		}
+	}
+	ids, err := q.rdb.ZRangeByScore(ctx, q.k.planning(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
+	if err != nil {
+		return resumed, fmt.Errorf("resume planning: %w", err)
+	}
 	for _, id := range ids {
 		ok, err := takePlanningCmd.Run(ctx, q.rdb, []string{q.k.planning()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
 		if err != nil {
@@ -294,6 +311,20 @@ func (q *Queue) ResumePlanning(ctx context.Context, route func(*alert.Alert) []a
 		resumed++
 	}
 	return resumed, nil
+}
+
+// resumeSweep goes on with a sweep from the cursor its instance left.
+func (q *Queue) resumeSweep(ctx context.Context, id alert.ID) error {
+	cursor, err := q.rdb.HGet(ctx, q.k.alert(id), "sweep").Result()
+	if errors.Is(err, redis.Nil) {
+		q.rdb.ZRem(ctx, q.k.retracting(), string(id)) // done or aged out
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("resume sweep %s: %w", id, err)
+	}
+	_, err = q.sweepFrom(ctx, id, cursor)
+	return err
 }
 
 // Job is a batch of targets of one kind to be told one thing about one alert.
@@ -419,14 +450,33 @@ type Retracted struct {
 	Queued int
 }
 
-// Retract fences an alert and queues the retractions owed. It returns
-// ErrNotFound for an unknown id and ErrRetracted if it was already fenced.
+// Retract fences an alert and queues every retraction owed (Fence, then
+// Sweep). It returns ErrNotFound for an unknown id and ErrRetracted if it was
+// already fenced.
 func (q *Queue) Retract(ctx context.Context, id alert.ID, reason, note string) (Retracted, error) {
-	res, err := retractCmd.Run(ctx, q.rdb, []string{q.k.alert(id), q.k.ledger(id)},
-		q.opts.Prefix, string(id), q.opts.Now().UnixMilli(), reason, note,
-		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), q.k.fence()).Int64Slice()
+	r, err := q.Fence(ctx, id, reason, note)
 	if err != nil {
-		return Retracted{}, fmt.Errorf("retract: %w", err)
+		return r, err
+	}
+	n, err := q.Sweep(ctx, id)
+	r.Queued += n
+	return r, err
+}
+
+// Fence fences an alert: no original of it is handed out from now on. The
+// retractions of the targets in first (the few, urgent ones: sirens, PA,
+// dispatch) are queued in the same step; Sweep queues the rest, and, if this
+// process dies before it is done, ResumePlanning in any instance finishes it.
+func (q *Queue) Fence(ctx context.Context, id alert.ID, reason, note string, first ...alert.Target) (Retracted, error) {
+	now := q.opts.Now()
+	args := []any{q.opts.Prefix, string(id), now.UnixMilli(), reason, note,
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), q.k.fence(), now.Add(q.opts.Lease).UnixMilli()}
+	for _, t := range first {
+		args = append(args, t.Key())
+	}
+	res, err := retractCmd.Run(ctx, q.rdb, []string{q.k.alert(id), q.k.ledger(id), q.k.retracting()}, args...).Int64Slice()
+	if err != nil {
+		return Retracted{}, fmt.Errorf("fence: %w", err)
 	}
 	switch res[0] {
 	case -1:
@@ -435,6 +485,37 @@ func (q *Queue) Retract(ctx context.Context, id alert.ID, reason, note string) (
 		return Retracted{}, ErrRetracted
 	}
 	return Retracted{Queued: int(res[1])}, nil
+}
+
+// SweepChunk is how many ledger entries one sweep call settles.
+const SweepChunk = 2000
+
+// Sweep settles the rest of a retracted alert's ledger after Retract, a
+// chunk per script call: queued targets cancelled, reached ones owed their
+// retraction. It returns the retractions it queued; it stops early, without
+// error, when another instance has taken the sweep over.
+func (q *Queue) Sweep(ctx context.Context, id alert.ID) (int, error) { return q.sweepFrom(ctx, id, "0") }
+
+func (q *Queue) sweepFrom(ctx context.Context, id alert.ID, cursor string) (int, error) {
+	queued := 0
+	for {
+		now := q.opts.Now()
+		res, err := sweepCmd.Run(ctx, q.rdb, []string{q.k.alert(id), q.k.ledger(id), q.k.retracting()},
+			q.opts.Prefix, string(id), cursor, SweepChunk, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli(),
+			q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds()).Slice()
+		if err != nil {
+			return queued, fmt.Errorf("sweep %s: %w", id, err)
+		}
+		n, next := res[0].(int64), res[1].(string)
+		if n < 0 {
+			return queued, nil
+		}
+		queued += int(n)
+		if next == "0" {
+			return queued, nil
+		}
+		cursor = next
+	}
 }
 
 // Fences delivers the id of every alert fenced from now on, until ctx ends.
@@ -491,7 +572,8 @@ type Status struct {
 	Retracted  time.Time
 	Created    time.Time
 	Counts     map[alert.Kind]*Counts
-	Deliveries []DeliveryState
+	// Targets is the number of targets planned so far, every kind.
+	Targets int
 }
 
 // DeliveryState is one target's row in the ledger.
@@ -506,7 +588,7 @@ type DeliveryState struct {
 func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 	pipe := q.rdb.Pipeline()
 	h := pipe.HGetAll(ctx, q.k.alert(id))
-	l := pipe.HGetAll(ctx, q.k.ledger(id))
+	cs := pipe.HGetAll(ctx, q.k.counts(id))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("status: %w", err)
 	}
@@ -525,55 +607,50 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 	if ms, err := strconv.ParseInt(fields["retracted"], 10, 64); err == nil {
 		s.Retracted = time.UnixMilli(ms)
 	}
-	ledger := l.Val()
-	rows := map[string]*DeliveryState{}
-	open, total := 0, 0
-	for f, st := range ledger {
-		key, retraction := strings.CutPrefix(f, "r|")
-		t, err := alert.ParseTarget(key)
-		if err != nil {
+	open := 0
+	for f, v := range cs.Val() {
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 {
 			continue
 		}
-		c := s.Counts[t.Kind]
+		f, retraction := strings.CutPrefix(f, "r|")
+		kind, st, ok := strings.Cut(f, "|")
+		if !ok {
+			continue
+		}
+		c := s.Counts[alert.Kind(kind)]
 		if c == nil {
 			c = &Counts{}
-			s.Counts[t.Kind] = c
-		}
-		row := rows[key]
-		if row == nil {
-			row = &DeliveryState{Target: t}
-			rows[key] = row
+			s.Counts[alert.Kind(kind)] = c
 		}
 		if retraction {
-			row.Retraction = alert.State(st)
-			c.Owed++
+			c.Owed += n
 			// Handed over counts: delivered, or accepted by a provider that
 			// reports later (a failed one stays out of the count).
 			if st == string(alert.StateDelivered) || st == string(alert.StateSent) {
-				c.Retracted++
+				c.Retracted += n
 			}
 			continue
 		}
-		row.State = alert.State(st)
-		total++
-		c.Targets++
+		s.Targets += n
+		c.Targets += n
 		switch alert.State(st) {
 		case alert.StateQueued:
-			c.Queued++
-			open++
+			c.Queued += n
+			open += n
 		case alert.StateInFlight:
-			c.InFlight++
-			open++
+			c.InFlight += n
+			open += n
 		case alert.StateSent:
-			c.Sent++
+			c.Sent += n
 		case alert.StateDelivered:
-			c.Delivered++
+			c.Delivered += n
 		case alert.StateFailed:
-			c.Failed++
+			c.Failed += n
 		case alert.StateCancelled:
-			c.Cancelled++
+			c.Cancelled += n
 		case alert.StateExpired:
-			c.Expired++
+			c.Expired += n
 		}
 	}
 	fenced := fields["fence"] == "1"
@@ -585,23 +662,52 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 			c.Summary = fmt.Sprintf("%d/%d", c.Retracted, c.Owed)
 		}
 	}
-	for _, r := range rows {
-		s.Deliveries = append(s.Deliveries, *r)
-	}
-	slices.SortFunc(s.Deliveries, func(a, b DeliveryState) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
 	switch {
 	case fenced:
 		s.State = "retracted"
-	case open == 0 && total > 0:
+	case open == 0 && s.Targets > 0:
 		s.State = "completed"
 	case open == 0 && q.opts.Now().After(a.Expires):
 		s.State = "expired"
-	case open < total:
+	case open < s.Targets:
 		s.State = "delivering"
 	default:
 		s.State = "queued"
 	}
 	return s, nil
+}
+
+// Deliveries reads every target's row of an alert's ledger, sorted by target
+// (a large alert's ledger is large: this is for inspecting one, not polling).
+func (q *Queue) Deliveries(ctx context.Context, id alert.ID) ([]DeliveryState, error) {
+	ledger, err := q.rdb.HGetAll(ctx, q.k.ledger(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("deliveries: %w", err)
+	}
+	rows := map[string]*DeliveryState{}
+	for f, st := range ledger {
+		key, retraction := strings.CutPrefix(f, "r|")
+		t, err := alert.ParseTarget(key)
+		if err != nil {
+			continue
+		}
+		row := rows[key]
+		if row == nil {
+			row = &DeliveryState{Target: t}
+			rows[key] = row
+		}
+		if retraction {
+			row.Retraction = alert.State(st)
+		} else {
+			row.State = alert.State(st)
+		}
+	}
+	out := make([]DeliveryState, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b DeliveryState) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
+	return out, nil
 }
 
 // List returns up to limit alert ids, newest first.

@@ -250,11 +250,17 @@ func TestFenceAgainstConcurrentClaims(t *testing.T) {
 	if len(late) > 0 {
 		t.Fatalf("%d original jobs claimed after Retract returned: %v", len(late), late)
 	}
+	ds, err := q.Deliveries(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := q.Status(ctx, a.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range st.Deliveries {
+	counted := map[alert.State]int{}
+	for _, d := range ds {
+		counted[d.State]++
 		switch {
 		case claimed[d.Target.ID] && (d.State != alert.StateDelivered || d.Retraction != alert.StateDelivered):
 			t.Errorf("claimed %s: state %s retraction %q; want delivered, delivered", d.Target.ID, d.State, d.Retraction)
@@ -263,6 +269,10 @@ func TestFenceAgainstConcurrentClaims(t *testing.T) {
 		}
 	}
 	c := st.Counts[alert.KindSiren]
+	// The counters the scripts keep agree with the ledger they summarise.
+	if c.Targets != len(ds) || c.Delivered != counted[alert.StateDelivered] || c.Cancelled != counted[alert.StateCancelled] || c.Queued+c.InFlight != 0 {
+		t.Fatalf("counts %+v disagree with the ledger: %d rows, %v", c, len(ds), counted)
+	}
 	if st.State != "retracted" || c.Summary != fmt.Sprintf("%d/%d", len(claimed), len(claimed)) {
 		t.Fatalf("status %s, retracted %q; want retracted %d/%d", st.State, c.Summary, len(claimed), len(claimed))
 	}
@@ -410,7 +420,47 @@ func TestLargePlanInChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := st.Counts[alert.KindSiren]; c.Cancelled != 49 || len(st.Deliveries) != 49 {
-		t.Fatalf("retracted after its first chunk: counts %+v, %d ledger rows; want the chunk's 49 cancelled and nothing more", c, len(st.Deliveries))
+	ds, _ := q.Deliveries(ctx, retracted.ID)
+	if c := st.Counts[alert.KindSiren]; c.Cancelled != 49 || len(ds) != 49 {
+		t.Fatalf("retracted after its first chunk: counts %+v, %d ledger rows; want the chunk's 49 cancelled and nothing more", c, len(ds))
+	}
+}
+
+// Fence queues the named urgent targets' retractions at once; the sweep of
+// the rest, if the fencing instance dies before it, is finished by another
+// after a lease. Every reached target gets exactly one retraction.
+func TestSweepResumedAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	addr := testenv.Redis(t, true).Addr()
+	opts := priority.Options{BatchSize: 100, Lease: 500 * time.Millisecond}
+	q, other := newQueue(t, addr, opts), newQueue(t, addr, opts)
+	a := newAlert("flood", alert.SeveritySevere, alert.UrgencyImmediate)
+	all := sirens(5000)
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: all}); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, q, alert.KindSiren)
+	r, err := q.Fence(ctx, a.ID, "false_alarm", "", all[:3]...)
+	if err != nil || r.Queued != 3 {
+		t.Fatalf("Fence = %+v, %v; want the 3 named targets' retractions queued", r, err)
+	}
+	if n, _ := other.ResumePlanning(ctx, nil); n != 0 {
+		t.Fatalf("ResumePlanning inside the lease = %d, want 0", n)
+	}
+	time.Sleep(opts.Lease + 50*time.Millisecond)
+	if n, err := other.ResumePlanning(ctx, nil); n != 1 || err != nil {
+		t.Fatalf("ResumePlanning after the lease = %d, %v; want the sweep resumed", n, err)
+	}
+	got := drain(t, q, alert.KindSiren)
+	if len(got) != 5000 {
+		t.Fatalf("%d retractions handed out, want 5000", len(got))
+	}
+	for id, c := range got {
+		if c != 1 {
+			t.Fatalf("%s retracted %d times", id, c)
+		}
+	}
+	if n, _ := q.Sweep(ctx, a.ID); n != 0 {
+		t.Fatalf("a second sweep queued %d, want 0", n)
 	}
 }

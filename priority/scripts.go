@@ -2,13 +2,54 @@ package priority
 
 import "github.com/redis/go-redis/v9"
 
+// ledgerScript is a script that may change ledger states: body runs as a
+// function after the prelude, then the counts it moved are written.
+func ledgerScript(body string) *redis.Script {
+	return redis.NewScript(lua + "local function main()\n" + body + "\nend\nlocal r = main()\nflush_counts()\nreturn r\n")
+}
+
 // lua is the prelude shared by the scripts that put jobs on lanes.
 //
 // A job is JSON: {id, a: alert id, k: kind, m: "a" (the alert) or "r" (its
 // retraction), p: priority 0..10, q: lane sequence, t: [target ids], x: expiry ms}.
 // Its score on the ready set is (10 - p) * 1e13 + q: ZPOPMIN takes the highest
 // priority first and, inside a priority, the oldest.
+//
+// Every change of a ledger state goes through set_state (or count, for many
+// targets at once), which keeps the alert's counts hash ({a:id}:l:c, fields
+// "kind|state" and "r|kind|state") in step: status reads a few counters, not
+// a ledger of a million targets. ledgerScript runs a body and then writes the
+// counts it changed.
 const lua = `
+local deltas = {}
+
+-- count adds n to the counter of field f's kind (and retraction mark) in state st.
+local function count(ledger, f, st, n)
+  local slash = string.find(f, '/', 1, true)
+  local key = string.sub(f, 1, slash - 1) .. '|' .. st
+  local d = deltas[ledger]
+  if not d then
+    d = {}
+    deltas[ledger] = d
+  end
+  d[key] = (d[key] or 0) + n
+end
+
+local function set_state(ledger, f, old, new)
+  redis.call('HSET', ledger, f, new)
+  if old then count(ledger, f, old, -1) end
+  count(ledger, f, new, 1)
+end
+
+local function flush_counts()
+  for ledger, d in pairs(deltas) do
+    for k, n in pairs(d) do
+      if n ~= 0 then redis.call('HINCRBY', ledger .. ':c', k, n) end
+    end
+  end
+  deltas = {}
+end
+
 local function lane(prefix, kind)
   local p = prefix .. ':{lane:' .. kind .. '}'
   return p .. ':ready', p .. ':jobs', p .. ':wake', p .. ':seq'
@@ -38,7 +79,7 @@ local function push_retractions(prefix, id, by_kind, batch, expires)
       local t = {}
       for j = i, math.min(i + batch - 1, #targets) do
         t[#t + 1] = targets[j]
-        redis.call('HSET', ledger, 'r|' .. kind .. '/' .. targets[j], 'queued')
+        set_state(ledger, 'r|' .. kind .. '/' .. targets[j], nil, 'queued')
       end
       push_job(prefix, {a = id, k = kind, m = 'r', p = 10, t = t, x = expires})
       n = n + #t
@@ -56,7 +97,10 @@ local function add_jobs(prefix, id, ledger, jobs, prio, expires)
       args[#args + 1] = j.k .. '/' .. t
       args[#args + 1] = 'queued'
     end
-    if #args > 0 then redis.call('HSET', ledger, unpack(args)) end
+    if #args > 0 then
+      redis.call('HSET', ledger, unpack(args))
+      count(ledger, j.k .. '/', 'queued', #j.t)
+    end
     push_job(prefix, {a = id, k = j.k, m = 'a', p = prio, t = j.t, x = expires})
   end
 end
@@ -83,7 +127,7 @@ end
 // ARGV[12] jobs in the whole plan   ARGV[13] planning deadline ms
 //
 // Returns {0, id} for a new alert, {1, existing id} for a duplicate.
-var enqueueCmd = redis.NewScript(lua + `
+var enqueueCmd = ledgerScript(`
 if ARGV[4] ~= '0' then
   local prev = redis.call('GET', KEYS[1])
   if prev then return {1, prev} end
@@ -103,7 +147,11 @@ if tonumber(ARGV[12]) > #jobs then
 end
 add_jobs(ARGV[1], id, KEYS[4], jobs, tonumber(ARGV[9]), tonumber(ARGV[8]))
 redis.call('PEXPIREAT', KEYS[3], ARGV[7])
-if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
+if #jobs > 0 then
+  flush_counts()
+  redis.call('PEXPIREAT', KEYS[4], ARGV[7])
+  redis.call('PEXPIREAT', KEYS[4] .. ':c', ARGV[7])
+end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
 return {0, id}
@@ -121,7 +169,7 @@ return {0, id}
 //
 // Returns the number of jobs planned after the call, or -1 when the alert is
 // gone or planning has ended.
-var planCmd = redis.NewScript(lua + `
+var planCmd = ledgerScript(`
 local a = redis.call('HMGET', KEYS[1], 'jobs_planned', 'jobs_total', 'fence', 'expires')
 local planned, total = tonumber(a[1]), tonumber(a[2])
 if not planned or planned >= total then
@@ -170,7 +218,7 @@ return 1
 // ARGV[5] retraction expiry ms
 //
 // Returns the job JSON, or false when the lane is empty.
-var claimCmd = redis.NewScript(lua + `
+var claimCmd = ledgerScript(`
 local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
 for _, jid in ipairs(expired) do
@@ -198,10 +246,10 @@ while true do
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
         if st == 'in_flight' then
-          redis.call('HSET', ledger, field(t), 'failed')
+          set_state(ledger, field(t), st, 'failed')
           retract[#retract + 1] = t
         elseif st == 'queued' then
-          redis.call('HSET', ledger, field(t), 'cancelled')
+          set_state(ledger, field(t), st, 'cancelled')
         end
       end
       if #retract > 0 then
@@ -211,13 +259,13 @@ while true do
     elseif now >= j.x then
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
-        if st == 'queued' or st == 'in_flight' then redis.call('HSET', ledger, field(t), 'expired') end
+        if st == 'queued' or st == 'in_flight' then set_state(ledger, field(t), st, 'expired') end
       end
       redis.call('HDEL', KEYS[2], jid)
     else
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
-        if st == 'queued' or st == 'in_flight' then redis.call('HSET', ledger, field(t), 'in_flight') end
+        if st == 'queued' then set_state(ledger, field(t), st, 'in_flight') end
       end
       redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), jid)
       return raw
@@ -235,7 +283,7 @@ end
 // ARGV[5] retraction expiry ms  ARGV[6..] target id, state pairs
 //
 // Returns the number of retractions queued, or -1 if the job was already gone.
-var finishCmd = redis.NewScript(lua + `
+var finishCmd = ledgerScript(`
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
@@ -251,8 +299,8 @@ local retract = {}
 for i = 6, #ARGV, 2 do
   local f = pre .. ARGV[i]
   local cur = redis.call('HGET', ledger, f)
-  if cur == 'in_flight' or cur == 'queued' then
-    redis.call('HSET', ledger, f, ARGV[i + 1])
+  if (cur == 'in_flight' or cur == 'queued') and cur ~= ARGV[i + 1] then
+    set_state(ledger, f, cur, ARGV[i + 1])
   end
   -- A target recorded early (progressCmd) may already have its retraction
   -- queued by retractCmd; never queue a second one.
@@ -266,39 +314,82 @@ end
 return 0
 `)
 
-// retractCmd fences an alert: from now on none of its original jobs is claimed.
-// Queued targets are cancelled; targets whose attempt has ended (delivered or
-// failed) get their retraction queued at once; targets in flight get theirs when
-// their job finishes. The fenced id is published on the fence channel.
-//
-// KEYS[1] alert hash   KEYS[2] ledger
-// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] now ms   ARGV[4] reason
-// ARGV[5] note   ARGV[6] retraction batch   ARGV[7] retraction expiry ms
-// ARGV[8] fence channel
-//
-// Returns {status, queued}: status 1 fenced now, 0 already fenced, -1 unknown alert.
-var retractCmd = redis.NewScript(lua + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
-if redis.call('HGET', KEYS[1], 'fence') == '1' then return {0, 0} end
-redis.call('HSET', KEYS[1], 'fence', '1', 'reason', ARGV[4], 'note', ARGV[5], 'retracted', ARGV[3])
-local all = redis.call('HGETALL', KEYS[2])
-local by_kind = {}
-for i = 1, #all, 2 do
-  local f, st = all[i], all[i + 1]
-  if string.sub(f, 1, 2) ~= 'r|' then
-    if st == 'queued' then
-      redis.call('HSET', KEYS[2], f, 'cancelled')
-    elseif st == 'sent' or st == 'delivered' or st == 'failed' then
-      local slash = string.find(f, '/', 1, true)
-      local kind = string.sub(f, 1, slash - 1)
-      by_kind[kind] = by_kind[kind] or {}
-      table.insert(by_kind[kind], string.sub(f, slash + 1))
-    end
+// retractLua holds retract_field, which settles one original target of a
+// fenced alert: queued ones are cancelled; ones whose attempt has ended (sent,
+// delivered, failed) are owed a retraction, collected in by_kind unless one is
+// already queued. Targets in flight get theirs from finishCmd when their job ends.
+const retractLua = `
+local function retract_field(ledger, f, st, by_kind)
+  if st == 'queued' then
+    set_state(ledger, f, st, 'cancelled')
+  elseif (st == 'sent' or st == 'delivered' or st == 'failed') and redis.call('HEXISTS', ledger, 'r|' .. f) == 0 then
+    local slash = string.find(f, '/', 1, true)
+    local kind = string.sub(f, 1, slash - 1)
+    by_kind[kind] = by_kind[kind] or {}
+    table.insert(by_kind[kind], string.sub(f, slash + 1))
   end
 end
-local n = push_retractions(ARGV[1], ARGV[2], by_kind, tonumber(ARGV[6]), tonumber(ARGV[3]) + tonumber(ARGV[7]))
+`
+
+// retractCmd fences an alert: from now on none of its original jobs is
+// claimed, and the fenced id is published on the fence channel. The targets
+// named in ARGV[10:] (sirens, PA, dispatch: few, and the most urgent) are
+// settled at once (retract_field); the rest of the ledger is swept in chunks
+// by sweepCmd, so fencing takes the same time for ten targets or a million.
+// The alert goes on the retracting set until the sweep is done.
+//
+// KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] retracting set
+// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] now ms   ARGV[4] reason
+// ARGV[5] note   ARGV[6] retraction batch   ARGV[7] retraction expiry ms
+// ARGV[8] fence channel   ARGV[9] sweep deadline ms   ARGV[10:] ledger fields to settle now
+//
+// Returns {status, queued}: status 1 fenced now, 0 already fenced, -1 unknown alert.
+var retractCmd = ledgerScript(retractLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
+if redis.call('HGET', KEYS[1], 'fence') == '1' then return {0, 0} end
+redis.call('HSET', KEYS[1], 'fence', '1', 'reason', ARGV[4], 'note', ARGV[5], 'retracted', ARGV[3], 'sweep', '0')
 redis.call('PUBLISH', ARGV[8], ARGV[2])
+local by_kind = {}
+for i = 10, #ARGV do
+  local st = redis.call('HGET', KEYS[2], ARGV[i])
+  if st then retract_field(KEYS[2], ARGV[i], st, by_kind) end
+end
+local n = push_retractions(ARGV[1], ARGV[2], by_kind, tonumber(ARGV[6]), tonumber(ARGV[3]) + tonumber(ARGV[7]))
+redis.call('ZADD', KEYS[3], ARGV[9], ARGV[2])
 return {1, n}
+`)
+
+// sweepCmd settles the next chunk of a fenced alert's ledger (HSCAN from the
+// cursor stored in the alert), if the sweep stands at the caller's cursor.
+//
+// KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] retracting set
+// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] cursor   ARGV[4] fields per chunk
+// ARGV[5] now ms   ARGV[6] next deadline ms   ARGV[7] retraction batch
+// ARGV[8] retraction expiry ms
+//
+// Returns {queued, next cursor}: cursor "0" when the sweep is done, and
+// {-1, cursor} when the sweep is elsewhere (or over: cursor "").
+var sweepCmd = ledgerScript(retractLua + `
+local cur = redis.call('HGET', KEYS[1], 'sweep')
+if cur ~= ARGV[3] then
+  if not cur then redis.call('ZREM', KEYS[3], ARGV[2]) end
+  return {-1, cur or ''}
+end
+local r = redis.call('HSCAN', KEYS[2], cur, 'COUNT', ARGV[4])
+local by_kind = {}
+local fields = r[2]
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) ~= 'r|' then retract_field(KEYS[2], fields[i], fields[i + 1], by_kind) end
+end
+local n = push_retractions(ARGV[1], ARGV[2], by_kind, tonumber(ARGV[7]), tonumber(ARGV[5]) + tonumber(ARGV[8]))
+if r[1] == '0' then
+  redis.call('HDEL', KEYS[1], 'sweep')
+  redis.call('ZREM', KEYS[3], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'sweep', r[1])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[2])
+end
+return {n, r[1]}
 `)
 
 // releaseCmd hands a claimed job back to its lane at once (graceful shutdown).
@@ -333,9 +424,9 @@ return 1
 //
 // KEYS[1] ledger   ARGV[1] field ("kind/id" or "r|kind/id")   ARGV[2] state
 // Returns 1 if recorded.
-var progressCmd = redis.NewScript(`
+var progressCmd = ledgerScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'in_flight' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+set_state(KEYS[1], ARGV[1], 'in_flight', ARGV[2])
 return 1
 `)
 
@@ -345,12 +436,12 @@ return 1
 //
 // KEYS[1] ledger   ARGV[1] field ("kind/id" or "r|kind/id")   ARGV[2] state
 // Returns 1 if moved, 0 if not (unknown target, or not forward).
-var callbackCmd = redis.NewScript(`
+var callbackCmd = ledgerScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return 0 end
 local rank = {queued = 0, in_flight = 1, sent = 2, delivered = 3, failed = 3, cancelled = 3, expired = 3}
 if (rank[ARGV[2]] or 0) <= (rank[cur] or 3) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+set_state(KEYS[1], ARGV[1], cur, ARGV[2])
 return 1
 `)
 
