@@ -494,7 +494,9 @@ const SweepChunk = 2000
 // chunk per script call: queued targets cancelled, reached ones owed their
 // retraction. It returns the retractions it queued; it stops early, without
 // error, when another instance has taken the sweep over.
-func (q *Queue) Sweep(ctx context.Context, id alert.ID) (int, error) { return q.sweepFrom(ctx, id, "0") }
+func (q *Queue) Sweep(ctx context.Context, id alert.ID) (int, error) {
+	return q.sweepFrom(ctx, id, "0")
+}
 
 func (q *Queue) sweepFrom(ctx context.Context, id alert.ID, cursor string) (int, error) {
 	queued := 0
@@ -565,13 +567,13 @@ type Counts struct {
 
 // Status is an alert and the state of its deliveries.
 type Status struct {
-	Alert      *alert.Alert
-	State      string
-	Reason     string
-	Note       string
-	Retracted  time.Time
-	Created    time.Time
-	Counts     map[alert.Kind]*Counts
+	Alert     *alert.Alert
+	State     string
+	Reason    string
+	Note      string
+	Retracted time.Time
+	Created   time.Time
+	Counts    map[alert.Kind]*Counts
 	// Targets is the number of targets planned so far, every kind.
 	Targets int
 }
