@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -28,6 +29,7 @@ import (
 type Gateway struct {
 	cfg      *config.Config
 	q        *priority.Queue
+	bulk     *priority.Queue // the phone channels' (Options.BulkQueue)
 	log      zerolog.Logger
 	m        *metrics
 	adapters map[alert.Kind]adapters.Adapter // decorated
@@ -58,7 +60,12 @@ type Gateway struct {
 type Options struct {
 	Config *config.Config
 	Queue  *priority.Queue
-	Log    zerolog.Logger
+	// BulkQueue is the queue the phone channels (SMS, voice) work through: the
+	// same Redis over its own connections, so a fan-out to a million people
+	// never makes a siren, a trigger or an operator wait for a connection.
+	// Nil: Queue.
+	BulkQueue *priority.Queue
+	Log       zerolog.Logger
 	// Adapters are the undecorated adapters per channel kind; New wraps each
 	// in the shared decorators: retry, breaker, pacing, and the fence check
 	// right before every attempt.
@@ -79,7 +86,7 @@ type Options struct {
 // New builds a Gateway.
 func New(o Options) *Gateway {
 	g := &Gateway{
-		cfg: o.Config, q: o.Queue, log: o.Log,
+		cfg: o.Config, q: o.Queue, bulk: cmp.Or(o.BulkQueue, o.Queue), log: o.Log,
 		adapters: map[alert.Kind]adapters.Adapter{},
 		zones:    map[string]bool{}, sirens: map[string][]config.Siren{}, contacts: map[string][]config.ContactGroup{},
 		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{},
@@ -100,18 +107,18 @@ func New(o Options) *Gateway {
 	}
 	// One route per adapter: its breaker (per provider endpoint or target),
 	// its pacing, and the fence check right before each attempt.
-	route := func(a adapters.Adapter) adapters.Adapter {
+	route := func(k alert.Kind, a adapters.Adapter) adapters.Adapter {
 		return adapters.Chain(a,
 			adapters.Breaker(adapters.BreakerOptions{Failures: bo.Failures, Open: bo.Open, OnStateChange: g.m.breakerChanged,
 				Key: func(d alert.Delivery) string { return adapters.RouteOf(a, d).Breaker }}),
-			adapters.Pace(o.Queue, func(d alert.Delivery) adapters.Route { return adapters.RouteOf(a, d) }),
+			adapters.Pace(g.queueFor(k), func(d alert.Delivery) adapters.Route { return adapters.RouteOf(a, d) }),
 			adapters.Fence(g.checkFence))
 	}
 	g.pending = map[alert.Kind]bool{}
 	for k, a := range o.Adapters {
-		inner := route(a)
+		inner := route(k, a)
 		if fb := o.Fallbacks[k]; fb != nil {
-			inner = adapters.Failover(inner, route(fb))
+			inner = adapters.Failover(inner, route(k, fb))
 		}
 		g.adapters[k] = adapters.Retry(ro)(inner)
 		if p, ok := a.(adapters.Pending); ok && p.Pending() {
@@ -158,12 +165,21 @@ func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
 	return g.people.find(targetID)
 }
 
+// queueFor is the queue a channel kind's workers use: the phone channels
+// have their own connections (Options.BulkQueue).
+func (g *Gateway) queueFor(k alert.Kind) *priority.Queue {
+	if k == alert.KindSMS || k == alert.KindVoice {
+		return g.bulk
+	}
+	return g.q
+}
+
 // checkFence stops retries of an alert's original once it is retracted.
 func (g *Gateway) checkFence(ctx context.Context, d alert.Delivery) error {
 	if d.Message != alert.MessageAlert {
 		return nil
 	}
-	fenced, err := g.q.Fenced(ctx, d.Alert.ID)
+	fenced, err := g.queueFor(d.Target.Kind).Fenced(ctx, d.Alert.ID)
 	if err != nil {
 		return err
 	}

@@ -32,17 +32,23 @@ import (
 // adapter in override replaces the configured one for its kind (tests,
 // benchmarks). Close releases what Open made.
 func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapters.Adapter) (*Gateway, error) {
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
-		Username: cfg.Redis.Username, Password: os.Getenv(cfg.Redis.PasswordEnv),
-		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-		MaxRetries: 1,
-	})
-	closers := []func(){func() { rdb.Close() }}
-	q := priority.New(rdb, priority.Options{
-		Prefix: cfg.Redis.KeyPrefix, DedupWindow: cfg.Queue.DedupWindow, IdempotencyTTL: cfg.Queue.IdempotencyTTL,
-		Lease: cfg.Queue.Lease, BatchSize: cfg.Queue.BatchSize,
-	})
+	// Two connection pools to the same Redis: one for the phone channels'
+	// bulk, one for everything urgent (API, triggers, sirens, PA, dispatch).
+	var closers []func()
+	newQueue := func() *priority.Queue {
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+			Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
+			Username: cfg.Redis.Username, Password: os.Getenv(cfg.Redis.PasswordEnv),
+			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+			MaxRetries: 1,
+		})
+		closers = append(closers, func() { rdb.Close() })
+		return priority.New(rdb, priority.Options{
+			Prefix: cfg.Redis.KeyPrefix, DedupWindow: cfg.Queue.DedupWindow, IdempotencyTTL: cfg.Queue.IdempotencyTTL,
+			Lease: cfg.Queue.Lease, BatchSize: cfg.Queue.BatchSize,
+		})
+	}
+	q, bulk := newQueue(), newQueue()
 	ads := map[alert.Kind]adapters.Adapter{}
 	fallbacks := map[alert.Kind]adapters.Adapter{}
 	var ready func(context.Context) error
@@ -157,7 +163,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		ads[k] = a
 	}
 	gw = New(Options{
-		Config: cfg, Queue: q, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
+		Config: cfg, Queue: q, BulkQueue: bulk, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
 		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
 	})

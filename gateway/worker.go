@@ -94,7 +94,7 @@ func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapte
 		case <-ctx.Done():
 			return
 		}
-		j, err := g.q.Claim(ctx, kind)
+		j, err := g.queueFor(kind).Claim(ctx, kind)
 		if err != nil || j == nil {
 			<-slots
 			if err != nil {
@@ -109,7 +109,7 @@ func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapte
 				continue
 			}
 			lastErr = ""
-			if err := g.q.Wait(ctx, kind, max(time.Second, g.q.Lease()/2)); err != nil && ctx.Err() == nil {
+			if err := g.queueFor(kind).Wait(ctx, kind, max(time.Second, g.q.Lease()/2)); err != nil && ctx.Err() == nil {
 				sleep(ctx, 200*time.Millisecond)
 			}
 			continue
@@ -145,7 +145,7 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 		untrack := g.track(j.AlertID, cancel)
 		defer untrack()
 	}
-	al, reason, err := g.q.Alert(ctx, j.AlertID)
+	al, reason, err := g.queueFor(j.Kind).Alert(ctx, j.AlertID)
 	if err != nil {
 		lvl := zerolog.ErrorLevel
 		if ctx.Err() != nil {
@@ -211,7 +211,7 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 			}
 			g.m.deliveries.WithLabelValues(string(j.Kind), string(msg), string(st)).Inc()
 			// Best effort: Finish records it in any case.
-			if err := g.q.Progress(ctx, j, id, st); err != nil {
+			if err := g.queueFor(j.Kind).Progress(ctx, j, id, st); err != nil {
 				log.Debug().Err(err).Msg("Progress not recorded")
 			}
 		}()
@@ -225,7 +225,7 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 	// Finish must land: retry until it does or shutdown forces a hand-back (the
 	// lease then expires and another instance redoes the job).
 	for attempt := 0; ; attempt++ {
-		err := g.q.Finish(context.WithoutCancel(ctx), j, outcomes)
+		err := g.queueFor(j.Kind).Finish(context.WithoutCancel(ctx), j, outcomes)
 		if err == nil {
 			return
 		}
@@ -242,7 +242,7 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 func (g *Gateway) release(j *priority.Job, log zerolog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := g.q.Release(ctx, j); err != nil {
+	if err := g.queueFor(j.Kind).Release(ctx, j); err != nil {
 		log.Warn().Err(err).Msg("Cannot hand the job back; its lease will expire")
 	}
 }
@@ -260,7 +260,7 @@ func (g *Gateway) heartbeat(ctx context.Context, j *priority.Job, log zerolog.Lo
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if ok, err := g.q.Extend(ctx, j); err == nil && !ok {
+				if ok, err := g.queueFor(j.Kind).Extend(ctx, j); err == nil && !ok {
 					log.Warn().Msg("Lease lost; another instance may redo this job")
 				}
 			}

@@ -42,6 +42,9 @@ type StackOptions struct {
 	// Workers per channel kind and instance (16), targets per job (100), lease (2s).
 	Workers, BatchSize int
 	Lease              time.Duration
+	// MemoryLimit, if set, is the gateways' GOMEMLIMIT (the soft heap limit
+	// deploy/ ships), not this process's.
+	MemoryLimit string
 	// Log, if set, gets the gateways' logs (warnings and above).
 	Log io.Writer
 }
@@ -232,7 +235,11 @@ func (s *Stack) Start(ctx context.Context, apiOnly bool) (int, error) {
 		args = append(args, "--no-workers")
 	}
 	cmd := exec.Command(s.o.Binary, args...)
-	cmd.Env = append(os.Environ(), "LOADTEST_KEY="+s.Key, "LOADTEST_TRIGGER_KEY="+s.TriggerKey, "LOADTEST_TWILIO_TOKEN="+stackToken)
+	cmd.Env = os.Environ()
+	if s.o.MemoryLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+s.o.MemoryLimit)
+	}
+	cmd.Env = append(cmd.Env, "LOADTEST_KEY="+s.Key, "LOADTEST_TRIGGER_KEY="+s.TriggerKey, "LOADTEST_TWILIO_TOKEN="+stackToken)
 	cmd.Stdout, cmd.Stderr = s.o.Log, s.o.Log
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", s.o.Binary, err)

@@ -27,7 +27,7 @@ in this process, so they can count every delivery and kill an instance:
   tocsin loadtest retract          --redis ... --mqtt ... [--recipients 100000] [--at 1]
   tocsin loadtest recover          --redis ... --mqtt ... [--recipients 100000] [--instances 2] [--at 0.3]
   tocsin loadtest siren-under-load --redis ... --mqtt ... [--recipients 1000000] [--count 50] [--idle 100ms]
-  (all: [--workers 16] [--batch 100] [--lease 2s] [--json])
+  (all: [--workers 16] [--batch 100] [--lease 2s] [--gomemlimit 200MiB] [--logs] [--json])
 `
 
 // loadtestCmd runs one load scenario against a running Tocsin, through its
@@ -73,7 +73,7 @@ func loadtestCmd(args []string) error {
 		}
 		res, err = loadtest.Pickup(ctx, loadtest.PickupOptions{URL: *url, Key: *key, Broker: *broker, Zone: *zone, Count: *count, Idle: *idle, Progress: os.Stderr})
 	case "fanout", "retract", "recover", "siren-under-load":
-		return stackScenario(ctx, fs, args, *asJSON)
+		return stackScenario(ctx, fs, args, asJSON)
 	default:
 		return fmt.Errorf("unknown scenario %q\n%s", args[0], loadtestUsage)
 	}
@@ -94,7 +94,7 @@ func printResult(res loadtest.Result, asJSON bool) {
 }
 
 // stackScenario runs a scenario that starts its own gateway instances.
-func stackScenario(ctx context.Context, fs *flag.FlagSet, args []string, asJSON bool) error {
+func stackScenario(ctx context.Context, fs *flag.FlagSet, args []string, asJSON *bool) error {
 	name := args[0]
 	def := map[string]int{"fanout": 100_000, "retract": 100_000, "recover": 100_000, "siren-under-load": 1_000_000}[name]
 	var o loadtest.StackOptions
@@ -109,6 +109,7 @@ func stackScenario(ctx context.Context, fs *flag.FlagSet, args []string, asJSON 
 	at := fs.Float64("at", 0, "retract: share reached before retracting (1); recover: share reached before the kill (0.3)")
 	count := fs.Int("count", 50, "siren-under-load: triggers, idle and under load")
 	idle := fs.Duration("idle", 100*time.Millisecond, "siren-under-load: gap between triggers")
+	fs.StringVar(&o.MemoryLimit, "gomemlimit", "", "the gateways' GOMEMLIMIT (deploy/ ships 200MiB)")
 	logs := fs.Bool("logs", false, "show the gateways' warnings")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -129,13 +130,13 @@ func stackScenario(ctx context.Context, fs *flag.FlagSet, args []string, asJSON 
 		var idleRes loadtest.Result
 		idleRes, res, err = loadtest.SirenUnderLoad(ctx, loadtest.SirenUnderLoadOptions{Stack: o, Count: *count, Idle: *idle, Progress: os.Stderr})
 		if err == nil {
-			printResult(idleRes, asJSON)
+			printResult(idleRes, *asJSON)
 		}
 	}
 	if err != nil {
 		return err
 	}
-	printResult(res, asJSON)
+	printResult(res, *asJSON)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s:\n%w", *path, err)
 	}
+	// Loading a large people_file leaves garbage; collect it now, not while
+	// the first alerts are handled, and give the memory back.
+	debug.FreeOSMemory()
 	log := newLogger(*logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
