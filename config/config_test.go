@@ -128,9 +128,18 @@ func TestPeopleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := c.Contacts[0].People
-	if len(ps) != 3 || ps[1].ID != "anna" || ps[1].Language != "en" || len(ps[1].Channels) != 1 || ps[2].Phone != "+491702222222" || ps[2].Language != "de" || len(ps[2].Channels) != 2 {
-		t.Fatalf("people = %+v", ps)
+	m := &c.Contacts[0].Members
+	if m.Len() != 3 || m.At(0).ID != "chef" || m.At(0).Phone != "+491709999999" {
+		t.Fatalf("members: %d, first %+v", m.Len(), m.At(0))
+	}
+	if p, ok := m.Find("anna"); !ok || p.Language != "en" || len(p.Channels) != 1 || !p.Reaches("sms") || p.Reaches("voice") {
+		t.Fatalf("Find(anna) = %+v, %v", p, ok)
+	}
+	if p, ok := m.Find("bernd"); !ok || p.Phone != "+491702222222" || p.Language != "de" || !p.Reaches("sms") || !p.Reaches("voice") {
+		t.Fatalf("Find(bernd) = %+v, %v", p, ok)
+	}
+	if _, ok := m.Find("zoe"); ok || !m.UniquePhones() {
+		t.Fatalf("Find(zoe) found someone, or phones not unique")
 	}
 	for file, want := range map[string][]string{
 		bad:                        {"line 5: contacts[0].people_file: " + bad + " line 3, phone: must be an international number", bad + " line 4, id: must be a unique id"},

@@ -20,6 +20,9 @@ type ContactGroup struct {
 	ID     string   `yaml:"id"`
 	Zone   string   `yaml:"zone"`
 	People []Person `yaml:"people"`
+	// Members are all the group's people, from People and PeopleFile, as
+	// validated; routing and look-ups use them.
+	Members Members `yaml:"-"`
 	// PeopleFile names a CSV file of further people (a staff list, a
 	// municipality's opt-in register): a header row naming the columns id,
 	// phone and optionally language and channels (sms, voice, or both
@@ -196,12 +199,6 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 			v.add(f+".zone", fmt.Sprintf("zone %q is not defined under zones", g.Zone))
 		}
 		inline := len(g.People)
-		if g.PeopleFile != "" {
-			var err error
-			if g.People, err = readPeople(g.PeopleFile, g.People); err != nil {
-				v.add(f+".people_file", err.Error())
-			}
-		}
 		// bad names the field of person j, in the YAML file or in the CSV file.
 		bad := func(j int, field, msg string) {
 			if j < inline {
@@ -211,8 +208,11 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 			}
 		}
 		languages := map[string]bool{}
-		for j := range g.People {
-			p := &g.People[j]
+		var mb membersBuilder
+		var src []int32 // the j of each stored person, for reporting duplicates
+		// check validates person j and, if sound, stores it in the group's Members.
+		check := func(j int, p *Person) {
+			problems := len(v.ps)
 			if !validID(p.ID) || strings.Contains(p.ID, ".") {
 				bad(j, "id", "must be a unique id of letters, digits, '-' or '_' within the group")
 			}
@@ -237,18 +237,30 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 					bad(j, fmt.Sprintf("channels[%d]", k), "must be sms or voice")
 				}
 			}
-		}
-		// Ids must be unique in the group: sorted positions, not a map, so a
-		// million people need 4 MB to check.
-		byID := make([]int32, len(g.People))
-		for j := range byID {
-			byID[j] = int32(j)
-		}
-		slices.SortStableFunc(byID, func(a, b int32) int { return strings.Compare(g.People[a].ID, g.People[b].ID) })
-		for k := 1; k < len(byID); k++ {
-			if g.People[byID[k]].ID == g.People[byID[k-1]].ID {
-				bad(int(byID[k]), "id", "must be a unique id of letters, digits, '-' or '_' within the group")
+			if len(v.ps) == problems {
+				mb.add(*p)
+				src = append(src, int32(j))
 			}
+		}
+		for j := range g.People {
+			check(j, &g.People[j])
+		}
+		if g.PeopleFile != "" {
+			row := inline
+			err := readPeople(g.PeopleFile, mb.grow, func(p Person) {
+				check(row, &p)
+				row++
+			})
+			if err != nil {
+				v.add(f+".people_file", err.Error())
+			}
+		}
+		// Ids must be unique in the group (checked on the sorted store, not
+		// with a map, so a million people need 4 MB to check).
+		var dups []int
+		g.Members, dups = mb.done()
+		for _, d := range dups {
+			bad(int(src[d]), "id", "must be a unique id of letters, digits, '-' or '_' within the group")
 		}
 	}
 	if len(c.Contacts) > 0 && c.Twilio.Primary == "" {
@@ -256,23 +268,22 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 	}
 }
 
-// readPeople appends the people of a people_file to people: a CSV header
-// naming the columns (id, phone, language, channels; any order, the last two
-// optional), then one person per row. Rows are checked like people written in
-// the YAML file. Each row's fields share one string, and equal channel lists
-// one slice, so a person costs little more than their row.
-func readPeople(path string, people []Person) ([]Person, error) {
+// readPeople reads a people_file and hands each row to add, in order: a CSV
+// header naming the columns (id, phone, language, channels; any order, the
+// last two optional), then one person per row. grow is told roughly how many
+// rows follow. Rows are checked by the caller like people in the YAML file.
+func readPeople(path string, grow func(int), add func(Person)) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return people, err
+		return err
 	}
-	people = slices.Grow(people, bytes.Count(b, []byte{'\n'}))
+	grow(bytes.Count(b, []byte{'\n'}))
 	r := csv.NewReader(bytes.NewReader(b))
 	r.TrimLeadingSpace = true
-	r.ReuseRecord = true // the fields' string is new per row; only the slice is reused
+	r.ReuseRecord = true
 	head, err := r.Read()
 	if err != nil {
-		return people, fmt.Errorf("%s: header row: %v", path, err)
+		return fmt.Errorf("%s: header row: %v", path, err)
 	}
 	col := map[string]int{"language": -1, "channels": -1}
 	for i, h := range head {
@@ -280,17 +291,17 @@ func readPeople(path string, people []Person) ([]Person, error) {
 	}
 	for _, need := range []string{"id", "phone"} {
 		if _, ok := col[need]; !ok {
-			return people, fmt.Errorf("%s: header row %q has no %q column (want id,phone[,language][,channels])", path, strings.Join(head, ","), need)
+			return fmt.Errorf("%s: header row %q has no %q column (want id,phone[,language][,channels])", path, strings.Join(head, ","), need)
 		}
 	}
 	channels := map[string][]alert.Kind{}
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
-			return people, nil
+			return nil
 		}
 		if err != nil {
-			return people, fmt.Errorf("%s: %v", path, err)
+			return fmt.Errorf("%s: %v", path, err)
 		}
 		p := Person{ID: rec[col["id"]], Phone: rec[col["phone"]]}
 		if i := col["language"]; i >= 0 {
@@ -306,6 +317,6 @@ func readPeople(path string, people []Person) ([]Person, error) {
 			}
 			p.Channels = ks
 		}
-		people = append(people, p)
+		add(p)
 	}
 }

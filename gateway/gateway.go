@@ -45,7 +45,7 @@ type Gateway struct {
 	pending      map[alert.Kind]bool // nil Deliver means accepted, not confirmed
 	cancellers   []canceller
 	contacts     map[string][]config.ContactGroup // by zone
-	people       directory                        // phone targets by id
+	groups       map[string]*config.ContactGroup  // by id
 	twilioTokens map[string]string                // account SID -> auth token
 	paZones      map[string][]config.PAZone       // by zone
 	centres      map[string][]config.DispatchCentre
@@ -135,10 +135,11 @@ func New(o Options) *Gateway {
 			g.cancellers = append(g.cancellers, c)
 		}
 	}
-	for _, grp := range o.Config.Contacts {
+	g.groups = map[string]*config.ContactGroup{}
+	for i, grp := range o.Config.Contacts {
 		g.contacts[grp.Zone] = append(g.contacts[grp.Zone], grp)
+		g.groups[grp.ID] = &o.Config.Contacts[i]
 	}
-	g.people = newDirectory(o.Config.Contacts)
 	g.twilioTokens = o.TwilioTokens
 	g.shapes = zoneShapes(o.Config.Zones)
 	g.paZones, g.centres, g.dispatchKeys = map[string][]config.PAZone{}, map[string][]config.DispatchCentre{}, o.DispatchKeys
@@ -162,7 +163,13 @@ type canceller interface {
 // Recipient finds a phone target's person (adapters look numbers up here, at
 // the last moment, so ledgers and logs only carry "group.person").
 func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
-	return g.people.find(targetID)
+	group, id, ok := strings.Cut(targetID, ".")
+	grp := g.groups[group]
+	if !ok || grp == nil {
+		return adapters.Recipient{}, false
+	}
+	p, ok := grp.Members.Find(id)
+	return adapters.Recipient{Phone: p.Phone, Language: p.Language}, ok
 }
 
 // queueFor is the queue a channel kind's workers use: the phone channels
@@ -249,14 +256,15 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target {
 	// Phones are deduplicated only where they could repeat: across groups, or
 	// inside a group that lists a number twice. A million people in one
 	// group need no million-entry map.
-	dedup := len(groups) > 1 || len(groups) == 1 && !g.people[groups[0].ID].uniquePhones
+	dedup := len(groups) > 1 || len(groups) == 1 && !groups[0].Members.UniquePhones()
 	n := 0
 	for _, grp := range groups {
-		n += 2 * len(grp.People)
+		n += 2 * grp.Members.Len()
 	}
 	ts = slices.Grow(ts, n)
 	for _, grp := range groups {
-		for _, p := range grp.People {
+		for i := range grp.Members.Len() {
+			p := grp.Members.At(i)
 			id := ""
 			for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
 				if wants(k) && p.Reaches(k) {
