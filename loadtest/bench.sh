@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Ingest side by side, through the same load generator in the same run:
-# Tocsin (`tocsin serve --no-workers`: accept and store, like the asynq peer,
-# whose tasks nobody consumes either), the asynq peer (same HTTP contract,
-# asynq.Unique enqueue) against the same Redis, and a bare net/http handler
-# (the ceiling).
-# Once with Redis as deploy/ ships it (AOF, appendfsync always), once with
-# persistence off. Everything on loopback; prints a Markdown table.
+# The load-generator half of `make bench`, everything on loopback, every
+# figure beside a ceiling or a peer from the same run. For each Redis mode —
+# as deploy/ ships it (AOF, appendfsync always) and with persistence off:
 #
-#   bash loadtest/bench.sh [DURATION]      (default 10s per run)
+#  1. ingest: Tocsin (`tocsin serve --no-workers`: accept and store, like the
+#     asynq peer, whose tasks nobody consumes either), the asynq peer (same
+#     HTTP contract, asynq.Unique) against the same Redis, and a bare net/http
+#     handler (the ceiling), through the same generator;
+#  2. fanout: one SMS alert to 1,000,000 people, beside bare twilio-go;
+#  and with AOF only (the production mode):
+#  3. latency against offered load (senders 1..64), Tocsin and asynq;
+#  4. siren-under-load (trigger -> siren command, idle and during a 1M fan-out),
+#     retract (100,000 reached) and recover (an instance killed mid-fan-out).
+#
+#   bash loadtest/bench.sh [DURATION]      (default 10s per ingest run)
+# Prints Markdown; BENCH_SMALL=1 runs everything at a tenth of the size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10s}
 senders=16
+people=1000000
+retract_people=100000
+if [ -n "${BENCH_SMALL:-}" ]; then people=100000; retract_people=10000; fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -24,13 +34,13 @@ mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 waitport() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "bench: nothing on port $1" >&2; exit 1; }
+field() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(*[eval(e, {}, r) for e in sys.argv[2:]])' "$@"; }
 
 go build -o "$tmp/tocsin" ./cmd/tocsin
 (cd loadtest/asynqpeer && go build -o "$tmp/asynqpeer" .)
 key=bench-dispatch-key-000000001
+results="$tmp/results.jsonl"
 
-echo "| Redis | run | accepted/s | p50 ms | p99 ms | errors | vs ceiling |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 for mode in aof-always no-persistence; do
   rp=$(port); mp=$(port); tp=$(port); ap=$(port); bp=$(port)
   mkdir -p "$tmp/$mode"
@@ -51,25 +61,44 @@ principals:
   - {id: ils, kind: dispatch, key_env: BENCH_KEY, scopes: {zones: ["*"]}}
 YAML
   BENCH_KEY=$key "$tmp/tocsin" serve --no-workers --config "$tmp/$mode/tocsin.yaml" >"$tmp/$mode/tocsin.log" 2>&1 &
-  pids+=($!)
+  tpid=$!
+  pids+=($tpid)
   "$tmp/asynqpeer" --listen "127.0.0.1:$ap" --redis "127.0.0.1:$rp" --key "$key" 2>/dev/null &
   pids+=($!)
   "$tmp/asynqpeer" --bare --listen "127.0.0.1:$bp" 2>/dev/null &
   pids+=($!)
   waitport "$tp"; waitport "$ap"; waitport "$bp"
-  declare -A rate p50 p99 errs
   for run in tocsin asynq bare; do
     case $run in tocsin) u=$tp ;; asynq) u=$ap ;; bare) u=$bp ;; esac
     out=$("$tmp/tocsin" loadtest ingest --url "http://127.0.0.1:$u" --key "$key" --zones town --senders $senders --duration "$dur" --json)
-    read -r rate[$run] p50[$run] p99[$run] errs[$run] < <(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(round(r["accepted_per_second"]), r["latency"]["p50_ms"], r["latency"]["p99_ms"], r["errors"])' "$out")
+    echo "{\"mode\":\"$mode\",\"run\":\"$run\",\"senders\":$senders,\"r\":$out}" >> "$results"
   done
-  for run in tocsin asynq bare; do
-    pct=$(python3 -c "print(round(100*${rate[$run]}/max(${rate[bare]},1)))")
-    echo "| $mode | $run | ${rate[$run]} | ${p50[$run]} | ${p99[$run]} | ${errs[$run]} | $pct % |"
-  done
+  if [ "$mode" = aof-always ]; then
+    for n in 1 4 16 64; do
+      for run in tocsin asynq; do
+        case $run in tocsin) u=$tp ;; asynq) u=$ap ;; esac
+        out=$("$tmp/tocsin" loadtest ingest --url "http://127.0.0.1:$u" --key "$key" --zones town --senders $n --duration 3s --json)
+        echo "{\"mode\":\"$mode\",\"run\":\"curve-$run\",\"senders\":$n,\"r\":$out}" >> "$results"
+      done
+    done
+  fi
+  kill "$tpid"; wait "$tpid" 2>/dev/null || true
+  stack=(--redis "127.0.0.1:$rp" --mqtt "tcp://127.0.0.1:$mp" --json)
+  out=$("$tmp/tocsin" loadtest fanout "${stack[@]}" --recipients $people --send-for 30s)
+  echo "{\"mode\":\"$mode\",\"run\":\"fanout\",\"r\":$out}" >> "$results"
+  if [ "$mode" = aof-always ]; then
+    "$tmp/tocsin" loadtest siren-under-load "${stack[@]}" --recipients $people --count 100 | while read -r line; do
+      echo "{\"mode\":\"$mode\",\"run\":\"siren\",\"r\":$line}" >> "$results"
+    done
+    out=$("$tmp/tocsin" loadtest retract "${stack[@]}" --recipients $retract_people)
+    echo "{\"mode\":\"$mode\",\"run\":\"retract\",\"r\":$out}" >> "$results"
+    out=$("$tmp/tocsin" loadtest recover "${stack[@]}" --recipients $retract_people)
+    echo "{\"mode\":\"$mode\",\"run\":\"recover\",\"r\":$out}" >> "$results"
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
 done
+python3 loadtest/benchtable.py "$results"
 echo
-echo "$senders senders, $dur per run, $(nproc) cores, $(go version | cut -d' ' -f3), commit $(git rev-parse --short HEAD)"
+echo "$(nproc) cores, $(go version | cut -d' ' -f3), $(redis-server --version | cut -d' ' -f3), commit $(git rev-parse --short HEAD), $(date -u +%F)"
