@@ -65,7 +65,3 @@ func (k keys) planning() string { return k.prefix + ":planning" }
 // retracting is the set of retracted alerts whose ledger is still being
 // swept, scored by the deadline of the instance sweeping it.
 func (k keys) retracting() string { return k.prefix + ":retracting" }
-
-// counts holds an alert's ledger counters, "kind|state" and "r|kind|state"
-// (kept by the scripts' set_state).
-func (k keys) counts(id alert.ID) string { return k.ledger(id) + ":c" }

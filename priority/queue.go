@@ -588,13 +588,10 @@ type DeliveryState struct {
 // Status reads an alert with its ledger and derives its overall state:
 // retracted, queued, delivering, completed or expired.
 func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
-	pipe := q.rdb.Pipeline()
-	h := pipe.HGetAll(ctx, q.k.alert(id))
-	cs := pipe.HGetAll(ctx, q.k.counts(id))
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	fields, err := q.rdb.HGetAll(ctx, q.k.alert(id)).Result()
+	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
-	fields := h.Val()
 	if len(fields) == 0 {
 		return nil, ErrNotFound
 	}
@@ -610,9 +607,10 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 		s.Retracted = time.UnixMilli(ms)
 	}
 	open := 0
-	for f, v := range cs.Val() {
+	for f, v := range fields {
+		f, counter := strings.CutPrefix(f, "n|")
 		n, err := strconv.Atoi(v)
-		if err != nil || n == 0 {
+		if !counter || err != nil || n == 0 {
 			continue
 		}
 		f, retraction := strings.CutPrefix(f, "r|")

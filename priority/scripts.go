@@ -16,8 +16,8 @@ func ledgerScript(body string) *redis.Script {
 // priority first and, inside a priority, the oldest.
 //
 // Every change of a ledger state goes through set_state (or count, for many
-// targets at once), which keeps the alert's counts hash ({a:id}:l:c, fields
-// "kind|state" and "r|kind|state") in step: status reads a few counters, not
+// targets at once), which keeps the alert's counters (fields "n|kind|state"
+// and "n|r|kind|state" of its hash) in step: status reads a few counters, not
 // a ledger of a million targets. ledgerScript runs a body and then writes the
 // counts it changed.
 const lua = `
@@ -41,10 +41,13 @@ local function set_state(ledger, f, old, new)
   count(ledger, f, new, 1)
 end
 
+-- The counters live in the alert's hash (the ledger's key without ":l"), as
+-- "n|kind|state": no key of their own to create and expire.
 local function flush_counts()
   for ledger, d in pairs(deltas) do
+    local akey = string.sub(ledger, 1, -3)
     for k, n in pairs(d) do
-      if n ~= 0 then redis.call('HINCRBY', ledger .. ':c', k, n) end
+      if n ~= 0 then redis.call('HINCRBY', akey, 'n|' .. k, n) end
     end
   end
   deltas = {}
@@ -65,8 +68,7 @@ local function push_job(prefix, job)
   job.id = job.a .. ':' .. job.m .. ':' .. job.k .. ':' .. job.q
   redis.call('HSET', jobs, job.id, cjson.encode(job))
   redis.call('ZADD', ready, (10 - job.p) * 1e13 + job.q, job.id)
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, 63)
+  if redis.call('LLEN', wake) < 64 then redis.call('LPUSH', wake, '1') end
 end
 
 -- push_retractions queues retraction jobs (priority 10) for targets grouped by
@@ -147,11 +149,7 @@ if tonumber(ARGV[12]) > #jobs then
 end
 add_jobs(ARGV[1], id, KEYS[4], jobs, tonumber(ARGV[9]), tonumber(ARGV[8]))
 redis.call('PEXPIREAT', KEYS[3], ARGV[7])
-if #jobs > 0 then
-  flush_counts()
-  redis.call('PEXPIREAT', KEYS[4], ARGV[7])
-  redis.call('PEXPIREAT', KEYS[4] .. ':c', ARGV[7])
-end
+if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
 return {0, id}
