@@ -88,8 +88,8 @@ for mode in ("aof-always", "no-persistence"):
     row(f"gateway peak RSS, {f['recipients']:,.0f}-person fan-out, {mode}", f"{max(f['api_peak_rss_mib'], f['worker_peak_rss_mib']):.0f} MiB",
         f"planning instance {f['api_peak_rss_mib']:.0f}, sending {f['worker_peak_rss_mib']:.0f}", "", "≤ 256 MiB", max(f['api_peak_rss_mib'], f['worker_peak_rss_mib']) <= 256)
 if len(sirens) == 2:
-    rss = sirens[1]["figures"]["gateway_peak_rss_mib"]
-    row("gateway peak RSS, one instance planning and sending a 1M fan-out", f"{rss:.0f} MiB", "", "", "≤ 256 MiB", rss <= 256)
+    f = sirens[1]["figures"]
+    row(f"gateway peak RSS, one instance planning and sending a {f['recipients']:,.0f}-person fan-out", f"{f['gateway_peak_rss_mib']:.0f} MiB", "", "", "≤ 256 MiB", f["gateway_peak_rss_mib"] <= 256)
 r = get("aof-always", "retract")
 if r:
     f = r["figures"]
