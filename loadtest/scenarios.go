@@ -71,6 +71,10 @@ func Fanout(ctx context.Context, o FanoutOptions) (Result, error) {
 	s.waitHanded(ctx, o.Progress, "fanout", n, o.SendFor)
 	handed, _ := s.arrive.Counts()
 	first, last := s.arrive.Span()
+	rss := []int64{s.PeakRSS(0), s.PeakRSS(1)}
+	for i := 1; i <= workers; i++ {
+		s.Stop(i) // the ceiling gets the machine to itself, as the gateways had
+	}
 	// The ceiling, same run, same fake: twilio-go alone, as many sends in
 	// flight as the gateways allow, for the same number of messages (up to 50k).
 	ceiling, err := bareTwilio(ctx, s.Twilio.URL, min(max(handed, 1000), 50_000), workers*s.o.Workers*s.o.BatchSize)
@@ -85,8 +89,8 @@ func Fanout(ctx context.Context, o FanoutOptions) (Result, error) {
 		"handed":                   float64(handed),
 		"handed_per_s":             math.Round(float64(handed) / max(last.Sub(first).Seconds(), 1e-3)),
 		"bare_twilio_go_per_s":     math.Round(ceiling),
-		"api_peak_rss_mib":         round(float64(s.PeakRSS(0))/(1<<20), 1),
-		"worker_peak_rss_mib":      round(float64(s.PeakRSS(1))/(1<<20), 1),
+		"api_peak_rss_mib":         round(float64(rss[0])/(1<<20), 1),
+		"worker_peak_rss_mib":      round(float64(rss[1])/(1<<20), 1),
 	}}
 	r.PerSecond = r.Figures["handed_per_s"]
 	return r, nil

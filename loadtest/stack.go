@@ -282,6 +282,19 @@ func (s *Stack) Kill(i int) error {
 	return nil
 }
 
+// Stop ends instance i with SIGTERM and waits for it (its running jobs are
+// handed back to the queue).
+func (s *Stack) Stop(i int) {
+	p := s.procs[i]
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
 // PeakRSS is instance i's peak resident memory in bytes (VmHWM), 0 if unknown.
 func (s *Stack) PeakRSS(i int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.procs[i].cmd.Process.Pid))
@@ -309,17 +322,11 @@ func (s *Stack) RedisMemory(ctx context.Context) (int64, error) {
 // Close stops the instances (SIGTERM), the fakes, and removes the stack's keys.
 func (s *Stack) Close() {
 	var wg sync.WaitGroup
-	for _, p := range s.procs {
+	for i := range s.procs {
 		wg.Add(1)
 		go func() { // exits when the process has
 			defer wg.Done()
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(10 * time.Second):
-				p.cmd.Process.Kill()
-				<-p.exited
-			}
+			s.Stop(i)
 		}()
 	}
 	wg.Wait()

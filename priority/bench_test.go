@@ -101,3 +101,70 @@ func BenchmarkClaimFinish(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 	})
 }
+
+// BenchmarkPlan10k queues one alert to 10,000 people (SMS, 100 per job: five
+// enqueue/plan calls of 2,000) and then claims and finishes its 100 jobs. The
+// ceiling for planning is the same 10,000 ledger fields written as plain
+// HSETs, 2,000 per call, with no jobs, counters or checks.
+func BenchmarkPlan10k(b *testing.B) {
+	const n = 10_000
+	people := make([]alert.Target, n)
+	for i := range people {
+		people[i] = alert.Target{Kind: alert.KindSMS, ID: fmt.Sprintf("town.p%07d", i)}
+	}
+	for _, m := range modes {
+		srv := testenv.Redis(b, m.fast)
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		q := priority.New(rdb, priority.Options{BatchSize: 100})
+		ctx := context.Background()
+		b.Run(m.name+"/tocsin-plan", func(b *testing.B) {
+			for range b.N {
+				a := newAlert("flood", alert.SeveritySevere, alert.UrgencyImmediate)
+				if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: people}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "targets/s")
+		})
+		b.Run(m.name+"/redis-hset", func(b *testing.B) {
+			args := make([]any, 0, 4000)
+			for i := range b.N {
+				for c := 0; c < n; c += 2000 {
+					args = args[:0]
+					for _, t := range people[c : c+2000] {
+						args = append(args, t.Key(), "queued")
+					}
+					if err := rdb.HSet(ctx, fmt.Sprintf("ledger-%d", i), args...).Err(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "targets/s")
+		})
+		b.Run(m.name+"/tocsin-claim-finish-100", func(b *testing.B) {
+			b.StopTimer()
+			rdb.FlushAll(ctx)
+			for range b.N/100 + 1 {
+				if _, err := q.Enqueue(ctx, priority.Plan{Alert: newAlert("flood", alert.SeveritySevere, alert.UrgencyImmediate), Targets: people}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			for range b.N {
+				j, err := q.Claim(ctx, alert.KindSMS)
+				if err != nil || j == nil {
+					b.Fatalf("Claim = %v, %v", j, err)
+				}
+				out := make(map[string]alert.State, len(j.Targets))
+				for _, t := range j.Targets {
+					out[t] = alert.StateSent
+				}
+				if err := q.Finish(ctx, j, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(100*b.N)/b.Elapsed().Seconds(), "targets/s")
+		})
+		rdb.Close()
+	}
+}
