@@ -536,7 +536,7 @@ func (g *Gateway) retractAlert(ctx context.Context, id alert.ID, reason, note st
 	}
 	g.m.retracted.Inc()
 	fenced := time.Since(start)
-	go func() { // exits when the sweep is done; ResumePlanning finishes it if this process dies first
+	go func() { // exits when the sweep is done; Resume finishes it if this process dies first
 		n, err := g.q.Sweep(context.WithoutCancel(ctx), id)
 		if err != nil {
 			g.log.Warn().Err(err).Str("alert_id", string(id)).Msg("Retraction sweep interrupted; another pass finishes it")

@@ -37,7 +37,7 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	loops.Add(1)
 	go func() { // exits when ctx ends
 		defer loops.Done()
-		g.resumePlanning(ctx)
+		g.resumeUnfinished(ctx)
 	}()
 	for kind, a := range g.adapters {
 		loops.Add(1)
@@ -59,9 +59,9 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	return nil
 }
 
-// resumePlanning finishes, every half lease, the plans of large alerts whose
-// planning instance died before every job was queued.
-func (g *Gateway) resumePlanning(ctx context.Context) {
+// resumeUnfinished finishes, every half lease, the plans of large alerts and
+// the retraction sweeps whose instance died before they were done.
+func (g *Gateway) resumeUnfinished(ctx context.Context) {
 	t := time.NewTicker(max(g.q.Lease()/2, 100*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -69,12 +69,12 @@ func (g *Gateway) resumePlanning(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := g.q.ResumePlanning(ctx, g.route)
+			n, err := g.q.Resume(ctx, g.route)
 			if err != nil && ctx.Err() == nil {
-				g.log.Warn().Err(err).Msg("Resuming an unfinished plan failed; trying again")
+				g.log.Warn().Err(err).Msg("Resuming an unfinished plan or retraction sweep failed; trying again")
 			}
 			if n > 0 {
-				g.log.Warn().Int("alerts", n).Msg("Resumed planning alerts another instance left half-queued")
+				g.log.Warn().Int("alerts", n).Msg("Resumed plans or retraction sweeps another instance left unfinished")
 			}
 		}
 	}

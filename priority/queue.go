@@ -151,7 +151,7 @@ func sum(parts ...string) string {
 // each, so Redis is never blocked for long (a siren trigger waits behind one
 // chunk, not a million people) and the first messages go out while the rest is
 // planned. The alert sits on the planning set meanwhile; if this process dies,
-// ResumePlanning in another instance finishes the plan after a lease.
+// Resume in another instance finishes the plan after a lease.
 func (q *Queue) Enqueue(ctx context.Context, p Plan) (Enqueued, error) {
 	res, specs, planned, err := q.enqueueFirst(ctx, p)
 	if err != nil || res.Duplicate || planned == len(specs) {
@@ -257,12 +257,12 @@ func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, p
 	return nil
 }
 
-// ResumePlanning finishes the plans of alerts whose planner missed its
+// Resume finishes the plans of alerts whose planner missed its
 // deadline (an instance that died while queueing a large alert), and the
 // sweeps of retractions whose instance died. route must give the alert's
 // targets in the same order as when it was accepted: the routing of the same
 // configuration. It returns how many plans and sweeps it resumed.
-func (q *Queue) ResumePlanning(ctx context.Context, route func(*alert.Alert) []alert.Target) (int, error) {
+func (q *Queue) Resume(ctx context.Context, route func(*alert.Alert) []alert.Target) (int, error) {
 	now := q.opts.Now()
 	sweeps, err := q.rdb.ZRangeByScore(ctx, q.k.retracting(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
 	if err != nil {
@@ -270,7 +270,7 @@ func (q *Queue) ResumePlanning(ctx context.Context, route func(*alert.Alert) []a
 	}
 	resumed := 0
 	for _, id := range sweeps {
-		ok, err := takePlanningCmd.Run(ctx, q.rdb, []string{q.k.retracting()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
+		ok, err := takeOverCmd.Run(ctx, q.rdb, []string{q.k.retracting()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
 		if err != nil {
 			return resumed, fmt.Errorf("resume sweeps: %w", err)
 		}
@@ -286,7 +286,7 @@ func (q *Queue) ResumePlanning(ctx context.Context, route func(*alert.Alert) []a
 		return resumed, fmt.Errorf("resume planning: %w", err)
 	}
 	for _, id := range ids {
-		ok, err := takePlanningCmd.Run(ctx, q.rdb, []string{q.k.planning()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
+		ok, err := takeOverCmd.Run(ctx, q.rdb, []string{q.k.planning()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
 		if err != nil {
 			return resumed, fmt.Errorf("resume planning: %w", err)
 		}
@@ -466,7 +466,7 @@ func (q *Queue) Retract(ctx context.Context, id alert.ID, reason, note string) (
 // Fence fences an alert: no original of it is handed out from now on. The
 // retractions of the targets in first (the few, urgent ones: sirens, PA,
 // dispatch) are queued in the same step; Sweep queues the rest, and, if this
-// process dies before it is done, ResumePlanning in any instance finishes it.
+// process dies before it is done, Resume in any instance finishes it.
 func (q *Queue) Fence(ctx context.Context, id alert.ID, reason, note string, first ...alert.Target) (Retracted, error) {
 	now := q.opts.Now()
 	args := []any{q.opts.Prefix, string(id), now.UnixMilli(), reason, note,

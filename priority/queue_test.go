@@ -394,16 +394,16 @@ func TestLargePlanInChunks(t *testing.T) {
 	if _, err := q.EnqueueFirstChunk(ctx, priority.Plan{Alert: crashed, Targets: route(crashed)}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := other.ResumePlanning(ctx, route); n != 0 || err != nil {
-		t.Fatalf("ResumePlanning inside the lease = %d, %v; want 0 (the planner may still be alive)", n, err)
+	if n, err := other.Resume(ctx, route); n != 0 || err != nil {
+		t.Fatalf("Resume inside the lease = %d, %v; want 0 (the planner may still be alive)", n, err)
 	}
 	time.Sleep(opts.Lease + 50*time.Millisecond)
-	if n, err := other.ResumePlanning(ctx, route); n != 1 || err != nil {
-		t.Fatalf("ResumePlanning after the lease = %d, %v; want 1", n, err)
+	if n, err := other.Resume(ctx, route); n != 1 || err != nil {
+		t.Fatalf("Resume after the lease = %d, %v; want 1", n, err)
 	}
 	exactlyOnce(drain(t, q, alert.KindSiren), 1000)
-	if n, _ := other.ResumePlanning(ctx, route); n != 0 {
-		t.Fatalf("ResumePlanning of a finished plan = %d, want 0", n)
+	if n, _ := other.Resume(ctx, route); n != 0 {
+		t.Fatalf("Resume of a finished plan = %d, want 0", n)
 	}
 
 	retracted := newAlert("gas", alert.SeveritySevere, alert.UrgencyImmediate)
@@ -412,7 +412,7 @@ func TestLargePlanInChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(opts.Lease + 50*time.Millisecond)
-	other.ResumePlanning(ctx, route)
+	other.Resume(ctx, route)
 	if got := drain(t, q, alert.KindSiren); len(got) != 0 {
 		t.Fatalf("a retracted plan handed out %d targets, want 0", len(got))
 	}
@@ -444,12 +444,12 @@ func TestSweepResumedAfterCrash(t *testing.T) {
 	if err != nil || r.Queued != 3 {
 		t.Fatalf("Fence = %+v, %v; want the 3 named targets' retractions queued", r, err)
 	}
-	if n, _ := other.ResumePlanning(ctx, nil); n != 0 {
-		t.Fatalf("ResumePlanning inside the lease = %d, want 0", n)
+	if n, _ := other.Resume(ctx, nil); n != 0 {
+		t.Fatalf("Resume inside the lease = %d, want 0", n)
 	}
 	time.Sleep(opts.Lease + 50*time.Millisecond)
-	if n, err := other.ResumePlanning(ctx, nil); n != 1 || err != nil {
-		t.Fatalf("ResumePlanning after the lease = %d, %v; want the sweep resumed", n, err)
+	if n, err := other.Resume(ctx, nil); n != 1 || err != nil {
+		t.Fatalf("Resume after the lease = %d, %v; want the sweep resumed", n, err)
 	}
 	got := drain(t, q, alert.KindSiren)
 	if len(got) != 5000 {

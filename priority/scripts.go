@@ -193,11 +193,11 @@ end
 return planned
 `)
 
-// takePlanningCmd hands an alert whose planner missed its deadline (crashed)
-// to the caller: it moves the deadline on, if it has passed.
+// takeOverCmd hands an alert whose planner or sweeper missed its deadline
+// (crashed) to the caller: it moves the deadline on, if it has passed.
 //
-// KEYS[1] planning set   ARGV[1] alert id   ARGV[2] now ms   ARGV[3] new deadline ms
-var takePlanningCmd = redis.NewScript(`
+// KEYS[1] planning or retracting set   ARGV[1] alert id   ARGV[2] now ms   ARGV[3] new deadline ms
+var takeOverCmd = redis.NewScript(`
 local d = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not d or tonumber(d) > tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
