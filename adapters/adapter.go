@@ -63,6 +63,27 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+type notAttemptedError struct{ err error }
+
+func (e notAttemptedError) Error() string { return e.err.Error() }
+func (e notAttemptedError) Unwrap() error { return e.err }
+
+// NotAttempted marks err as returned before anything was handed to the
+// provider or device: the target was not reached by this call, so Fence does
+// not count it as an attempt (and the target is owed no retraction for it).
+func NotAttempted(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notAttemptedError{err}
+}
+
+// IsNotAttempted reports whether err was marked NotAttempted.
+func IsNotAttempted(err error) bool {
+	var n notAttemptedError
+	return errors.As(err, &n)
+}
+
 // DelayError asks Retry to wait at least After before the next attempt: a
 // provider's Retry-After, or an open breaker's remaining time.
 type DelayError struct {

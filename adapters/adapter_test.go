@@ -151,3 +151,45 @@ func TestPermanentErrorsDoNotTripBreaker(t *testing.T) {
 		t.Fatalf("%d of 5 calls reached the adapter; permanent errors must not open the breaker", calls.Load())
 	}
 }
+
+// Fence counts a call as an attempt unless the adapter says it sent nothing,
+// and WithInflight waits for a call that outlived its delivery's context.
+func TestAttemptsAndInflight(t *testing.T) {
+	notSent := adapters.Func(func(ctx context.Context, d alert.Delivery) error {
+		return adapters.NotAttempted(context.Canceled)
+	})
+	late := make(chan struct{})
+	sentLate := adapters.Func(func(ctx context.Context, d alert.Delivery) error {
+		done := adapters.Track(ctx)
+		go func() { <-late; done() }() // the request still on its way
+		return context.Canceled
+	})
+	open := func(context.Context, alert.Delivery) error { return nil }
+	for _, tt := range []struct {
+		name string
+		a    adapters.Adapter
+		want int
+	}{{"gave up before sending", notSent, 0}, {"cut short on the wire", sentLate, 1}} {
+		ctx, attempts := adapters.WithAttempts(context.Background())
+		ctx, wait := adapters.WithInflight(ctx)
+		adapters.Fence(open)(tt.a).Deliver(ctx, alert.Delivery{})
+		if attempts() != tt.want {
+			t.Errorf("%s: %d attempts, want %d", tt.name, attempts(), tt.want)
+		}
+		waited := make(chan struct{})
+		go func() { wait(); close(waited) }()
+		if tt.want == 1 {
+			select {
+			case <-waited:
+				t.Fatalf("%s: WithInflight did not wait for the call still on its way", tt.name)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(late)
+		}
+		select {
+		case <-waited:
+		case <-time.After(time.Second):
+			t.Fatalf("%s: WithInflight still waiting after the call ended", tt.name)
+		}
+	}
+}

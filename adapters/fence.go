@@ -2,12 +2,36 @@ package adapters
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tocsin-alert/tocsin/alert"
 )
 
 type attemptsKey struct{}
+
+type inflightKey struct{}
+
+// WithInflight returns a context under which calls that outlive their
+// context register (Track), and a function that waits until they have all
+// ended. A provider request already on its way cannot be recalled when a
+// delivery is cut short; the worker waits for it before recording the job's
+// outcomes, so the target's retraction is never queued while the original
+// may still arrive after it.
+func WithInflight(ctx context.Context) (context.Context, func()) {
+	wg := new(sync.WaitGroup)
+	return context.WithValue(ctx, inflightKey{}, wg), wg.Wait
+}
+
+// Track registers a call that may outlive ctx; done must be called when it
+// has ended.
+func Track(ctx context.Context) (done func()) {
+	if wg, ok := ctx.Value(inflightKey{}).(*sync.WaitGroup); ok {
+		wg.Add(1)
+		return wg.Done
+	}
+	return func() {}
+}
 
 // WithAttempts returns a context under which Fence counts every call that
 // reaches the adapter, and a function that reads the count. The worker uses it
@@ -31,10 +55,15 @@ func Fence(check func(ctx context.Context, d alert.Delivery) error) Decorator {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
+			n, counted := ctx.Value(attemptsKey{}).(*atomic.Int32)
+			if counted {
 				n.Add(1)
 			}
-			return next.Deliver(ctx, d)
+			err := next.Deliver(ctx, d)
+			if counted && IsNotAttempted(err) {
+				n.Add(-1) // the adapter gave up before sending anything
+			}
+			return err
 		})
 	}
 }

@@ -161,7 +161,9 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 
 	outcomes := make(map[string]alert.State, len(j.Targets))
 	abandoned := false
+	prog := g.startProgress(ctx, j, log)
 	dctx, dcancel := context.WithDeadline(ctx, j.Expires())
+	dctx, waitInflight := adapters.WithInflight(dctx)
 	var wg sync.WaitGroup
 	var omu sync.Mutex
 	since := al.Sent
@@ -210,14 +212,20 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 				return
 			}
 			g.m.deliveries.WithLabelValues(string(j.Kind), string(msg), string(st)).Inc()
-			// Best effort: Finish records it in any case.
-			if err := g.queueFor(j.Kind).Progress(ctx, j, id, st); err != nil {
-				log.Debug().Err(err).Msg("Progress not recorded")
+			// A delivery cut short may have left its request on the wire. Its
+			// outcome waits for Finish (after waitInflight): recorded now, a
+			// retraction sweep would queue the retraction ahead of the original.
+			if st != alert.StateFailed || actx.Err() == nil {
+				prog.add(id, st)
 			}
 		}()
 	}
 	wg.Wait()
+	prog.close()
 	dcancel()
+	// A provider call cut short may still be on its way; its target's
+	// retraction (queued by Finish) must not overtake it.
+	waitInflight()
 	if abandoned {
 		g.release(j, log)
 		return
@@ -237,6 +245,56 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 		}
 		sleep(hard, 200*time.Millisecond)
 	}
+}
+
+// progressEvery is how often a running job's outcomes so far go to the ledger.
+const progressEvery = 100 * time.Millisecond
+
+// progress batches a running job's outcomes to the ledger: one Redis call per
+// progressEvery, not one per target. It is best effort; Finish records every
+// outcome in any case.
+type progress struct {
+	mu         sync.Mutex
+	fresh      map[string]alert.State
+	stop, done chan struct{}
+}
+
+func (g *Gateway) startProgress(ctx context.Context, j *priority.Job, log zerolog.Logger) *progress {
+	p := &progress{fresh: map[string]alert.State{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() { // exits when close is called
+		defer close(p.done)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				p.mu.Lock()
+				batch := p.fresh
+				p.fresh = map[string]alert.State{}
+				p.mu.Unlock()
+				if len(batch) == 0 {
+					continue
+				}
+				if err := g.queueFor(j.Kind).Progress(ctx, j, batch); err != nil {
+					log.Debug().Err(err).Msg("Progress not recorded")
+				}
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(target string, st alert.State) {
+	p.mu.Lock()
+	p.fresh[target] = st
+	p.mu.Unlock()
+}
+
+func (p *progress) close() {
+	close(p.stop)
+	<-p.done
 }
 
 func (g *Gateway) release(j *priority.Job, log zerolog.Logger) {

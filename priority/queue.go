@@ -409,14 +409,19 @@ func (q *Queue) Finish(ctx context.Context, j *Job, outcomes map[string]alert.St
 	return nil
 }
 
-// Progress records one target's final outcome while the rest of its job is
-// still running. Finish records it again; that is harmless.
-func (q *Queue) Progress(ctx context.Context, j *Job, target string, st alert.State) error {
-	f := string(j.Kind) + "/" + target
+// Progress records final outcomes of some of a job's targets while the rest
+// of it is still running (workers send them in batches). Finish records them
+// again; that is harmless.
+func (q *Queue) Progress(ctx context.Context, j *Job, outcomes map[string]alert.State) error {
+	pre := string(j.Kind) + "/"
 	if j.Message() == alert.MessageRetraction {
-		f = "r|" + f
+		pre = "r|" + pre
 	}
-	if err := progressCmd.Run(ctx, q.rdb, []string{q.k.ledger(j.AlertID)}, f, string(st)).Err(); err != nil {
+	args := make([]any, 0, 2*len(outcomes))
+	for t, st := range outcomes {
+		args = append(args, pre+t, string(st))
+	}
+	if err := progressCmd.Run(ctx, q.rdb, []string{q.k.ledger(j.AlertID)}, args...).Err(); err != nil {
 		return fmt.Errorf("progress %s: %w", j.ID, err)
 	}
 	return nil

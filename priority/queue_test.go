@@ -464,3 +464,32 @@ func TestSweepResumedAfterCrash(t *testing.T) {
 		t.Fatalf("a second sweep queued %d, want 0", n)
 	}
 }
+
+// Progress records a batch of a running job's outcomes: only targets in
+// flight move, and the counters follow.
+func TestProgressInBatches(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(3)}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := q.Claim(ctx, alert.KindSiren)
+	if err != nil || j == nil {
+		t.Fatalf("Claim = %v, %v", j, err)
+	}
+	if err := q.Progress(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered, j.Targets[1]: alert.StateFailed}); err != nil {
+		t.Fatal(err)
+	}
+	// A second report for a target no longer in flight changes nothing.
+	if err := q.Progress(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateFailed}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := q.Status(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Counts[alert.KindSiren]; c.Delivered != 1 || c.Failed != 1 || c.InFlight != 1 || st.State != "delivering" {
+		t.Fatalf("status %s, counts %+v; want 1 delivered, 1 failed, 1 in flight", st.State, c)
+	}
+}

@@ -416,16 +416,21 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return 1
 `)
 
-// progressCmd records one target's final outcome before its job finishes, so
-// the ledger shows an acked siren as delivered while others of its batch are
-// still being retried. It only moves a target that is in flight.
+// progressCmd records final outcomes of some of a job's targets before the
+// job finishes, so the ledger shows an acked siren as delivered while others
+// of its batch are still being retried. It only moves targets in flight.
 //
-// KEYS[1] ledger   ARGV[1] field ("kind/id" or "r|kind/id")   ARGV[2] state
-// Returns 1 if recorded.
+// KEYS[1] ledger   ARGV[1..] field ("kind/id" or "r|kind/id"), state pairs
+// Returns how many it recorded.
 var progressCmd = ledgerScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'in_flight' then return 0 end
-set_state(KEYS[1], ARGV[1], 'in_flight', ARGV[2])
-return 1
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == 'in_flight' then
+    set_state(KEYS[1], ARGV[i], 'in_flight', ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
 `)
 
 // callbackCmd moves a target's ledger state on a provider's status callback.

@@ -93,9 +93,6 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	if time.Until(d.Expires) < time.Second {
 		return adapters.Permanent(errors.New("sms: expired before it could be sent"))
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	p := (&api.CreateMessageParams{}).SetTo(r.Phone).
 		SetBody(d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)).
 		SetValidityPeriod(ValidityPeriod(d.Expires)).
@@ -106,6 +103,9 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		p.SetFrom(n.cfg.From)
 	}
 	_, err := twilioapi.Do(ctx, func() (*api.ApiV2010Message, error) { return n.client.Api.CreateMessage(p) })
+	if err == nil || adapters.IsNotAttempted(err) {
+		return err
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -130,16 +130,24 @@ func (c *Client) Classify(op string, err error) error {
 	return e
 }
 
-// Do runs a twilio-go call, which takes no context, and returns when it does
-// or when ctx ends, whichever is first. A call abandoned that way may still
-// reach Twilio; the caller must count it as attempted.
+// Do runs a twilio-go call, which takes no context. If ctx has already ended
+// nothing is sent and Do returns adapters.NotAttempted(ctx.Err()). Otherwise
+// it returns when the call does or when ctx ends, whichever is first; a call
+// abandoned that way may still reach Twilio, so it counts as attempted and
+// stays registered with adapters.Track until it has really ended.
 func Do[T any](ctx context.Context, call func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, adapters.NotAttempted(err)
+	}
 	type result struct {
 		v   T
 		err error
 	}
 	ch := make(chan result, 1)
+	done := adapters.Track(ctx)
 	go func() { // exits when the call returns (bounded by the client timeout)
+		defer done()
 		v, err := call()
 		ch <- result{v, err}
 	}()
@@ -147,7 +155,6 @@ func Do[T any](ctx context.Context, call func() (T, error)) (T, error) {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		var zero T
 		return zero, ctx.Err()
 	}
 }

@@ -109,9 +109,6 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	if time.Until(d.Expires) < time.Second {
 		return adapters.Permanent(errors.New("voice: expired before the call could be placed"))
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	text := d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)
 	p := (&api.CreateCallParams{}).SetTo(r.Phone).SetFrom(n.cfg.From).
 		SetTwiml(TwiML(text, n.cfg.Voice, r.Language, n.cfg.Repeat)).
@@ -119,6 +116,9 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		SetStatusCallbackEvent([]string{"initiated", "ringing", "answered", "completed"}).
 		SetTimeout(30)
 	call, err := twilioapi.Do(ctx, func() (*api.ApiV2010Call, error) { return n.client.Api.CreateCall(p) })
+	if adapters.IsNotAttempted(err) {
+		return err
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
