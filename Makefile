@@ -33,6 +33,7 @@ soak:
 # Fuzzes the CAP parser, the JSON alert body and the MQTT trigger payload
 # (their seed corpora, the real CAP documents among them, also run in make
 # test); CI runs it shortened.
+# FUZZTIME is a duration (2m) or a count of executions (60000x, as CI runs it).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cap/
 	$(GO) test -run '^$$' -fuzz '^FuzzAlertJSON$$' -fuzztime $(FUZZTIME) ./gateway/
