@@ -13,6 +13,7 @@ import (
 type Arrivals struct {
 	mu          sync.Mutex
 	orig, retr  []int64 // first arrival, unix ns; 0 for none
+	again       []int64 // an original's last repeat, unix ns; 0 for none
 	copies      []uint16
 	handed      int
 	retracted   int
@@ -21,7 +22,7 @@ type Arrivals struct {
 }
 
 func newArrivals(n int) *Arrivals {
-	return &Arrivals{orig: make([]int64, n), retr: make([]int64, n), copies: make([]uint16, n)}
+	return &Arrivals{orig: make([]int64, n), retr: make([]int64, n), again: make([]int64, n), copies: make([]uint16, n)}
 }
 
 func (a *Arrivals) message(m FakeMessage) {
@@ -42,6 +43,9 @@ func (a *Arrivals) message(m FakeMessage) {
 	}
 	if a.copies[i] < 1<<16-1 {
 		a.copies[i]++
+	}
+	if a.orig[i] != 0 {
+		a.again[i] = at
 	}
 	if a.orig[i] == 0 {
 		a.orig[i] = at
@@ -67,9 +71,10 @@ func (a *Arrivals) Span() (first, last time.Time) {
 	return time.Unix(0, a.first), time.Unix(0, a.last)
 }
 
-// Snapshot calls f with the per-recipient records under the lock.
-func (a *Arrivals) Snapshot(f func(orig, retr []int64, copies []uint16)) {
+// Snapshot calls f with the per-recipient records under the lock: first
+// original, first retraction, last repeated original, originals received.
+func (a *Arrivals) Snapshot(f func(orig, retr, again []int64, copies []uint16)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	f(a.orig, a.retr, a.copies)
+	f(a.orig, a.retr, a.again, a.copies)
 }

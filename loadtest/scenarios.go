@@ -144,7 +144,7 @@ func Retract(ctx context.Context, o RetractOptions) (Result, error) {
 	stop()
 	hist := newHist()
 	var reached, after, unordered, untold, unreached float64
-	s.arrive.Snapshot(func(orig, retr []int64, _ []uint16) {
+	s.arrive.Snapshot(func(orig, retr, _ []int64, _ []uint16) {
 		for i := range orig {
 			switch {
 			case orig[i] == 0 && retr[i] != 0:
@@ -208,9 +208,11 @@ type RecoverOptions struct {
 
 // Recover sends an SMS alert through two or more instances and kills one
 // with SIGKILL mid-fan-out. Deliveries go out in plan order, so every
-// recipient before the furthest one reached at the kill was either in flight
-// or held by the killed instance: the time until the last of them arrives is
-// the time its work took to be reclaimed and done. Lost and duplicated
+// recipient before the furthest one reached at the kill, not yet reached,
+// was in flight or held by the killed instance; and a recipient whose
+// original arrives a second time after the kill was sent by the killed
+// instance, which died before recording it. The time until the last of
+// either arrives is the time its work took to be reclaimed and done. Lost and duplicated
 // deliveries are counted from what the fake received.
 func Recover(ctx context.Context, o RecoverOptions) (Result, error) {
 	if o.At <= 0 || o.At >= 1 {
@@ -234,7 +236,7 @@ func Recover(ctx context.Context, o RecoverOptions) (Result, error) {
 	}
 	killed := time.Now()
 	frontier := -1
-	s.arrive.Snapshot(func(orig, _ []int64, _ []uint16) {
+	s.arrive.Snapshot(func(orig, _, _ []int64, _ []uint16) {
 		for i := range orig {
 			if orig[i] != 0 {
 				frontier = i
@@ -242,14 +244,20 @@ func Recover(ctx context.Context, o RecoverOptions) (Result, error) {
 		}
 	})
 	s.waitHanded(ctx, o.Progress, "recover: after the kill", n, 5*time.Minute)
+	// The killed instance's work shows at the fake as gaps below the frontier
+	// filled after the kill, or as sends it had made but not recorded, made
+	// again after the kill: the last of either is when its work was done.
 	var lost, dups, gapLast int64
-	s.arrive.Snapshot(func(orig, _ []int64, copies []uint16) {
+	s.arrive.Snapshot(func(orig, _, again []int64, copies []uint16) {
 		for i := range orig {
 			switch {
 			case orig[i] == 0:
 				lost++
 			case copies[i] > 1:
 				dups += int64(copies[i] - 1)
+				if again[i] > killed.UnixNano() {
+					gapLast = max(gapLast, again[i])
+				}
 			}
 			if i <= frontier && orig[i] > killed.UnixNano() {
 				gapLast = max(gapLast, orig[i])
