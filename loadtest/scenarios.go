@@ -135,8 +135,15 @@ func Retract(ctx context.Context, o RetractOptions) (Result, error) {
 	// fence may still land and is then retracted too.
 	deadline := time.Now().Add(2 * time.Minute)
 	stop := progress(ctx, o.Progress, "retract: retractions", func() (int64, int64) { h, r := s.arrive.Counts(); return int64(r), int64(h) })
+	// Done when every reached recipient has a retraction and nothing has
+	// arrived for a while (requests still being recorded settle first).
+	last, quiet := [2]int{}, time.Now()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if h, r := s.arrive.Counts(); r >= h && time.Since(fenced) > 200*time.Millisecond {
+		h, r := s.arrive.Counts()
+		if now := [2]int{h, r}; now != last {
+			last, quiet = now, time.Now()
+		}
+		if r >= h && time.Since(quiet) > time.Second {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
