@@ -109,7 +109,7 @@ type RetractOptions struct {
 // fence is set when it answers), each reached recipient's time from the call
 // to their retraction at the provider, the sirens' all-clear, originals that
 // arrived after the fence (only sends already in flight may), and any
-// recipient told in the wrong order, twice untold, or told without being reached.
+// recipient told in the wrong order, left untold, or told without being reached.
 func Retract(ctx context.Context, o RetractOptions) (Result, error) {
 	if o.At <= 0 || o.At > 1 {
 		o.At = 1
@@ -219,8 +219,8 @@ type RecoverOptions struct {
 // was in flight or held by the killed instance; and a recipient whose
 // original arrives a second time after the kill was sent by the killed
 // instance, which died before recording it. The time until the last of
-// either arrives is the time its work took to be reclaimed and done. Lost and duplicated
-// deliveries are counted from what the fake received.
+// either arrives is the time its work took to be reclaimed and done. Lost
+// and duplicated deliveries are counted from what the fake received.
 func Recover(ctx context.Context, o RecoverOptions) (Result, error) {
 	if o.At <= 0 || o.At >= 1 {
 		o.At = 0.3
