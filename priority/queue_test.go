@@ -229,7 +229,11 @@ func TestFenceAgainstConcurrentClaims(t *testing.T) {
 					return
 				}
 				if j == nil {
-					return
+					if wasRetracted {
+						return // Retract has queued every retraction, and the lane is empty
+					}
+					time.Sleep(time.Millisecond) // the sweep may still be queueing retractions
+					continue
 				}
 				if j.Message() == alert.MessageRetraction {
 					w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered})
