@@ -62,22 +62,38 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 // resumeUnfinished finishes, every half lease, the plans of large alerts and
 // the retraction sweeps whose instance died before they were done.
 func (g *Gateway) resumeUnfinished(ctx context.Context) {
-	t := time.NewTicker(max(g.q.Lease()/2, 100*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := g.q.Resume(ctx, g.route)
-			if err != nil && ctx.Err() == nil {
-				g.log.Warn().Err(err).Msg("Resuming an unfinished plan or retraction sweep failed; trying again")
-			}
-			if n > 0 {
-				g.log.Warn().Int("alerts", n).Msg("Resumed plans or retraction sweeps another instance left unfinished")
+	stop := every(ctx, max(g.q.Lease()/2, 100*time.Millisecond), func(ctx context.Context) {
+		n, err := g.q.Resume(ctx, g.route)
+		if err != nil && ctx.Err() == nil {
+			g.log.Warn().Err(err).Msg("Resuming an unfinished plan or retraction sweep failed; trying again")
+		}
+		if n > 0 {
+			g.log.Warn().Int("alerts", n).Msg("Resumed plans or retraction sweeps another instance left unfinished")
+		}
+	})
+	<-ctx.Done()
+	stop()
+}
+
+// every runs f every d until ctx ends or stop is called; stop returns once
+// f's last run has.
+func every(ctx context.Context, d time.Duration, f func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { // exits when ctx ends or stop is called
+		defer close(done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f(ctx)
 			}
 		}
-	}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // claimLoop keeps up to Workers jobs of one kind running. It claims as long as
@@ -254,35 +270,25 @@ const progressEvery = 100 * time.Millisecond
 // progressEvery, not one per target. It is best effort; Finish records every
 // outcome in any case.
 type progress struct {
-	mu         sync.Mutex
-	fresh      map[string]alert.State
-	stop, done chan struct{}
+	mu    sync.Mutex
+	fresh map[string]alert.State
+	close func()
 }
 
 func (g *Gateway) startProgress(ctx context.Context, j *priority.Job, log zerolog.Logger) *progress {
-	p := &progress{fresh: map[string]alert.State{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() { // exits when close is called
-		defer close(p.done)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				p.mu.Lock()
-				batch := p.fresh
-				p.fresh = map[string]alert.State{}
-				p.mu.Unlock()
-				if len(batch) == 0 {
-					continue
-				}
-				if err := g.queueFor(j.Kind).Progress(ctx, j, batch); err != nil {
-					log.Debug().Err(err).Msg("Progress not recorded")
-				}
-			}
+	p := &progress{fresh: map[string]alert.State{}}
+	p.close = every(ctx, progressEvery, func(ctx context.Context) {
+		p.mu.Lock()
+		batch := p.fresh
+		p.fresh = map[string]alert.State{}
+		p.mu.Unlock()
+		if len(batch) == 0 {
+			return
 		}
-	}()
+		if err := g.queueFor(j.Kind).Progress(ctx, j, batch); err != nil {
+			log.Debug().Err(err).Msg("Progress not recorded")
+		}
+	})
 	return p
 }
 
@@ -290,11 +296,6 @@ func (p *progress) add(target string, st alert.State) {
 	p.mu.Lock()
 	p.fresh[target] = st
 	p.mu.Unlock()
-}
-
-func (p *progress) close() {
-	close(p.stop)
-	<-p.done
 }
 
 func (g *Gateway) release(j *priority.Job, log zerolog.Logger) {
@@ -307,24 +308,11 @@ func (g *Gateway) release(j *priority.Job, log zerolog.Logger) {
 
 // heartbeat extends the job's lease every third of a lease until stopped.
 func (g *Gateway) heartbeat(ctx context.Context, j *priority.Job, log zerolog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { // exits when stop is called
-		defer close(done)
-		t := time.NewTicker(g.q.Lease() / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if ok, err := g.queueFor(j.Kind).Extend(ctx, j); err == nil && !ok {
-					log.Warn().Msg("Lease lost; another instance may redo this job")
-				}
-			}
+	return every(ctx, g.q.Lease()/3, func(ctx context.Context) {
+		if ok, err := g.queueFor(j.Kind).Extend(ctx, j); err == nil && !ok {
+			log.Warn().Msg("Lease lost; another instance may redo this job")
 		}
-	}()
-	return func() { cancel(); <-done }
+	})
 }
 
 // track registers a running original job so a retraction can cut it short.
