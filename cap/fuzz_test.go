@@ -4,13 +4,15 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tocsin-alert/tocsin/cap"
 )
 
 // FuzzParse: no input makes Parse panic or hang, and whatever it accepts
-// encodes and parses again. Seeds: every real document, valid and invalid.
+// encodes and parses again. Seeds: every real document, valid and invalid,
+// and one nested past MaxDepth.
 func FuzzParse(f *testing.F) {
 	for _, pat := range []string{"testdata/*.xml", "testdata/invalid/*.xml"} {
 		files, _ := filepath.Glob(pat)
@@ -22,6 +24,7 @@ func FuzzParse(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	f.Add([]byte(`<alert xmlns="` + cap.Namespace + `">` + strings.Repeat("<x>", cap.MaxDepth+1))) // past MaxDepth
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, err := cap.Parse(b)
 		if err != nil {

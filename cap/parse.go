@@ -40,6 +40,29 @@ func (ps Problems) Error() string {
 // maxProblems bounds the list: a hostile document must not grow it without end.
 const maxProblems = 50
 
+// Limits on a document's shape besides MaxSize: past either, Parse stops
+// reading at once and reports the element at fault. Without them a 700 KB
+// document of nested unknown elements once took the walk past 6 GB.
+const (
+	// MaxDepth bounds how deeply elements nest, <alert> being depth 1. CAP's
+	// own elements nest at most 5 deep (alert/info/area/geocode/value); the
+	// enveloped signatures in testdata/ reach 6
+	// (alert/Signature/SignedInfo/Reference/Transforms/Transform), the
+	// deepest of every real document there.
+	MaxDepth = 32
+	// MaxElements bounds a document's elements, <alert> included. The most
+	// in a real document in testdata/ is 3,018 (DWD, 8 languages, 154 KB);
+	// the densest real one has an element per 35 bytes, about 30,000 at
+	// MaxSize. 50,000 is 16 times the first and well above the second: only
+	// a document denser than any real one (under 21 bytes an element) can
+	// reach it within MaxSize.
+	MaxElements = 50_000
+)
+
+// maxPath bounds the element path in a Problem (about; a cut path ends
+// "…/(depth n)").
+const maxPath = 256
+
 // The element schema Parse checks against: each parent's children, whether a
 // child may appear more than once, and which are required.
 type child struct {
@@ -79,20 +102,24 @@ var enums = map[string][]string{
 	"certainty":    {"Observed", "Likely", "Possible", "Unlikely", "Unknown"},
 }
 
-// frame is one open element during the walk.
+// frame is one open element during the walk. It holds its own step of the
+// path only: a whole path is built from the stack when a problem needs one,
+// so a walk's cost does not grow with the square of its depth.
 type frame struct {
-	name, path string
-	counts     map[string]int
-	text       strings.Builder
-	skip       bool // inside a Signature or an unknown element: not checked
+	name   string
+	seg    string         // its step in a path: the name, with [i] for an element CAP lets repeat
+	counts map[string]int // children by name; only for a checked element with a schema
+	text   strings.Builder
+	skip   bool // inside a Signature or an unknown element: not checked
 }
 
 type walker struct {
-	ns      string // the root's namespace, which CAP elements must share
-	ps      Problems
-	stack   []*frame
-	msgType string
-	refs    bool
+	ns       string // the root's namespace, which CAP elements must share
+	ps       Problems
+	stack    []*frame
+	elements int // elements opened so far, the root included
+	msgType  string
+	refs     bool
 }
 
 func (w *walker) add(path, format string, args ...any) {
@@ -100,6 +127,47 @@ func (w *walker) add(path, format string, args ...any) {
 		w.ps = append(w.ps, Problem{Element: path, Msg: fmt.Sprintf(format, args...)})
 	}
 }
+
+// problem records a fault in the element seg, a child of the open elements.
+func (w *walker) problem(seg, format string, args ...any) {
+	if len(w.ps) < maxProblems {
+		w.add(path(w.stack, seg), format, args...)
+	}
+}
+
+// path is the path of an element seg inside the elements outer, such as
+// "alert/info[1]/area[0]/polygon[0]", cut after about maxPath bytes to end
+// "…/(depth n)".
+func path(outer []*frame, seg string) string {
+	var b strings.Builder
+	depth := len(outer) + 1
+	for i := range depth {
+		s := seg
+		if i < len(outer) {
+			s = outer[i].seg
+		}
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		if room := maxPath - b.Len(); len(s) > room {
+			room = max(room, 0)
+			for room > 0 && !utf8.RuneStart(s[room]) {
+				room--
+			}
+			b.WriteString(s[:room])
+			fmt.Fprintf(&b, "…/(depth %d)", depth)
+			break
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// limitError stops the walk at the first element past MaxDepth or
+// MaxElements.
+type limitError struct{ p Problem }
+
+func (e *limitError) Error() string { return e.p.String() }
 
 // Parse reads and validates one CAP 1.2 document strictly: at most MaxSize
 // bytes; UTF-8 (with or without a BOM) or ISO-8859-1 as the document
@@ -118,6 +186,9 @@ func Parse(b []byte) (*Alert, error) {
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 	w := &walker{}
 	if err := w.walk(b); err != nil {
+		if le := (*limitError)(nil); errors.As(err, &le) {
+			return nil, append(w.ps, le.p)
+		}
 		return nil, append(w.ps, Problem{Element: w.where(), Msg: err.Error()})
 	}
 	if len(w.ps) > 0 {
@@ -171,7 +242,7 @@ func (w *walker) where() string {
 	if len(w.stack) == 0 {
 		return "(document)"
 	}
-	return w.stack[len(w.stack)-1].path
+	return path(w.stack[:len(w.stack)-1], w.stack[len(w.stack)-1].seg)
 }
 
 func (w *walker) walk(b []byte) error {
@@ -201,12 +272,15 @@ func (w *walker) walk(b []byte) error {
 					w.add("alert", "namespace %q, want %s", t.Name.Space, Namespace)
 				}
 				w.ns = t.Name.Space
-				w.stack = append(w.stack, &frame{name: "alert", path: "alert", counts: map[string]int{}})
+				w.elements = 1
+				w.stack = append(w.stack, &frame{name: "alert", seg: "alert", counts: map[string]int{}})
 				continue
 			}
-			w.open(t)
+			if err := w.open(t); err != nil {
+				return err
+			}
 		case xml.CharData:
-			if f := w.stack; len(f) > 0 {
+			if f := w.stack; len(f) > 0 && !f[len(f)-1].skip {
 				f[len(f)-1].text.Write(t)
 			}
 		case xml.EndElement:
@@ -223,28 +297,44 @@ func (w *walker) walk(b []byte) error {
 	return nil
 }
 
-func (w *walker) open(t xml.StartElement) {
+// open pushes a child of the innermost open element, or stops the walk if
+// that child is past MaxDepth or MaxElements.
+func (w *walker) open(t xml.StartElement) error {
 	parent := w.stack[len(w.stack)-1]
 	name := t.Name.Local
-	f := &frame{name: name, counts: map[string]int{}, skip: parent.skip}
-	idx := parent.counts[name]
-	parent.counts[name]++
-	f.path = fmt.Sprintf("%s/%s", parent.path, name)
+	f := &frame{name: name, seg: name, skip: parent.skip}
+	var problem string
 	if kids, ok := schema[parent.name]; ok && !parent.skip {
+		idx := parent.counts[name]
+		parent.counts[name]++
 		c, known := kids[name]
 		switch {
 		case parent.name == "alert" && name == "Signature" && t.Name.Space == SignatureNamespace:
 			f.skip = true
 		case !known || t.Name.Space != w.ns:
-			w.add(f.path, "unknown element in <%s>", parent.name)
+			problem = "unknown element in <" + parent.name + ">"
 			f.skip = true
 		case c.many:
-			f.path = fmt.Sprintf("%s/%s[%d]", parent.path, name, idx)
+			f.seg = name + "[" + strconv.Itoa(idx) + "]"
 		case idx > 0:
-			w.add(f.path, "appears more than once; CAP 1.2 allows one")
+			problem = "appears more than once; CAP 1.2 allows one"
 		}
 	}
+	w.elements++
+	switch {
+	case len(w.stack) >= MaxDepth:
+		return &limitError{Problem{Element: path(w.stack, f.seg), Msg: fmt.Sprintf("nested deeper than %d elements", MaxDepth)}}
+	case w.elements > MaxElements:
+		return &limitError{Problem{Element: path(w.stack, f.seg), Msg: fmt.Sprintf("more than %d elements", MaxElements)}}
+	}
+	if problem != "" {
+		w.problem(f.seg, "%s", problem)
+	}
+	if _, ok := schema[name]; ok && !f.skip {
+		f.counts = map[string]int{}
+	}
 	w.stack = append(w.stack, f)
+	return nil
 }
 
 func (w *walker) close(f *frame) {
@@ -252,7 +342,7 @@ func (w *walker) close(f *frame) {
 	if kids, ok := schema[f.name]; ok {
 		for name, c := range kids {
 			if c.required && f.counts[name] == 0 {
-				w.add(f.path, "<%s> is required", name)
+				w.problem(f.seg, "<%s> is required", name)
 			}
 		}
 		if f.name == "alert" {
@@ -268,7 +358,7 @@ func (w *walker) close(f *frame) {
 	}
 	if vals, ok := enums[f.name]; ok {
 		if !slices.Contains(vals, text) {
-			w.add(f.path, "%q is not one of %s", text, strings.Join(vals, ", "))
+			w.problem(f.seg, "%q is not one of %s", text, strings.Join(vals, ", "))
 		}
 		if f.name == "msgType" {
 			w.msgType = text
@@ -280,17 +370,17 @@ func (w *walker) close(f *frame) {
 		required = kids[f.name].required
 	}
 	if required && text == "" {
-		w.add(f.path, "must not be empty")
+		w.problem(f.seg, "must not be empty")
 		return
 	}
 	switch f.name {
 	case "identifier", "sender":
 		if strings.ContainsAny(text, " \t\n,<&") {
-			w.add(f.path, "must not contain spaces, commas, '<' or '&'")
+			w.problem(f.seg, "must not contain spaces, commas, '<' or '&'")
 		}
 	case "sent", "effective", "onset", "expires":
 		if _, err := ParseTime(text); err != nil {
-			w.add(f.path, "%v", err)
+			w.problem(f.seg, "%v", err)
 		}
 	case "references":
 		if text == "" {
@@ -299,24 +389,24 @@ func (w *walker) close(f *frame) {
 		w.refs = true
 		refs, err := ParseReferences(text)
 		if err != nil {
-			w.add(f.path, "%v", err)
+			w.problem(f.seg, "%v", err)
 		}
 		for _, r := range refs {
 			if _, err := ParseTime(r.Sent); err != nil {
-				w.add(f.path, "reference %s: sent %v", r.Identifier, err)
+				w.problem(f.seg, "reference %s: sent %v", r.Identifier, err)
 			}
 		}
 	case "polygon":
 		if err := checkPolygon(text); err != nil {
-			w.add(f.path, "%v", err)
+			w.problem(f.seg, "%v", err)
 		}
 	case "circle":
 		if _, _, err := ParseCircle(text); err != nil {
-			w.add(f.path, "%v", err)
+			w.problem(f.seg, "%v", err)
 		}
 	case "size":
 		if n, err := strconv.ParseInt(text, 10, 64); text != "" && (err != nil || n < 0) {
-			w.add(f.path, "must be a whole number of bytes")
+			w.problem(f.seg, "must be a whole number of bytes")
 		}
 	}
 }
