@@ -37,7 +37,11 @@ func (g *Gateway) twilioCallback(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, badRequest("", "cannot read the form"))
 		return
 	}
-	token, ok := g.twilioTokens[r.PostForm.Get("AccountSid")]
+	// An account without a token (never configured, or its environment
+	// variable empty) accepts no callback: a signature made with an empty
+	// key proves nothing.
+	token := g.twilioTokens[r.PostForm.Get("AccountSid")]
+	ok := token != ""
 	params := map[string]string{}
 	for k, v := range r.PostForm {
 		params[k] = v[0]

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/loadtest"
 )
 
@@ -224,11 +225,29 @@ func TestTwilioCallbackSignature(t *testing.T) {
 	}{
 		{"forged", loadtest.TwilioSignature("not-the-token", s.cfg.PublicURL+path, form), 403},
 		{"missing", "", 403},
+		{"signed with an empty key", loadtest.TwilioSignature("", s.cfg.PublicURL+path, form), 403},
 		{"valid, unknown delivery", loadtest.TwilioSignature(mainToken, s.cfg.PublicURL+path, form), 204},
 	} {
 		r := s.do("POST", path, "", "application/x-www-form-urlencoded", form.Encode(), "X-Twilio-Signature", tt.sig)
 		if r.Code != tt.code {
 			t.Errorf("%s: callback = %d %s, want %d", tt.name, r.Code, r.Raw, tt.code)
 		}
+	}
+}
+
+// A Twilio account whose auth token is missing would send nothing and could
+// not check a single callback (one signed with the empty key would pass):
+// the gateway refuses to start, naming the variable.
+func TestTwilioTokenRequired(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{phones: 1, twilio: tw, noGateway: true})
+	t.Setenv("TOCSIN_TEST_TWILIO_MAIN", "")
+	gw, err := gateway.Open(s.cfg, testLogger(t), nil)
+	if err == nil {
+		gw.Close()
+		t.Fatal("Open started a gateway whose Twilio account has no auth token")
+	}
+	if !strings.Contains(err.Error(), "TOCSIN_TEST_TWILIO_MAIN") {
+		t.Fatalf("Open: %v; want the environment variable named", err)
 	}
 }
