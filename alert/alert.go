@@ -243,8 +243,8 @@ func (k Kind) String() string { return string(k) }
 // State is a target's state in the delivery ledger.
 type State string
 
-// Ledger states. Queued and InFlight are open; Sent waits for the provider's
-// callback; the others are final.
+// Ledger states. Queued, InFlight and Retry are open; Sent waits for the
+// provider's callback; the others are final.
 const (
 	StateQueued   State = "queued"
 	StateInFlight State = "in_flight"
@@ -252,6 +252,9 @@ const (
 	// comes later by status callback.
 	StateSent      State = "sent"
 	StateDelivered State = "delivered"
+	// StateRetry: attempted and not confirmed (no ack, a provider error);
+	// the target waits in the queue for its next attempt, holding no worker.
+	StateRetry     State = "retry"
 	StateFailed    State = "failed"
 	StateCancelled State = "cancelled"
 	StateExpired   State = "expired"
@@ -260,7 +263,7 @@ const (
 // Attempted reports whether a target in this state may have been reached, and so
 // must be told of a retraction.
 func (s State) Attempted() bool {
-	return s == StateInFlight || s == StateSent || s == StateDelivered || s == StateFailed
+	return s == StateInFlight || s == StateSent || s == StateDelivered || s == StateFailed || s == StateRetry
 }
 
 // ParseDeliveryID reads an id written by DeliveryID.

@@ -86,6 +86,10 @@ type Queue struct {
 	BatchSize int `yaml:"batch_size"`
 	// Workers is how many jobs a gateway works on at once per channel kind.
 	Workers int `yaml:"workers"`
+	// UrgentWorkers are further jobs per channel kind, only for retractions
+	// and life-safety alerts (priority 8 and above), so these are claimed at
+	// once even while every ordinary worker is busy (default: Workers).
+	UrgentWorkers int `yaml:"urgent_workers"`
 	// DefaultExpiry applies to alerts that name no expiry.
 	DefaultExpiry time.Duration `yaml:"default_expiry"`
 	// ShutdownGrace is how long running jobs may take to finish on SIGTERM
@@ -104,6 +108,10 @@ type Delivery struct {
 	// RetryInitial is the first backoff; it doubles up to RetryMax.
 	RetryInitial time.Duration `yaml:"retry_initial"`
 	RetryMax     time.Duration `yaml:"retry_max"`
+	// Hold is how long a worker keeps retrying a delivery itself; a delivery
+	// still not made after that (a dead target, an open breaker) is handed
+	// back to the queue with a not-before time, so it holds no worker.
+	Hold time.Duration `yaml:"hold"`
 	// BreakerFailures in a row open a target's breaker for BreakerOpen.
 	BreakerFailures uint32        `yaml:"breaker_failures"`
 	BreakerOpen     time.Duration `yaml:"breaker_open"`
@@ -266,6 +274,9 @@ func (c *Config) Defaults() {
 	if q.Workers == 0 {
 		q.Workers = 8
 	}
+	if q.UrgentWorkers == 0 {
+		q.UrgentWorkers = q.Workers
+	}
 	if q.DefaultExpiry == 0 {
 		q.DefaultExpiry = time.Hour
 	}
@@ -281,6 +292,9 @@ func (c *Config) Defaults() {
 	}
 	if d.RetryMax == 0 {
 		d.RetryMax = 2 * time.Second
+	}
+	if d.Hold == 0 {
+		d.Hold = time.Second
 	}
 	if d.BreakerFailures == 0 {
 		d.BreakerFailures = 5
@@ -495,6 +509,9 @@ func (c *Config) validate(root *yaml.Node) Problems {
 	if c.Queue.Workers < 1 || c.Queue.Workers > 1024 {
 		v.add("queue.workers", "must be between 1 and 1024")
 	}
+	if c.Queue.UrgentWorkers < 1 || c.Queue.UrgentWorkers > 1024 {
+		v.add("queue.urgent_workers", "must be between 1 and 1024")
+	}
 	if c.Queue.DedupWindow < 0 {
 		v.add("queue.dedup_window", "must not be negative")
 	}
@@ -503,6 +520,9 @@ func (c *Config) validate(root *yaml.Node) Problems {
 	}
 	if c.Delivery.RetryInitial < time.Millisecond || c.Delivery.RetryMax < c.Delivery.RetryInitial {
 		v.add("delivery.retry_max", "retry_initial must be at least 1ms and retry_max at least retry_initial")
+	}
+	if c.Delivery.Hold < 0 || c.Delivery.Hold > 10*time.Minute {
+		v.add("delivery.hold", "must be between 0 and 10m")
 	}
 	if c.Delivery.BreakerOpen < 100*time.Millisecond {
 		v.add("delivery.breaker_open", "must be at least 100ms")

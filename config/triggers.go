@@ -16,9 +16,13 @@ type Triggers struct {
 	Window time.Duration `yaml:"window"`
 	// ResetWindow is how long after a trigger the panel's reset of the same
 	// event retracts its alert automatically (2m); later, an operator retracts.
-	ResetWindow time.Duration     `yaml:"reset_window"`
-	Sources     []TriggerSource   `yaml:"sources"`
-	Templates   []TriggerTemplate `yaml:"templates"`
+	ResetWindow time.Duration `yaml:"reset_window"`
+	// Rate and Burst limit each source's triggers (10/s, burst 50: a panel's own burst passes); what is
+	// over the limit is dropped and audited as rejected, counted per second.
+	Rate      float64           `yaml:"rate"`
+	Burst     int               `yaml:"burst"`
+	Sources   []TriggerSource   `yaml:"sources"`
+	Templates []TriggerTemplate `yaml:"templates"`
 }
 
 // TriggerSource is one building system: an alarm button, a fire panel.
@@ -69,6 +73,18 @@ func (c *Config) validateTriggers(v *validator, zones map[string]bool) {
 	}
 	if t.ResetWindow == 0 {
 		t.ResetWindow = 2 * time.Minute
+	}
+	if t.Rate == 0 {
+		t.Rate = 10
+	}
+	if t.Burst == 0 {
+		t.Burst = 50
+	}
+	if t.Rate < 0.1 || t.Rate > 1000 {
+		v.add("triggers.rate", "must be between 0.1 and 1000 triggers/s per source")
+	}
+	if t.Burst < 1 || t.Burst > 10000 {
+		v.add("triggers.burst", "must be between 1 and 10000")
 	}
 	if t.Window < time.Second || t.Window > 10*time.Minute {
 		v.add("triggers.window", "must be between 1s and 10m")

@@ -93,6 +93,38 @@ type alertResponse struct {
 	Targets   int            `json:"targets"`
 	// Zones are the zones a CAP document's areas hit.
 	Zones []string `json:"zones,omitempty"`
+	// Dedup says which dedup rule decided, when one did: the alert that
+	// absorbed the request and why, or the earlier alert with the same
+	// fingerprint that did not absorb it and why not.
+	Dedup *dedupView `json:"dedup,omitempty"`
+}
+
+// dedupView explains a dedup decision (README.md, the dedup table).
+type dedupView struct {
+	// Rule: idempotency_key or fingerprint (a duplicate); retracted, expired
+	// or escalated (a new alert, though an earlier one had its fingerprint).
+	Rule   string   `json:"rule"`
+	Alert  alert.ID `json:"alert"`
+	Reason string   `json:"reason"`
+}
+
+// dedupReasons are the words for each rule.
+var dedupReasons = map[string]string{
+	"idempotency_key": "this principal sent the same Idempotency-Key before: the answer is the alert that request made (a new alert needs a new key)",
+	"fingerprint":     "a live alert with the same sender, event, zones, type and status exists, and this request asks for nothing more (no higher severity or urgency, no other channel kind)",
+	"retracted":       "the earlier alert with the same sender, event and zones was retracted or superseded: this one is a new alert",
+	"expired":         "the earlier alert with the same sender, event and zones has expired: this one is a new alert",
+	"escalated":       "this request escalates the earlier alert with the same sender, event and zones (higher severity or urgency, or another channel kind): it is a new alert, and everyone it reaches is told again",
+}
+
+func dedupOf(res priority.Enqueued) *dedupView {
+	switch {
+	case res.Duplicate:
+		return &dedupView{Rule: res.Why, Alert: res.ID, Reason: dedupReasons[res.Why]}
+	case res.Why != "":
+		return &dedupView{Rule: res.Why, Alert: res.Earlier, Reason: dedupReasons[res.Why]}
+	}
+	return nil
 }
 
 func readBody(r *http.Request) ([]byte, error) {
@@ -187,14 +219,15 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 	if len(idem) > 200 {
 		return badRequest("Idempotency-Key", "must be at most 200 characters")
 	}
-	_, err = g.accept(w, r, p, a, idem, nil)
+	_, err = g.accept(w, r, p, a, idem, nil, nil)
 	return err
 }
 
 // accept routes a validated alert, enqueues it under idem (if any) and the
-// fingerprint, and answers: 202 with the new alert, or 200 with the first
-// one for a duplicate. extra, if set, adds fields to the answer.
-func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Principal, a *alert.Alert, idem string, extra map[string]any) (priority.Enqueued, error) {
+// fingerprint, fencing the alerts it supersedes in the same step, and
+// answers: 202 with the new alert, or 200 with the one that absorbed it.
+// extra, if set, adds fields to the answer.
+func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Principal, a *alert.Alert, idem string, supersedes []alert.ID, extra map[string]any) (priority.Enqueued, error) {
 	targets := g.route(a)
 	if len(targets) == 0 {
 		what := "no target"
@@ -203,7 +236,11 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 		}
 		return priority.Enqueued{}, badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
 	}
-	res, err := g.q.Enqueue(r.Context(), priority.Plan{Alert: a, IdempotencyKey: idem, Fingerprint: priority.Fingerprint(a), Targets: targets})
+	res, err := g.q.Enqueue(r.Context(), priority.Plan{Alert: a, IdempotencyKey: idem, Fingerprint: priority.Fingerprint(a), Targets: targets, Supersedes: supersedes})
+	if errors.Is(err, priority.ErrIdempotencyConflict) {
+		return res, &Problem{Type: "urn:tocsin:problem:idempotency-key-reused", Title: "Idempotency-Key reused", Status: http.StatusUnprocessableEntity,
+			Field: "Idempotency-Key", Detail: fmt.Sprintf("this key made alert %s, whose content differs: a new alert needs a new key", res.ID)}
+	}
 	if err != nil {
 		g.log.Error().Err(err).Str("principal", p.ID).Msg("Alert not stored")
 		return res, unavailable("the queue cannot store the alert right now; nothing was accepted, retry")
@@ -213,7 +250,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 	}
 	if res.Duplicate {
 		g.m.duplicates.Inc()
-		resp := alertResponse{ID: res.ID, Duplicate: true}
+		resp := alertResponse{ID: res.ID, Duplicate: true, Dedup: dedupOf(res)}
 		if st, err := g.q.Status(r.Context(), res.ID); err == nil {
 			resp.Priority, resp.State, resp.Targets = st.Alert.Priority, st.State, st.Targets
 		}
@@ -222,10 +259,19 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 	}
 	g.m.accepted.Inc()
 	g.log.Info().Str("alert_id", string(a.ID)).Str("principal", p.ID).Str("event", a.Event).
-		Int("priority", int(a.Priority)).Int("targets", len(targets)).Str("status", string(a.Status)).Msg("Alert accepted")
+		Int("priority", int(a.Priority)).Int("targets", len(targets)).Str("status", string(a.Status)).Str("dedup", res.Why).Msg("Alert accepted")
+	g.superseded(r.Context(), a.ID, res.Fenced, p)
 	w.Header().Set("Location", "/v1/alerts/"+string(a.ID))
-	writeJSON(w, http.StatusAccepted, withExtra(alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets), Zones: a.Zones}, extra))
+	writeJSON(w, http.StatusAccepted, withExtra(alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets), Zones: a.Zones, Dedup: dedupOf(res)}, extra))
 	return res, nil
+}
+
+// superseded sweeps the ledgers of alerts an update fenced when it was stored.
+func (g *Gateway) superseded(ctx context.Context, by alert.ID, fenced []alert.ID, p *config.Principal) {
+	for _, id := range fenced {
+		g.m.retracted.Inc()
+		g.sweep(ctx, id, "superseded", p, 0, time.Now())
+	}
 }
 
 // errCancelledFirst is accept's answer for a message whose idempotency key
@@ -535,14 +581,20 @@ func (g *Gateway) retractAlert(ctx context.Context, id alert.ID, reason, note st
 		return unavailable(err.Error())
 	}
 	g.m.retracted.Inc()
+	g.sweep(ctx, id, reason, p, res.Queued, start)
+	return nil
+}
+
+// sweep queues the retractions of a fenced alert's ledger in the background
+// (Resume finishes it if this process dies first) and logs the retraction.
+func (g *Gateway) sweep(ctx context.Context, id alert.ID, reason string, p *config.Principal, queued int, start time.Time) {
 	fenced := time.Since(start)
-	go func() { // exits when the sweep is done; Resume finishes it if this process dies first
+	go func() { // exits when the sweep is done
 		n, err := g.q.Sweep(context.WithoutCancel(ctx), id)
 		if err != nil {
 			g.log.Warn().Err(err).Str("alert_id", string(id)).Msg("Retraction sweep interrupted; another pass finishes it")
 		}
 		g.log.Info().Str("alert_id", string(id)).Str("principal", p.ID).Str("reason", reason).
-			Int("retractions_queued", res.Queued+n).Dur("fence_took", fenced).Dur("sweep_took", time.Since(start)).Msg("Alert retracted")
+			Int("retractions_queued", queued+n).Dur("fence_took", fenced).Dur("sweep_took", time.Since(start)).Msg("Alert retracted")
 	}()
-	return nil
 }

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAlertRequestsRejected checks each class of bad request: the status, the
@@ -117,10 +118,61 @@ func TestDuplicatesAnswer200WithTheFirstID(t *testing.T) {
 	if first.Code != 202 || first.Body["duplicate"] != false || first.Body["targets"] != float64(3) {
 		t.Fatalf("first POST = %d %s; want 202, 3 targets", first.Code, first.Raw)
 	}
-	// The same key with another body, and the same body without a key: both duplicates.
-	for _, r := range []response{s.post(amok(), "Idempotency-Key", "evt-1"), s.post(body)} {
-		if r.Code != 200 || r.Body["duplicate"] != true || r.Body["id"] != first.Body["id"] {
-			t.Fatalf("repeat POST = %d %s; want 200 duplicate of %v", r.Code, r.Raw, first.Body["id"])
+	// The same key with the same body, and the same body without a key: both
+	// duplicates, each answer naming the alert and the rule.
+	for i, r := range []response{s.post(body, "Idempotency-Key", "evt-1"), s.post(body)} {
+		rule := []string{"idempotency_key", "fingerprint"}[i]
+		d, _ := r.Body["dedup"].(map[string]any)
+		if r.Code != 200 || r.Body["duplicate"] != true || r.Body["id"] != first.Body["id"] || d["rule"] != rule || d["alert"] != first.Body["id"] || d["reason"] == "" {
+			t.Fatalf("repeat POST = %d %s; want 200 duplicate of %v by %s", r.Code, r.Raw, first.Body["id"], rule)
 		}
+	}
+	// The same key with another body is refused: a key names one request.
+	if r := s.post(amok(), "Idempotency-Key", "evt-1"); r.Code != 422 || r.Body["field"] != "Idempotency-Key" {
+		t.Fatalf("key reused for another alert = %d %s; want 422 naming Idempotency-Key", r.Code, r.Raw)
+	}
+}
+
+// Soest: a false alarm, retracted, then the real alarm with the very same
+// body. The real one is a new alert and the sirens sound again; its answer
+// names the retracted alert it was not merged into.
+func TestRealAlarmAfterRetractedFalseAlarmSounds(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	body := `{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["school"],"channels":["siren"]}`
+	first := s.post(body)
+	if first.Code != 202 {
+		t.Fatalf("false alarm = %d %s", first.Code, first.Raw)
+	}
+	falseID := first.Body["id"].(string)
+	eventually(t, 5*time.Second, "the false alarm delivered", func() bool { return s.counts(falseID, "siren")["delivered"] == float64(3) })
+	if r := s.retract(falseID, "false_alarm"); r.Code != 202 {
+		t.Fatalf("retract = %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "all_clear 3/3", func() bool { return s.sirenCounts(falseID)["retracted"] == "3/3" })
+	real := s.post(body)
+	d, _ := real.Body["dedup"].(map[string]any)
+	if real.Code != 202 || real.Body["id"] == falseID || d["rule"] != "retracted" || d["alert"] != falseID {
+		t.Fatalf("real alarm after the false one = %d %s; want 202, a new alert, naming the retracted %s", real.Code, real.Raw, falseID)
+	}
+	realID := real.Body["id"].(string)
+	eventually(t, 5*time.Second, "the real alarm sounds", func() bool { return s.counts(realID, "siren")["delivered"] == float64(3) })
+	alarms := 0
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.AlertID == realID && rc.Cmd.Signal == "alarm" && !rc.Repeat {
+			alarms++
+		}
+	}
+	if alarms != 3 {
+		t.Fatalf("%d sirens got the real alarm, want 3", alarms)
+	}
+	// Escalation is no duplicate either: the same event at a higher urgency
+	// on top of a live Severe alert is sent.
+	sev := `{"status":"actual","event":"Gas","severity":"Severe","urgency":"Expected","zones":["school"],"channels":["siren"]}`
+	if r := s.post(sev); r.Code != 202 {
+		t.Fatalf("severe = %d %s", r.Code, r.Raw)
+	}
+	up := s.post(strings.Replace(sev, "Expected", "Immediate", 1))
+	if d, _ := up.Body["dedup"].(map[string]any); up.Code != 202 || d["rule"] != "escalated" {
+		t.Fatalf("escalation = %d %s; want 202 escalated", up.Code, up.Raw)
 	}
 }

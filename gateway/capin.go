@@ -149,7 +149,7 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 			}
 		}
 	}
-	res, err := g.accept(w, r, p, a, key, map[string]any{"supersedes": nonNil(superseded)})
+	_, err = g.accept(w, r, p, a, key, superseded, map[string]any{"supersedes": nonNil(superseded)})
 	if err == errCancelledFirst {
 		g.log.Warn().Str("principal", p.ID).Str("cap_sender", doc.Sender).Str("cap_identifier", doc.Identifier).
 			Msg("CAP message refused: a Cancel for it arrived first")
@@ -159,17 +159,8 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 		}
 		return conflict(fmt.Sprintf("CAP message %s from %s was cancelled before it arrived; it is not delivered", doc.Identifier, doc.Sender))
 	}
-	if err != nil || res.Duplicate {
-		return err
-	}
-	// The update is stored; now fence what it replaces. A failure here is
-	// logged, not answered: the update is accepted either way.
-	for _, id := range superseded {
-		if err := g.retractAlert(r.Context(), id, "superseded", "CAP Update "+doc.Identifier, p); err != nil {
-			g.log.Warn().Str("alert_id", string(id)).Err(err).Msg("Superseded alert not retracted")
-		}
-	}
-	return nil
+	// The update was stored in the step that fenced what it replaces (accept).
+	return err
 }
 
 // capRequest maps a CAP Alert or Update onto the JSON request, so both go

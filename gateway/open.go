@@ -59,12 +59,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	// One MQTT connection carries sirens and MQTT PA controllers.
 	_, sirenOver := override[alert.KindSiren]
 	var gw *Gateway
-	built, failed := make(chan struct{}), make(chan struct{})
-	defer func() {
-		if gw == nil {
-			close(failed)
-		}
-	}()
+	startPool := func() {}
 	if !sirenOver || cfg.PA.UsesMQTT() || len(cfg.Triggers.Sources) > 0 {
 		mc := mqttcmd.Config{
 			Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username,
@@ -73,23 +68,23 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		}
 		var conn *mqttcmd.Client
 		if len(cfg.Triggers.Sources) > 0 {
-			// Building systems' triggers, answered on .../{source}/ack. A
-			// trigger that arrives before the gateway is built waits for it.
+			// Building systems' triggers, answered on .../{source}/ack, decided
+			// by a bounded pool once the gateway is built; until then they wait
+			// in its queue.
 			prefix := cfg.MQTT.TopicPrefix + "/trigger/"
+			pool := newTriggerPool(&cfg.Triggers)
 			mc.Subscriptions = map[string]func(string, []byte){prefix + "+": func(topic string, payload []byte) {
-				source := strings.TrimPrefix(topic, prefix)
-				go func() { // exits after one decision and its ack (or when Open failed)
-					select {
-					case <-built:
-					case <-failed:
-						return
-					}
+				pool.offer(strings.TrimPrefix(topic, prefix), payload)
+			}}
+			startPool = func() {
+				pool.start(func(source string, payload []byte) {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
 					b, _ := json.Marshal(gw.HandleTrigger(ctx, source, payload))
 					conn.Publish(prefix+source+"/ack", b)
-				}()
-			}}
+				}, gw.auditDropped)
+				closers = append(closers, pool.close)
+			}
 		}
 		conn, err := mqttcmd.New(mc, log)
 		if err != nil {
@@ -130,6 +125,11 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 				continue
 			}
 			token := os.Getenv(acct.AuthTokenEnv)
+			if token == "" {
+				// Without it no send succeeds and no status callback could be
+				// checked: refuse to start rather than look ready.
+				return fail(fmt.Errorf("twilio account %q: environment variable %s must hold the auth token", acct.ID, acct.AuthTokenEnv))
+			}
 			tokens[acct.AccountSID] = token
 			tw := twilioapi.Account{SID: acct.AccountSID, AuthToken: token, BaseURL: acct.BaseURL}
 			cb := strings.TrimRight(cfg.PublicURL, "/") + "/v1/callbacks/twilio"
@@ -164,12 +164,12 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	}
 	gw = New(Options{
 		Config: cfg, Queue: q, BulkQueue: bulk, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
-		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax},
+		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax, Hold: cfg.Delivery.Hold},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
 	})
 	gw.Ready = ready
+	startPool()
 	gw.closers = closers
-	close(built)
 	return gw, nil
 }
 

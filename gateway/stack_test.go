@@ -63,6 +63,8 @@ type stackOptions struct {
 	sirens      int // per zone; the first siren of each zone takes drills
 	batch       int
 	workers     int
+	urgent      int    // queue.urgent_workers (default: workers)
+	hold        string // delivery.hold (default 1s)
 	lease       string
 	fleetDelay  time.Duration
 	offline     []string
@@ -230,6 +232,12 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	h := func(k string) string { return hex.EncodeToString(config.HashKey(k)) }
 	yml := fmt.Sprintf(stackConfig, o.redis.Addr(), testenv.MQTTURL(o.broker), o.clientID, o.lease, o.batch, o.workers,
 		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
+	if o.urgent > 0 {
+		yml = strings.Replace(yml, "dedup_window: 2s}", fmt.Sprintf("dedup_window: 2s, urgent_workers: %d}", o.urgent), 1)
+	}
+	if o.hold != "" {
+		yml = strings.Replace(yml, "breaker_open: 1s}", "breaker_open: 1s, hold: "+o.hold+"}", 1)
+	}
 	publicPort := o.publicPort
 	if o.phones > 0 {
 		if o.rate == 0 {

@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/config"
@@ -52,10 +55,14 @@ type TriggerAck struct {
 	EventID string `json:"event_id"`
 	// Status: accepted (a new alert), duplicate (another trigger of the same
 	// event made it; this one corroborates it), reset (its alert retracted),
+	// lowered (reset, but other sources still hold the alert raised),
 	// quarantined (source in maintenance), rejected.
 	Status  string   `json:"status"`
 	Reason  string   `json:"reason,omitempty"`
 	AlertID alert.ID `json:"alert_id,omitempty"`
+	// Dedup says why a trigger joined an alert, or why it did not join the
+	// earlier one of its event (retracted, expired, escalated).
+	Dedup *dedupView `json:"dedup,omitempty"`
 }
 
 // maxTrigger caps a trigger payload.
@@ -121,16 +128,12 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if d := time.Since(ts); d > window || d < -window {
 		return reject("timestamp %s is outside the ±%v window (replayed or clock wrong)", t.Timestamp, window)
 	}
+	// A trigger's event id is spent in the step that stores its decision
+	// (the enqueue, the reset, the quarantine): a call that failed spends
+	// nothing, so the source's retry is heard; a replay changes nothing.
 	keep := max(2*window, g.cfg.Triggers.ResetWindow+window)
-	fresh, err := g.q.SeenEvent(ctx, source, t.EventID, keep)
-	if err != nil {
-		return reject("cannot check for replays right now: %v", err) // the source retries
-	}
-	if !fresh {
-		return reject("replay: event_id %s was already seen", t.EventID)
-	}
 	if t.Trigger == "reset" {
-		return g.resetTrigger(ctx, src, t)
+		return g.resetTrigger(ctx, src, t, keep)
 	}
 	if !slices.Contains(src.Zones, t.Zone) {
 		return reject("zone %q is outside the source's zones", t.Zone)
@@ -145,6 +148,13 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if m, err := g.q.MaintenanceOf(ctx, source); err != nil {
 		return reject("cannot check maintenance right now: %v", err)
 	} else if m != nil {
+		fresh, err := g.q.SeenEvent(ctx, source, t.EventID, keep)
+		if err != nil {
+			return reject("cannot check for replays right now: %v", err) // the source retries
+		}
+		if !fresh {
+			return reject("replay: event_id %s was already seen", t.EventID)
+		}
 		return TriggerAck{EventID: t.EventID, Status: "quarantined",
 			Reason: fmt.Sprintf("source in maintenance until %s (%s, by %s): recorded, nothing sounded", m.Until.UTC().Format(time.RFC3339), m.Reason, m.By)}, t
 	}
@@ -159,11 +169,15 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if len(targets) == 0 {
 		return reject("no target in zone %q for template %q", t.Zone, t.Trigger)
 	}
-	res, err := g.q.Enqueue(ctx, priority.Plan{Alert: a, Fingerprint: priority.Fingerprint(a), Targets: targets})
+	res, err := g.q.Enqueue(ctx, priority.Plan{Alert: a, Fingerprint: priority.Fingerprint(a), Targets: targets,
+		Trigger: &priority.TriggerEvent{Source: src.ID, Event: t.EventID, TTL: keep}})
+	if errors.Is(err, priority.ErrReplay) {
+		return reject("replay: event_id %s was already seen", t.EventID)
+	}
 	if err != nil {
 		return reject("the queue cannot store the alert right now: %v", err) // QoS 1: the source resends
 	}
-	ack := TriggerAck{EventID: t.EventID, Status: "accepted", AlertID: res.ID}
+	ack := TriggerAck{EventID: t.EventID, Status: "accepted", AlertID: res.ID, Dedup: dedupOf(res)}
 	if res.Duplicate {
 		ack.Status = "duplicate"
 		g.m.duplicates.Inc()
@@ -173,15 +187,14 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if err := g.q.Corroborate(ctx, res.ID, src.ID); err != nil {
 		g.log.Warn().Err(err).Msg("Corroborating source not recorded")
 	}
-	if err := g.q.EventAlert(ctx, src.ID, t.EventID, res.ID, keep); err != nil {
-		g.log.Warn().Err(err).Msg("Trigger event not linked to its alert; a reset cannot find it")
-	}
 	return ack, t
 }
 
-// resetTrigger retracts the alert of the event a panel reset, if it comes
-// within triggers.reset_window of that alert.
-func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t Trigger) (TriggerAck, Trigger) {
+// resetTrigger is a panel's reset of one of its events: the source no longer
+// holds that event's alert raised. The alert is retracted (as a false alarm)
+// only when no other source still holds it raised, and only within
+// triggers.reset_window of the alert; later, an operator retracts.
+func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t Trigger, keep time.Duration) (TriggerAck, Trigger) {
 	rej := func(msg string) (TriggerAck, Trigger) {
 		return TriggerAck{EventID: t.EventID, Status: "rejected", Reason: msg}, t
 	}
@@ -198,6 +211,17 @@ func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t
 	}
 	if time.Since(st.Created) > g.cfg.Triggers.ResetWindow {
 		return rej(fmt.Sprintf("reset %v after the alert, later than the %v reset window: an operator retracts it", time.Since(st.Created).Round(time.Second), g.cfg.Triggers.ResetWindow))
+	}
+	still, err := g.q.Lower(ctx, id, src.ID, t.EventID, keep)
+	if errors.Is(err, priority.ErrReplay) {
+		return rej("replay: event_id " + t.EventID + " was already seen")
+	}
+	if err != nil {
+		return rej("cannot record the reset right now: " + err.Error()) // the source retries
+	}
+	if still > 0 {
+		return TriggerAck{EventID: t.EventID, Status: "lowered", AlertID: id,
+			Reason: fmt.Sprintf("%d other source(s) still hold the alert raised: it stays until they reset or an operator retracts it", still)}, t
 	}
 	if st.State != "retracted" {
 		err := g.retractAlert(ctx, id, "false_alarm", "reset at the panel of "+src.ID, sourcePrincipal(src))
@@ -329,9 +353,22 @@ func (g *Gateway) listTriggers(w http.ResponseWriter, r *http.Request, p *config
 		return forbidden("maintenance", fmt.Sprintf("principal %q may not read the trigger audit", p.ID))
 	}
 	status := r.URL.Query().Get("status")
-	log, err := g.q.AuditLog(r.Context(), 1000)
+	switch status {
+	case "", "accepted", "duplicate", "rejected", "quarantined", "reset", "lowered", "refused":
+	default:
+		return badRequest("status", fmt.Sprintf("%q is not accepted, duplicate, rejected, quarantined, reset, lowered or refused", status))
+	}
+	log, err := g.q.AuditLog(r.Context(), 1000, status == "rejected")
 	if err != nil {
 		return unavailable(err.Error())
+	}
+	if status == "" {
+		rej, err := g.q.AuditLog(r.Context(), 1000, true)
+		if err != nil {
+			return unavailable(err.Error())
+		}
+		log = append(log, rej...)
+		slices.SortStableFunc(log, func(a, b priority.AuditEntry) int { return b.At.Compare(a.At) })
 	}
 	out := []priority.AuditEntry{}
 	for _, e := range log {
@@ -341,4 +378,122 @@ func (g *Gateway) listTriggers(w http.ResponseWriter, r *http.Request, p *config
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"triggers": out})
 	return nil
+}
+
+// triggerPool decides MQTT triggers on a bounded set of goroutines. Each
+// source is rate-limited (triggers.rate, triggers.burst); what a flood or a
+// full queue drops is not dropped silently: it is counted and audited once a
+// second per source as a rejection (a list of its own, so real decisions stay
+// in the audit).
+type triggerPool struct {
+	in      chan triggerMsg
+	rate    rate.Limit
+	burst   int
+	known   func(source string) bool
+	mu      sync.Mutex
+	limits  map[string]*rate.Limiter
+	dropped map[string]int
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+type triggerMsg struct {
+	source  string
+	payload []byte
+}
+
+// triggerWorkers decide triggers at once; triggerQueue more may wait.
+const (
+	triggerWorkers = 8
+	triggerQueue   = 256
+)
+
+func newTriggerPool(cfg *config.Triggers) *triggerPool {
+	return &triggerPool{
+		in: make(chan triggerMsg, triggerQueue), rate: rate.Limit(cfg.Rate), burst: cfg.Burst,
+		known:  func(s string) bool { return cfg.Source(s) != nil },
+		limits: map[string]*rate.Limiter{}, dropped: map[string]int{}, stop: make(chan struct{}),
+	}
+}
+
+// offer takes one trigger from the broker's goroutine without blocking it.
+func (p *triggerPool) offer(source string, payload []byte) {
+	key := source
+	if !p.known(source) {
+		key = "(unknown sources)" // one limiter for every name an attacker makes up
+	}
+	p.mu.Lock()
+	l := p.limits[key]
+	if l == nil {
+		l = rate.NewLimiter(p.rate, p.burst)
+		p.limits[key] = l
+	}
+	ok := l.Allow()
+	if ok {
+		select {
+		case p.in <- triggerMsg{source, payload}:
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		p.dropped[key]++
+	}
+	p.mu.Unlock()
+}
+
+// start runs the workers and the once-a-second audit of dropped triggers
+// until close. decide answers one trigger; audit records a drop summary.
+func (p *triggerPool) start(decide func(source string, payload []byte), audit func(source string, n int)) {
+	for range triggerWorkers {
+		p.done.Add(1)
+		go func() { // exits when close is called
+			defer p.done.Done()
+			for {
+				select {
+				case m := <-p.in:
+					decide(m.source, m.payload)
+				case <-p.stop:
+					return
+				}
+			}
+		}()
+	}
+	p.done.Add(1)
+	go func() { // exits when close is called
+		defer p.done.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+			case <-p.stop:
+				return
+			}
+			p.mu.Lock()
+			dropped := p.dropped
+			p.dropped = map[string]int{}
+			p.mu.Unlock()
+			for src, n := range dropped {
+				audit(src, n)
+			}
+		}
+	}()
+}
+
+func (p *triggerPool) close() {
+	close(p.stop)
+	p.done.Wait()
+}
+
+// auditDropped records triggers a source's rate limit or the full queue
+// turned away in the last second.
+func (g *Gateway) auditDropped(source string, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	reason := fmt.Sprintf("%d trigger(s) dropped in the last second: over the source's rate limit (%g/s, burst %d) or the decision queue full", n, g.cfg.Triggers.Rate, g.cfg.Triggers.Burst)
+	if err := g.q.Audit(ctx, priority.AuditEntry{At: time.Now().UTC(), Source: source, Status: "rejected", Reason: reason}); err != nil {
+		g.log.Error().Err(err).Msg("Dropped triggers not audited")
+	}
+	g.log.Warn().Str("source", source).Int("dropped", n).Msg("Triggers dropped: rate limit or full queue")
 }

@@ -238,6 +238,57 @@ func TestPanelResetRetracts(t *testing.T) {
 	eventually(t, 5*time.Second, "all_clear 3/3", func() bool { return s.sirenCounts(string(a.AlertID))["retracted"] == "3/3" })
 }
 
+func resetOf(source string, tr gateway.Trigger) gateway.Trigger {
+	reset := gateway.Trigger{Trigger: "reset", Zone: tr.Zone, EventID: tr.EventID + "-reset", Timestamp: time.Now().UTC().Format(time.RFC3339Nano), ResetOf: tr.EventID}
+	reset.HMAC = gateway.TriggerMAC([]byte(triggerKeys[source]), reset)
+	return reset
+}
+
+// Two panels raise one alert. One panel's reset leaves it raised (the other
+// still holds it); the second reset retracts it. Then the button is pressed
+// again: a new alert that sounds, not a duplicate of the reset one.
+func TestResetRetractsOnlyWhenNoPanelHoldsTheAlert(t *testing.T) {
+	s := newStack(t, stackOptions{triggers: true})
+	p := newPanel(t, s)
+	t1 := trigger("school-button", "amok-button", "school", time.Now())
+	t2 := trigger("school-panel-2", "amok-button", "school", time.Now())
+	p.send("school-button", t1)
+	a := p.ack(t1.EventID)
+	p.send("school-panel-2", t2)
+	if b := p.ack(t2.EventID); b.Status != "duplicate" || b.AlertID != a.AlertID {
+		t.Fatalf("second panel: %+v; want a duplicate of %s", b, a.AlertID)
+	}
+	r1 := resetOf("school-button", t1)
+	p.send("school-button", r1)
+	if r := p.ack(r1.EventID); r.Status != "lowered" || r.AlertID != a.AlertID {
+		t.Fatalf("first reset: %+v; want lowered (the other panel still holds it)", r)
+	}
+	if st := s.get(string(a.AlertID)); st.Body["state"] == "retracted" {
+		t.Fatalf("one panel's reset retracted an alert the other still holds: %s", st.Raw)
+	}
+	// A replayed reset changes nothing.
+	p.mu.Lock()
+	delete(p.acks, r1.EventID)
+	p.mu.Unlock()
+	p.send("school-button", r1)
+	if r := p.ack(r1.EventID); r.Status != "rejected" || !strings.Contains(r.Reason, "replay") {
+		t.Fatalf("replayed reset: %+v; want rejected as a replay", r)
+	}
+	r2 := resetOf("school-panel-2", t2)
+	p.send("school-panel-2", r2)
+	if r := p.ack(r2.EventID); r.Status != "reset" {
+		t.Fatalf("second reset: %+v; want reset", r)
+	}
+	eventually(t, 5*time.Second, "retracted", func() bool { return s.get(string(a.AlertID)).Body["state"] == "retracted" })
+	again := trigger("school-button", "amok-button", "school", time.Now())
+	p.send("school-button", again)
+	n := p.ack(again.EventID)
+	if n.Status != "accepted" || n.AlertID == a.AlertID || n.Dedup == nil || n.Dedup.Rule != "retracted" {
+		t.Fatalf("pressed again after the reset: %+v; want a new alert (not merged into the retracted %s)", n, a.AlertID)
+	}
+	eventually(t, 5*time.Second, "the new alarm sounds", func() bool { return s.sirenCounts(string(n.AlertID))["delivered"] == float64(3) })
+}
+
 // deliveries counts the distinct deliveries the sirens received: a resend of
 // the same delivery id (its ack was late) is not a second delivery.
 func deliveries(s *stack) int {

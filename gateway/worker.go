@@ -96,48 +96,97 @@ func every(ctx context.Context, d time.Duration, f func(context.Context)) (stop 
 	return func() { cancel(); <-done }
 }
 
-// claimLoop keeps up to Workers jobs of one kind running. It claims as long as
-// there is work and a free slot, and otherwise blocks on the lane's wake list
-// for half a lease (at least 1s, Redis' BLPOP granularity in go-redis), so
-// expired leases are reclaimed within a lease and a half.
+// claimLoop keeps up to Workers jobs of one kind running, and up to
+// UrgentWorkers more of priority life-safety or above (retractions among
+// them): so a retraction or an Extreme alert is claimed at once even while
+// every ordinary worker is busy. It claims as long as there is work for a
+// free slot; otherwise it waits until a job ends or the lane's wake list
+// says work may have arrived (at least every half lease, so expired leases
+// and handed-back jobs whose time has come are claimed again).
 func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapters.Adapter, jobs *sync.WaitGroup) {
 	log := g.log.With().Str("kind", string(kind)).Logger()
-	slots := make(chan struct{}, g.cfg.Queue.Workers)
+	q := g.queueFor(kind)
+	var mu sync.Mutex
+	running := [2]int{} // ordinary, urgent
+	limit := [2]int{g.cfg.Queue.Workers, g.cfg.Queue.UrgentWorkers}
+	freed := make(chan struct{}, 1)
+	wake := g.waker(ctx, q, kind)
 	var lastErr string
 	for ctx.Err() == nil {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
+		mu.Lock()
+		pool, min := -1, alert.PriorityLowest
+		switch {
+		case running[0] < limit[0]:
+			pool = 0
+		case running[1] < limit[1]:
+			pool, min = 1, alert.PriorityLifeSafety
 		}
-		j, err := g.queueFor(kind).Claim(ctx, kind)
-		if err != nil || j == nil {
-			<-slots
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				if err.Error() != lastErr { // once per distinct error
-					log.Error().Err(err).Msg("Claim failed; retrying")
-					lastErr = err.Error()
-				}
-				sleep(ctx, 200*time.Millisecond)
-				continue
-			}
-			lastErr = ""
-			if err := g.queueFor(kind).Wait(ctx, kind, max(time.Second, g.q.Lease()/2)); err != nil && ctx.Err() == nil {
-				sleep(ctx, 200*time.Millisecond)
+		mu.Unlock()
+		if pool < 0 {
+			select {
+			case <-freed:
+			case <-ctx.Done():
 			}
 			continue
 		}
+		j, err := q.Claim(ctx, kind, min)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if err.Error() != lastErr { // once per distinct error
+				log.Error().Err(err).Msg("Claim failed; retrying")
+				lastErr = err.Error()
+			}
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
 		lastErr = ""
+		if j == nil {
+			select {
+			case <-freed:
+			case <-wake:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		mu.Lock()
+		running[pool]++
+		mu.Unlock()
 		jobs.Add(1)
 		go func() { // exits when the job is finished or handed back
 			defer jobs.Done()
-			defer func() { <-slots }()
+			defer func() {
+				mu.Lock()
+				running[pool]--
+				mu.Unlock()
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			}()
 			g.runJob(hard, j, a, log)
 		}()
 	}
+}
+
+// waker turns the lane's wake list into a channel: it signals when work may
+// have arrived, and at least every half lease (at least 1s, Redis' BLPOP
+// granularity in go-redis). It exits when ctx ends.
+func (g *Gateway) waker(ctx context.Context, q *priority.Queue, kind alert.Kind) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() { // exits when ctx ends
+		for ctx.Err() == nil {
+			if err := q.Wait(ctx, kind, max(time.Second, g.q.Lease()/2)); err != nil && ctx.Err() == nil {
+				sleep(ctx, 200*time.Millisecond)
+			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -151,7 +200,10 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // runJob delivers one job: it delivers to every target at once (the Fence
 // decorator re-checks the fence before each attempt), keeps the lease alive
-// meanwhile, and records the outcomes.
+// meanwhile, and records the outcomes. Targets it could not reach within the
+// retry hold, and targets cut short by shutdown, are handed back to the
+// queue with the job's outcomes (Finish): as never attempted ("queued") when
+// nothing was sent to them, else as attempted ("retry").
 func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapter, log zerolog.Logger) {
 	log = log.With().Str("alert_id", string(j.AlertID)).Str("job", j.ID).Logger()
 	ctx, cancel := context.WithCancelCause(hard)
@@ -176,7 +228,7 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 	defer stopBeat()
 
 	outcomes := make(map[string]alert.State, len(j.Targets))
-	abandoned := false
+	var later time.Duration // the soonest a deferred target may be tried again; 0: none deferred
 	prog := g.startProgress(ctx, j, log)
 	dctx, dcancel := context.WithDeadline(ctx, j.Expires())
 	dctx, waitInflight := adapters.WithInflight(dctx)
@@ -194,38 +246,23 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 			d := alert.Delivery{ID: alert.DeliveryID(al.ID, t, msg), Alert: al, Target: t, Message: msg, Reason: reason, Expires: j.Expires()}
 			actx, attempts := adapters.WithAttempts(dctx)
 			err := a.Deliver(actx, d)
-			st := alert.StateDelivered
-			switch {
-			case err == nil && g.pending[j.Kind]:
-				st = alert.StateSent // the provider has it; its callback tells the rest
+			st := g.outcome(ctx, dctx, j, err, attempts())
+			var de *adapters.DeferError
+			omu.Lock()
+			outcomes[id] = st
+			if errors.As(err, &de) && (later == 0 || de.After < later) {
+				later = max(de.After, time.Millisecond)
+			}
+			omu.Unlock()
+			switch st {
+			case alert.StateQueued, alert.StateRetry:
+				return // handed back with the job's outcomes
+			case alert.StateSent, alert.StateDelivered:
 				g.m.latency.WithLabelValues(string(j.Kind), string(msg)).Observe(time.Since(since).Seconds())
-			case err == nil:
-				g.m.latency.WithLabelValues(string(j.Kind), string(msg)).Observe(time.Since(since).Seconds())
-			case context.Cause(ctx) == errShutdown:
-				st = "" // abandoned: the job is handed back
-			case attempts() == 0 && (errors.Is(err, adapters.ErrFenced) || context.Cause(ctx) == errFenced):
-				// Never attempted: the target heard nothing and is owed nothing.
-				st = alert.StateCancelled
-			case attempts() == 0 && errors.Is(dctx.Err(), context.DeadlineExceeded):
-				st = alert.StateExpired
-			default:
-				// Attempted and not confirmed: failed. That includes a
-				// retraction arriving mid-attempt (fence or cut short), so
-				// the target is owed its retraction.
-				st = alert.StateFailed
+			case alert.StateFailed:
 				if !errors.Is(err, adapters.ErrFenced) && context.Cause(ctx) != errFenced {
 					log.Warn().Str("target", t.Key()).Str("message", string(msg)).Err(err).Msg("Delivery failed")
 				}
-			}
-			omu.Lock()
-			if st == "" {
-				abandoned = true
-			} else {
-				outcomes[id] = st
-			}
-			omu.Unlock()
-			if st == "" {
-				return
 			}
 			g.m.deliveries.WithLabelValues(string(j.Kind), string(msg), string(st)).Inc()
 			// A delivery cut short may have left its request on the wire. Its
@@ -242,14 +279,15 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 	// A provider call cut short may still be on its way; its target's
 	// retraction (queued by Finish) must not overtake it.
 	waitInflight()
-	if abandoned {
-		g.release(j, log)
-		return
+	var retryAt time.Time
+	if later > 0 {
+		backoff := min(g.cfg.Delivery.RetryInitial<<min(j.Retries, 20), g.cfg.Delivery.RetryMax)
+		retryAt = time.Now().Add(max(later, backoff))
 	}
 	// Finish must land: retry until it does or shutdown forces a hand-back (the
 	// lease then expires and another instance redoes the job).
 	for attempt := 0; ; attempt++ {
-		err := g.queueFor(j.Kind).Finish(context.WithoutCancel(ctx), j, outcomes)
+		err := g.queueFor(j.Kind).Finish(context.WithoutCancel(ctx), j, outcomes, retryAt)
 		if err == nil {
 			return
 		}
@@ -261,6 +299,36 @@ func (g *Gateway) runJob(hard context.Context, j *priority.Job, a adapters.Adapt
 		}
 		sleep(hard, 200*time.Millisecond)
 	}
+}
+
+// outcome is the ledger state a delivery's result leaves its target in.
+// What counts is whether the target was attempted — its original handed to
+// the provider or device, or perhaps so (a request cut short on the wire):
+// only an attempted target can have been reached, and only it is owed a
+// retraction.
+func (g *Gateway) outcome(ctx, dctx context.Context, j *priority.Job, err error, attempts int) alert.State {
+	var de *adapters.DeferError
+	switch {
+	case err == nil && g.pending[j.Kind]:
+		return alert.StateSent // the provider has it; its callback tells the rest
+	case err == nil:
+		return alert.StateDelivered
+	case attempts == 0 && (errors.Is(err, adapters.ErrFenced) || context.Cause(ctx) == errFenced):
+		// Never attempted: the target heard nothing and is owed nothing.
+		return alert.StateCancelled
+	case attempts == 0 && (errors.Is(dctx.Err(), context.DeadlineExceeded) || !time.Now().Before(j.Expires())):
+		return alert.StateExpired // never attempted, and now too late
+	case context.Cause(ctx) == errShutdown, errors.As(err, &de):
+		// Handed back: to another instance (shutdown) or for later (hold up).
+		if attempts == 0 {
+			return alert.StateQueued
+		}
+		return alert.StateRetry
+	}
+	// Attempted and not confirmed: failed. That includes a retraction
+	// arriving mid-attempt (fence or cut short), so the target is owed its
+	// retraction.
+	return alert.StateFailed
 }
 
 // progressEvery is how often a running job's outcomes so far go to the ledger.

@@ -78,11 +78,11 @@ func BenchmarkClaimFinish(b *testing.B) {
 		}
 		b.ResetTimer()
 		for range b.N {
-			j, err := q.Claim(ctx, alert.KindSiren)
+			j, err := q.Claim(ctx, alert.KindSiren, 0)
 			if err != nil || j == nil {
 				b.Fatalf("Claim = %v, %v", j, err)
 			}
-			if err := q.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}); err != nil {
+			if err := q.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}, time.Time{}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -151,7 +151,7 @@ func BenchmarkPlan10k(b *testing.B) {
 			}
 			b.StartTimer()
 			for range b.N {
-				j, err := q.Claim(ctx, alert.KindSMS)
+				j, err := q.Claim(ctx, alert.KindSMS, 0)
 				if err != nil || j == nil {
 					b.Fatalf("Claim = %v, %v", j, err)
 				}
@@ -159,7 +159,7 @@ func BenchmarkPlan10k(b *testing.B) {
 				for _, t := range j.Targets {
 					out[t] = alert.StateSent
 				}
-				if err := q.Finish(ctx, j, out); err != nil {
+				if err := q.Finish(ctx, j, out, time.Time{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -25,19 +25,21 @@ func (k keys) alerts() string { return k.prefix + ":alerts" }
 // dedup holds one alert id under a hashed idempotency key or fingerprint.
 func (k keys) dedup(kind, sum string) string { return k.prefix + ":dedup:" + kind + ":" + sum }
 
-// lane returns the four keys of a channel kind's lane: ready (sorted set of job
+// lane returns the keys of a channel kind's lane: ready (sorted set of job
 // ids by priority then sequence), jobs (hash id -> job JSON), leases (sorted set
-// of claimed job ids by lease deadline, ms) and wake (a list blocking readers wait on).
+// of claimed job ids by lease deadline, ms), wake (a list blocking readers
+// wait on), seq (the job sequence) and delayed (sorted set of handed-back job
+// ids by the time they may be claimed again, ms).
 func (k keys) lane(kind alert.Kind) laneKeys {
 	p := k.prefix + ":{lane:" + string(kind) + "}"
-	return laneKeys{ready: p + ":ready", jobs: p + ":jobs", leases: p + ":leases", wake: p + ":wake", seq: p + ":seq"}
+	return laneKeys{ready: p + ":ready", jobs: p + ":jobs", leases: p + ":leases", wake: p + ":wake", seq: p + ":seq", delayed: p + ":delayed"}
 }
 
 // pace holds a sender's next free send slot (GCRA).
 func (k keys) pace(sender string) string { return k.prefix + ":pace:{" + sender + "}" }
 
 // triggerEvent remembers a trigger source's event id (replay guard) and the
-// alert it made (for the panel's reset).
+// alert it made or joined (for the panel's reset).
 func (k keys) triggerEvent(source, event string) string {
 	return k.prefix + ":trig:" + source + ":" + sum(event)
 }
@@ -48,15 +50,25 @@ func (k keys) maintenance(source string) string { return k.prefix + ":maint:" + 
 // audit is the list of recent trigger decisions, newest first.
 func (k keys) audit() string { return k.prefix + ":audit" }
 
+// auditRejected is the list of recent rejected triggers, kept apart so a
+// flood of them never pushes real decisions out of audit.
+func (k keys) auditRejected() string { return k.prefix + ":audit:rejected" }
+
+// raised is the set of trigger sources that hold an alert raised (their
+// trigger, not yet reset at the panel).
+func (k keys) raised(id alert.ID) string { return k.alert(id) + ":raised" }
+
 // sources is the set of trigger sources that corroborate an alert.
 func (k keys) sources(id alert.ID) string { return k.alert(id) + ":src" }
 
 // fence is the pub/sub channel on which retract announces a fenced alert id.
 func (k keys) fence() string { return k.prefix + ":fence" }
 
-type laneKeys struct{ ready, jobs, leases, wake, seq string }
+type laneKeys struct{ ready, jobs, leases, wake, seq, delayed string }
 
-func (l laneKeys) list() []string { return []string{l.ready, l.jobs, l.leases, l.wake, l.seq} }
+func (l laneKeys) list() []string {
+	return []string{l.ready, l.jobs, l.leases, l.wake, l.seq, l.delayed}
+}
 
 // planning is the set of alerts whose plan is still being queued in chunks,
 // scored by the deadline of the instance planning it.

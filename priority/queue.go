@@ -29,6 +29,11 @@ var (
 	ErrNotFound = errors.New("alert not found")
 	// ErrRetracted: the alert is already retracted.
 	ErrRetracted = errors.New("alert already retracted")
+	// ErrIdempotencyConflict: the principal's Idempotency-Key names an
+	// earlier request with other content (Enqueued.ID names its alert).
+	ErrIdempotencyConflict = errors.New("idempotency key reused for a different alert")
+	// ErrReplay: the trigger event was seen before.
+	ErrReplay = errors.New("trigger event already seen")
 )
 
 // Options tune a Queue. Zero values take the defaults named on each field.
@@ -105,27 +110,81 @@ type Plan struct {
 	Alert *alert.Alert
 	// IdempotencyKey is the sender's Idempotency-Key, if any; it is scoped to Alert.Principal.
 	IdempotencyKey string
-	// Fingerprint identifies the event (source, event, zones, type); empty disables it.
+	// Fingerprint identifies the event (sender, event, zones, type); empty disables it.
 	Fingerprint string
 	Targets     []alert.Target
+	// Supersedes are alerts this one replaces (a CAP Update): they are fenced
+	// in the step that stores it, and their ledgers swept (Sweep).
+	Supersedes []alert.ID
+	// Trigger, if set, is the building system's event this alert comes
+	// from: its id is spent in the same step (a replay is ErrReplay).
+	Trigger *TriggerEvent
 }
 
-// Fingerprint builds the dedup fingerprint of an alert: source (or principal),
-// event, sorted zones, message type and status.
+// TriggerEvent names a trigger source's event and how long its id is remembered.
+type TriggerEvent struct {
+	Source, Event string
+	TTL           time.Duration
+}
+
+// TriggerPrincipalPrefix starts the principal id a trigger source acts as
+// ("source:school-button").
+const TriggerPrincipalPrefix = "source:"
+
+// Fingerprint builds the dedup fingerprint of an alert: who sent it, its
+// event, sorted zones, message type and status. An API principal's alerts
+// are its own (with the source it names, if any): one sender can never
+// absorb another's alert. Trigger sources coalesce by trigger template
+// (Source "trigger/amok-button"): each source was authenticated and allowed
+// the zone before it got here, so 52 panels pressed for one event make one
+// alert, each panel recorded on it.
 func Fingerprint(a *alert.Alert) string {
 	zones := slices.Clone(a.Zones)
 	slices.Sort(zones)
-	src := a.Source
-	if src == "" {
-		src = a.Principal
+	who := "p\x00" + a.Principal + "\x00" + a.Source
+	if strings.HasPrefix(a.Principal, TriggerPrincipalPrefix) {
+		who = "t\x00" + a.Source
 	}
-	return strings.Join([]string{src, strings.ToLower(a.Event), strings.Join(zones, ","), a.MsgType, string(a.Status)}, "\x00")
+	return strings.Join([]string{who, strings.ToLower(a.Event), strings.Join(zones, ","), a.MsgType, string(a.Status)}, "\x00")
+}
+
+// contentDigest sums what an alert says and to whom (not its id, times or
+// expiry): an Idempotency-Key repeated with another digest is a conflict.
+func contentDigest(a *alert.Alert) string {
+	zones, kinds := slices.Clone(a.Zones), make([]string, len(a.Channels))
+	slices.Sort(zones)
+	for i, k := range a.Channels {
+		kinds[i] = string(k)
+	}
+	slices.Sort(kinds)
+	return sum(string(a.Status), a.MsgType, a.Source, a.Event, a.Severity.String(), a.Urgency.String(), a.Certainty,
+		a.Headline, a.Description, a.Instruction, a.Language, strings.Join(zones, ","), strings.Join(kinds, ","))
+}
+
+// channelSet writes an alert's channel kinds as ",siren,sms," for the
+// enqueue script's escalation check.
+func channelSet(ks []alert.Kind) string {
+	var b strings.Builder
+	b.WriteString(",")
+	for _, k := range ks {
+		b.WriteString(string(k) + ",")
+	}
+	return b.String()
 }
 
 // Enqueued is what Enqueue did.
 type Enqueued struct {
+	// ID is the new alert, or the alert that absorbed the request.
 	ID        alert.ID
 	Duplicate bool
+	// Why says which rule decided: for a duplicate "idempotency_key" or
+	// "fingerprint"; for a new alert, why the earlier alert with the same
+	// fingerprint (Earlier) did not absorb it: "retracted" (or superseded),
+	// "expired" or "escalated"; "" when there was none.
+	Why     string
+	Earlier alert.ID
+	// Fenced are the superseded alerts fenced in the same step.
+	Fenced []alert.ID
 }
 
 type jobSpec struct {
@@ -142,10 +201,13 @@ func sum(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Enqueue stores a new alert, its ledger and its jobs, or, if the principal's
-// idempotency key or the fingerprint was seen inside its window, returns the
-// first alert's id with Duplicate set. When it returns nil the alert is
-// committed in Redis with every job planned.
+// Enqueue stores a new alert, its ledger and its jobs, or returns the alert
+// that absorbs it with Duplicate set, by the rules written at enqueueCmd (a
+// retracted, superseded or expired alert never absorbs a new one, nor does
+// one the new request escalates). When it returns nil the alert is committed
+// in Redis with every job planned, and the alerts it supersedes are fenced.
+// A reused Idempotency-Key with other content is ErrIdempotencyConflict, a
+// trigger event seen before ErrReplay; either way nothing was stored.
 //
 // A plan of more than PlanChunk targets is queued in chunks, one script call
 // each, so Redis is never blocked for long (a siren trigger waits behind one
@@ -154,7 +216,7 @@ func sum(parts ...string) string {
 // Resume in another instance finishes the plan after a lease.
 func (q *Queue) Enqueue(ctx context.Context, p Plan) (Enqueued, error) {
 	res, specs, planned, err := q.enqueueFirst(ctx, p)
-	if err != nil || res.Duplicate || planned == len(specs) {
+	if err != nil || res.Duplicate || planned >= len(specs) {
 		return res, err
 	}
 	return res, q.planRest(ctx, p.Alert, specs, planned)
@@ -175,7 +237,8 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 	}
 	now := q.opts.Now()
 	idemTTL, fpTTL := int64(0), int64(0)
-	idemKey, fpKey := q.k.dedup("i", "-"), q.k.dedup("f", "-")
+	idemKey, fpKey, eventKey := "-", "-", "-"
+	eventTTL := int64(0)
 	if p.IdempotencyKey != "" {
 		idemTTL = q.opts.IdempotencyTTL.Milliseconds()
 		idemKey = q.k.dedup("i", sum(a.Principal, p.IdempotencyKey))
@@ -184,16 +247,44 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		fpTTL = q.opts.DedupWindow.Milliseconds()
 		fpKey = q.k.dedup("f", sum(p.Fingerprint))
 	}
+	if p.Trigger != nil {
+		eventKey, eventTTL = q.k.triggerEvent(p.Trigger.Source, p.Trigger.Event), p.Trigger.TTL.Milliseconds()
+	}
 	keep := a.Expires.Add(q.opts.Retain)
-	r, err := enqueueCmd.Run(ctx, q.rdb,
-		[]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning()},
-		q.opts.Prefix, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
+	args := []any{q.opts.Prefix, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
-		len(specs), now.Add(q.opts.Lease).UnixMilli()).Slice()
+		len(specs), now.Add(q.opts.Lease).UnixMilli(),
+		int(a.Severity), int(a.Urgency), channelSet(a.Channels), contentDigest(a),
+		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli()}
+	for _, id := range p.Supersedes {
+		args = append(args, string(id))
+	}
+	r, err := enqueueCmd.Run(ctx, q.rdb,
+		[]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning(), eventKey, q.k.retracting()},
+		args...).Slice()
 	if err != nil {
 		return res, nil, 0, fmt.Errorf("enqueue: %w", err)
 	}
-	return Enqueued{ID: alert.ID(r[1].(string)), Duplicate: r[0].(int64) == 1}, specs, planned, nil
+	res = Enqueued{ID: alert.ID(str(r[1])), Why: str(r[2]), Earlier: alert.ID(str(r[3]))}
+	if f, ok := r[4].([]any); ok {
+		for _, id := range f {
+			res.Fenced = append(res.Fenced, alert.ID(str(id)))
+		}
+	}
+	switch r[0].(int64) {
+	case 1:
+		res.Duplicate = true
+	case 2:
+		return res, nil, 0, ErrIdempotencyConflict
+	case 3:
+		return res, nil, 0, ErrReplay
+	}
+	return res, specs, planned, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
 }
 
 // specs batches targets into jobs per kind, keeping their order: the plan.
@@ -337,6 +428,9 @@ type Job struct {
 	Seq      int64          `json:"q"`
 	Targets  []string       `json:"t"`
 	ExpireMS int64          `json:"x"`
+	// Retries counts how often the job's targets were handed back for a
+	// later attempt (the backoff grows with it).
+	Retries int `json:"n,omitempty"`
 }
 
 // Message is what the job tells its targets.
@@ -350,14 +444,16 @@ func (j *Job) Message() alert.Message {
 // Expires is when the job stops being worth doing.
 func (j *Job) Expires() time.Time { return time.UnixMilli(j.ExpireMS) }
 
-// Claim takes the highest-priority job of kind's lane, leases it and marks its
-// targets in flight, after first reclaiming expired leases. It returns nil, nil
-// when the lane is empty. A fenced alert's original jobs are never returned.
-func (q *Queue) Claim(ctx context.Context, kind alert.Kind) (*Job, error) {
+// Claim takes the highest-priority job of kind's lane whose priority is at
+// least min, leases it and marks its targets in flight, after first
+// reclaiming expired leases and readying handed-back jobs whose time has
+// come. It returns nil, nil when no such job is ready. A fenced alert's
+// original jobs are never returned.
+func (q *Queue) Claim(ctx context.Context, kind alert.Kind, min alert.Priority) (*Job, error) {
 	l := q.k.lane(kind)
-	raw, err := claimCmd.Run(ctx, q.rdb, []string{l.ready, l.jobs, l.leases},
+	raw, err := claimCmd.Run(ctx, q.rdb, []string{l.ready, l.jobs, l.leases, l.delayed},
 		q.opts.Prefix, q.opts.Now().UnixMilli(), q.opts.Lease.Milliseconds(),
-		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds()).Text()
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), int(min)).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -392,12 +488,23 @@ func (q *Queue) Extend(ctx context.Context, j *Job) (bool, error) {
 	return n == 1, nil
 }
 
-// Finish records the outcome of each target of a claimed job and drops the job.
-// Targets missing from outcomes keep their ledger state. If the alert was fenced
-// meanwhile, the attempted targets' retractions are queued in the same step.
-func (q *Queue) Finish(ctx context.Context, j *Job, outcomes map[string]alert.State) error {
+// Finish records the outcome of each target of a claimed job and drops the
+// job. Targets missing from outcomes keep their ledger state. If the alert was
+// fenced meanwhile, the attempted targets' retractions are queued in the same
+// step.
+//
+// Targets whose outcome is StateQueued (never attempted) or StateRetry
+// (attempted, not confirmed) are handed back: they go on a new job that may
+// be claimed from retryAt on (at once when zero), so a target that cannot be
+// reached now waits in Redis, not in a worker. A non-zero retryAt counts as
+// one more retry of the job.
+func (q *Queue) Finish(ctx context.Context, j *Job, outcomes map[string]alert.State, retryAt time.Time) error {
 	l := q.k.lane(j.Kind)
-	args := []any{q.opts.Prefix, j.ID, q.opts.Now().UnixMilli(), q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds()}
+	bump := 0
+	if !retryAt.IsZero() {
+		bump = 1
+	}
+	args := []any{q.opts.Prefix, j.ID, q.opts.Now().UnixMilli(), q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), retryAt.UnixMilli(), bump}
 	for _, t := range j.Targets {
 		if st, ok := outcomes[t]; ok {
 			args = append(args, t, string(st))
@@ -427,13 +534,14 @@ func (q *Queue) Progress(ctx context.Context, j *Job, outcomes map[string]alert.
 	return nil
 }
 
-// Release hands a claimed job back to its lane at once, for another worker.
+// Release hands a claimed job back to its lane at once, for another worker,
+// as never attempted (the worker gave up before sending anything).
 func (q *Queue) Release(ctx context.Context, j *Job) error {
-	l := q.k.lane(j.Kind)
-	if err := releaseCmd.Run(ctx, q.rdb, []string{l.jobs, l.leases, l.ready, l.wake}, j.ID).Err(); err != nil {
-		return fmt.Errorf("release %s: %w", j.ID, err)
+	out := make(map[string]alert.State, len(j.Targets))
+	for _, t := range j.Targets {
+		out[t] = alert.StateQueued
 	}
-	return nil
+	return q.Finish(ctx, j, out, time.Time{})
 }
 
 // Fenced reports whether the alert has been retracted.
@@ -562,6 +670,9 @@ type Counts struct {
 	Failed    int `json:"failed"`
 	Cancelled int `json:"cancelled"`
 	Expired   int `json:"expired"`
+	// Retrying are targets attempted without confirmation, waiting in the
+	// queue for their next attempt.
+	Retrying int `json:"retrying"`
 	// Owed is the number of targets that must be told of the retraction;
 	// Retracted those it has been handed to (delivered, or accepted by the
 	// provider).
@@ -591,7 +702,9 @@ type DeliveryState struct {
 }
 
 // Status reads an alert with its ledger and derives its overall state:
-// retracted, queued, delivering, completed or expired.
+// retracted; expired once its expiry has passed with targets still open, or
+// when every target ended by expiry; completed when no target is open;
+// delivering once some target is no longer queued; else queued.
 func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 	fields, err := q.rdb.HGetAll(ctx, q.k.alert(id)).Result()
 	if err != nil {
@@ -611,7 +724,7 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 	if ms, err := strconv.ParseInt(fields["retracted"], 10, 64); err == nil {
 		s.Retracted = time.UnixMilli(ms)
 	}
-	open := 0
+	open, expired := 0, 0
 	for f, v := range fields {
 		f, counter := strings.CutPrefix(f, "n|")
 		n, err := strconv.Atoi(v)
@@ -646,6 +759,9 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 		case alert.StateInFlight:
 			c.InFlight += n
 			open += n
+		case alert.StateRetry:
+			c.Retrying += n
+			open += n
 		case alert.StateSent:
 			c.Sent += n
 		case alert.StateDelivered:
@@ -656,6 +772,7 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 			c.Cancelled += n
 		case alert.StateExpired:
 			c.Expired += n
+			expired += n
 		}
 	}
 	fenced := fields["fence"] == "1"
@@ -667,12 +784,17 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 			c.Summary = fmt.Sprintf("%d/%d", c.Retracted, c.Owed)
 		}
 	}
+	planning := fields["jobs_total"] != "" && fields["jobs_total"] != fields["jobs_planned"]
 	switch {
 	case fenced:
 		s.State = "retracted"
-	case open == 0 && s.Targets > 0:
+	case open == 0 && !planning && s.Targets > 0 && expired == s.Targets:
+		// Every target ended by expiry: none was told anything.
+		s.State = "expired"
+	case open == 0 && !planning && s.Targets > 0:
 		s.State = "completed"
-	case open == 0 && q.opts.Now().After(a.Expires):
+	case !q.opts.Now().Before(a.Expires):
+		// What is still open will not be sent: its jobs are dropped when claimed.
 		s.State = "expired"
 	case open < s.Targets:
 		s.State = "delivering"

@@ -51,11 +51,12 @@ func TestDedupByIdempotencyKeyAndFingerprint(t *testing.T) {
 	if err != nil || first.Duplicate || first.ID != a.ID {
 		t.Fatalf("Enqueue(first) = %+v, %v; want new %s", first, err, a.ID)
 	}
-	// Same key, same principal, different event: a duplicate by key.
-	b := newAlert("flood", alert.SeverityMinor, alert.UrgencyFuture)
-	got, err := q.Enqueue(ctx, priority.Plan{Alert: b, IdempotencyKey: "k1", Targets: sirens(2)})
-	if err != nil || !got.Duplicate || got.ID != a.ID {
-		t.Fatalf("Enqueue(same key) = %+v, %v; want duplicate of %s", got, err, a.ID)
+	// Same key, same principal, same content: the request repeated.
+	b := *a
+	b.ID = "retry-of-k1"
+	got, err := q.Enqueue(ctx, priority.Plan{Alert: &b, IdempotencyKey: "k1", Targets: sirens(2)})
+	if err != nil || !got.Duplicate || got.ID != a.ID || got.Why != "idempotency_key" {
+		t.Fatalf("Enqueue(same key) = %+v, %v; want duplicate of %s by idempotency_key", got, err, a.ID)
 	}
 	// Same key from another principal is a new alert.
 	c := newAlert("storm", alert.SeverityMinor, alert.UrgencyFuture)
@@ -113,11 +114,11 @@ func TestStrictPriorityBehindTenThousandJobs(t *testing.T) {
 	if d, _ := q.Depth(ctx, alert.KindSiren); d != 10001 {
 		t.Fatalf("Depth = %d, want 10001", d)
 	}
-	j, err := q.Claim(ctx, alert.KindSiren)
+	j, err := q.Claim(ctx, alert.KindSiren, 0)
 	if err != nil || j == nil || j.AlertID != high.ID {
 		t.Fatalf("Claim = %+v, %v; want the life-safety alert %s first", j, err, high.ID)
 	}
-	if err := q.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}); err != nil {
+	if err := q.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	// A retraction outranks everything, even life-safety alerts queued before it.
@@ -128,15 +129,15 @@ func TestStrictPriorityBehindTenThousandJobs(t *testing.T) {
 	if _, err := q.Retract(ctx, high.ID, "false_alarm", ""); err != nil {
 		t.Fatal(err)
 	}
-	j, err = q.Claim(ctx, alert.KindSiren)
+	j, err = q.Claim(ctx, alert.KindSiren, 0)
 	if err != nil || j == nil || j.AlertID != high.ID || j.Message() != alert.MessageRetraction {
 		t.Fatalf("Claim = %+v, %v; want the retraction of %s", j, err, high.ID)
 	}
-	j, _ = q.Claim(ctx, alert.KindSiren)
+	j, _ = q.Claim(ctx, alert.KindSiren, 0)
 	if j == nil || j.AlertID != high2.ID {
 		t.Fatalf("Claim = %+v; want %s next", j, high2.ID)
 	}
-	j, _ = q.Claim(ctx, alert.KindSiren)
+	j, _ = q.Claim(ctx, alert.KindSiren, 0)
 	if j == nil || j.AlertID != low.ID || j.Targets[0] != "s00000" {
 		t.Fatalf("Claim = %+v; want the oldest bulk job", j)
 	}
@@ -152,7 +153,7 @@ func TestExpiredLeaseIsReclaimedByAnotherInstance(t *testing.T) {
 	if _, err := crashed.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(3)}); err != nil {
 		t.Fatal(err)
 	}
-	j, err := crashed.Claim(ctx, alert.KindSiren)
+	j, err := crashed.Claim(ctx, alert.KindSiren, 0)
 	if err != nil || j == nil {
 		t.Fatalf("Claim = %v, %v", j, err)
 	}
@@ -161,7 +162,7 @@ func TestExpiredLeaseIsReclaimedByAnotherInstance(t *testing.T) {
 	start := time.Now()
 	var got *priority.Job
 	for got == nil && time.Since(start) < 5*time.Second {
-		if got, err = survivor.Claim(ctx, alert.KindSiren); err != nil {
+		if got, err = survivor.Claim(ctx, alert.KindSiren, 0); err != nil {
 			t.Fatal(err)
 		}
 		if got == nil {
@@ -176,7 +177,7 @@ func TestExpiredLeaseIsReclaimedByAnotherInstance(t *testing.T) {
 	if ok, err := survivor.Extend(ctx, got); !ok || err != nil {
 		t.Fatalf("Extend = %v, %v; want true", ok, err)
 	}
-	if again, _ := crashed.Claim(ctx, alert.KindSiren); again != nil {
+	if again, _ := crashed.Claim(ctx, alert.KindSiren, 0); again != nil {
 		t.Fatalf("Claim while leased = %+v, want nothing", again)
 	}
 }
@@ -223,7 +224,7 @@ func TestFenceAgainstConcurrentClaims(t *testing.T) {
 				mu.Lock()
 				wasRetracted := retracted
 				mu.Unlock()
-				j, err := w.Claim(ctx, alert.KindSiren)
+				j, err := w.Claim(ctx, alert.KindSiren, 0)
 				if err != nil {
 					t.Error(err)
 					return
@@ -236,7 +237,7 @@ func TestFenceAgainstConcurrentClaims(t *testing.T) {
 					continue
 				}
 				if j.Message() == alert.MessageRetraction {
-					w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered})
+					w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}, time.Time{})
 					continue
 				}
 				mu.Lock()
@@ -245,7 +246,7 @@ func TestFenceAgainstConcurrentClaims(t *testing.T) {
 					late = append(late, j.ID)
 				}
 				mu.Unlock()
-				w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered})
+				w.Finish(ctx, j, map[string]alert.State{j.Targets[0]: alert.StateDelivered}, time.Time{})
 			}
 		}()
 	}
@@ -304,7 +305,7 @@ func TestRetractUnknownAndTwice(t *testing.T) {
 	if c := st.Counts[alert.KindSiren]; c.Cancelled != 2 || c.Summary != "0/0" {
 		t.Fatalf("counts = %+v; want 2 cancelled, retracted 0/0", c)
 	}
-	if j, _ := q.Claim(ctx, alert.KindSiren); j != nil {
+	if j, _ := q.Claim(ctx, alert.KindSiren, 0); j != nil {
 		t.Fatalf("Claim after retract = %+v, want nothing", j)
 	}
 }
@@ -314,13 +315,13 @@ func TestCrashedWorkerOfFencedAlertOwesRetraction(t *testing.T) {
 	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{Lease: 500 * time.Millisecond})
 	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
 	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(2)})
-	if j, _ := q.Claim(ctx, alert.KindSiren); j == nil {
+	if j, _ := q.Claim(ctx, alert.KindSiren, 0); j == nil {
 		t.Fatal("no job")
 	}
 	// The worker dies mid-send; then the alert is retracted.
 	q.Retract(ctx, a.ID, "false_alarm", "")
 	time.Sleep(600 * time.Millisecond)
-	j, err := q.Claim(ctx, alert.KindSiren)
+	j, err := q.Claim(ctx, alert.KindSiren, 0)
 	if err != nil || j == nil || j.Message() != alert.MessageRetraction || len(j.Targets) != 2 {
 		t.Fatalf("Claim = %+v, %v; want the retraction of both in-flight sirens", j, err)
 	}
@@ -332,7 +333,7 @@ func TestExpiredJobIsNotHandedOut(t *testing.T) {
 	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
 	a.Expires = time.Now().Add(-time.Second)
 	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(2)})
-	if j, _ := q.Claim(ctx, alert.KindSiren); j != nil {
+	if j, _ := q.Claim(ctx, alert.KindSiren, 0); j != nil {
 		t.Fatalf("Claim = %+v, want nothing (expired)", j)
 	}
 	st, _ := q.Status(ctx, a.ID)
@@ -348,7 +349,7 @@ func drain(t *testing.T, q *priority.Queue, kind alert.Kind) map[string]int {
 	ctx := context.Background()
 	got := map[string]int{}
 	for {
-		j, err := q.Claim(ctx, kind)
+		j, err := q.Claim(ctx, kind, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,7 +361,7 @@ func drain(t *testing.T, q *priority.Queue, kind alert.Kind) map[string]int {
 			got[id]++
 			out[id] = alert.StateDelivered
 		}
-		if err := q.Finish(ctx, j, out); err != nil {
+		if err := q.Finish(ctx, j, out, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,7 +479,7 @@ func TestProgressInBatches(t *testing.T) {
 	if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(3)}); err != nil {
 		t.Fatal(err)
 	}
-	j, err := q.Claim(ctx, alert.KindSiren)
+	j, err := q.Claim(ctx, alert.KindSiren, 0)
 	if err != nil || j == nil {
 		t.Fatalf("Claim = %v, %v", j, err)
 	}

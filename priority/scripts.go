@@ -55,18 +55,24 @@ end
 
 local function lane(prefix, kind)
   local p = prefix .. ':{lane:' .. kind .. '}'
-  return p .. ':ready', p .. ':jobs', p .. ':wake', p .. ':seq'
+  return p .. ':ready', p .. ':jobs', p .. ':wake', p .. ':seq', p .. ':delayed'
 end
 
 local function ledger_key(prefix, id)
   return prefix .. ':{a:' .. id .. '}:l'
 end
 
-local function push_job(prefix, job)
-  local ready, jobs, wake, seq = lane(prefix, job.k)
+-- push_job puts a job on its lane: ready at once, or, with not_before (ms),
+-- on the lane's delayed set until then (claimCmd moves it to ready).
+local function push_job(prefix, job, not_before)
+  local ready, jobs, wake, seq, delayed = lane(prefix, job.k)
   job.q = redis.call('INCR', seq)
   job.id = job.a .. ':' .. job.m .. ':' .. job.k .. ':' .. job.q
   redis.call('HSET', jobs, job.id, cjson.encode(job))
+  if not_before then
+    redis.call('ZADD', delayed, not_before, job.id)
+    return
+  end
   redis.call('ZADD', ready, (10 - job.p) * 1e13 + job.q, job.id)
   if redis.call('LLEN', wake) < 64 then redis.call('LPUSH', wake, '1') end
 end
@@ -107,42 +113,105 @@ local function add_jobs(prefix, id, ledger, jobs, prio, expires)
   end
 end
 
+-- attempted: a target in this state may have been reached (its original
+-- was handed to a provider or device, or may have been), so a retraction
+-- owes it a notice. "retry" is attempted and waiting for its next attempt.
 local function attempted(st)
-  return st == 'in_flight' or st == 'sent' or st == 'delivered' or st == 'failed'
+  return st == 'in_flight' or st == 'sent' or st == 'delivered' or st == 'failed' or st == 'retry'
 end
 `
 
-// enqueueCmd deduplicates an alert and, if it is new, stores it with its ledger
-// and puts its jobs on their lanes, all in one step. A large alert's jobs come
-// in chunks: this script takes the first, records how many jobs there are and
-// puts the alert on the planning set with a deadline; planCmd adds the rest.
+// enqueueCmd decides whether an alert is new, and if it is, stores it with
+// its ledger and puts its jobs on their lanes, all in one step. The rules
+// (the dedup table in README.md, tested row by row in dedup_test.go):
 //
-// KEYS[1] idempotency dedup key   KEYS[2] fingerprint dedup key
+//   - A trigger's event id (KEYS[7]) is spent here, in the step that stores
+//     the decision: seen before, the request is a replay (3) and changes
+//     nothing. A failed call spends nothing, so the source's retry is heard.
+//   - An Idempotency-Key (KEYS[1], per principal) names one request: its
+//     repeat is answered with the alert it made, whatever became of it (1),
+//     and refused if its content differs (2).
+//   - A fingerprint (KEYS[2]: sender, event, zones, type, status) absorbs the
+//     request into the alert it names (1) only while that alert is live and
+//     the request asks for nothing more: not after it was retracted or
+//     superseded (fenced) or expired, and not when the request escalates it —
+//     a higher severity or urgency, or a channel kind it did not use. Then
+//     the request is a new alert (0) and takes the fingerprint over; the
+//     answer names the earlier alert and why it did not absorb it.
+//   - A new alert fences the alerts it supersedes (a CAP Update) in the same
+//     step, so a crash leaves either the old alerts or the new one in force,
+//     never neither. Their ledgers are swept by sweepCmd (retracting set).
+//
+// KEYS[1] idempotency dedup key ("-": none)   KEYS[2] fingerprint dedup key ("-": none)
 // KEYS[3] alert hash              KEYS[4] ledger
 // KEYS[5] alerts index            KEYS[6] planning set
+// KEYS[7] trigger event key ("-": none)       KEYS[8] retracting set
 // ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] alert JSON
-// ARGV[4] idempotency TTL ms (0: no key)  ARGV[5] fingerprint TTL ms (0: none)
+// ARGV[4] idempotency TTL ms   ARGV[5] fingerprint TTL ms
 // ARGV[6] now ms       ARGV[7] keep-until ms (PEXPIREAT of the alert's keys)
 // ARGV[8] expires ms   ARGV[9] priority
 // ARGV[10] jobs JSON: [{k: kind, t: [target ids]}], the first chunk
 // ARGV[11] index horizon ms: index entries created before it are dropped
 // ARGV[12] jobs in the whole plan   ARGV[13] planning deadline ms
+// ARGV[14] severity (0 Unknown .. 4 Extreme)   ARGV[15] urgency (0 Unknown .. 4 Immediate)
+// ARGV[16] channel kinds as ",siren,sms,"      ARGV[17] content digest
+// ARGV[18] trigger event TTL ms   ARGV[19] fence channel   ARGV[20] sweep deadline ms
+// ARGV[21..] ids of the alerts this one supersedes
 //
-// Returns {0, id} for a new alert, {1, existing id} for a duplicate.
+// Returns {code, id, why, earlier, fenced}: code 0 a new alert (why: "" or
+// why the earlier alert with its fingerprint did not absorb it: retracted,
+// expired, escalated); 1 a duplicate of id (why: idempotency_key or
+// fingerprint); 2 the idempotency key names id, whose content differs; 3 a
+// replayed trigger event. fenced lists the superseded alerts fenced now.
 var enqueueCmd = ledgerScript(`
-if ARGV[4] ~= '0' then
-  local prev = redis.call('GET', KEYS[1])
-  if prev then return {1, prev} end
+local now = tonumber(ARGV[6])
+if KEYS[7] ~= '-' and redis.call('EXISTS', KEYS[7]) == 1 then
+  return {3, redis.call('GET', KEYS[7]), 'replay', '', {}}
 end
-if ARGV[5] ~= '0' then
+local function spend(id)
+  if KEYS[7] ~= '-' then redis.call('SET', KEYS[7], id, 'PX', ARGV[18]) end
+end
+if KEYS[1] ~= '-' then
+  local prev = redis.call('GET', KEYS[1])
+  if prev then
+    local d = redis.call('HGET', ARGV[1] .. ':{a:' .. prev .. '}', 'digest')
+    if d and d ~= ARGV[17] then return {2, prev, 'idempotency_key', '', {}} end
+    return {1, prev, 'idempotency_key', '', {}}
+  end
+end
+local why, earlier = '', ''
+if KEYS[2] ~= '-' then
   local prev = redis.call('GET', KEYS[2])
-  if prev then return {1, prev} end
+  if prev then
+    local a = redis.call('HMGET', ARGV[1] .. ':{a:' .. prev .. '}', 'fence', 'expires', 'sev', 'urg', 'ch')
+    earlier = prev
+    if not a[2] then
+      why = ''
+      earlier = ''
+    elseif a[1] == '1' then
+      why = 'retracted'
+    elseif now >= tonumber(a[2]) then
+      why = 'expired'
+    elseif a[3] and (tonumber(ARGV[14]) > tonumber(a[3]) or tonumber(ARGV[15]) > tonumber(a[4])) then
+      why = 'escalated'
+    elseif a[5] then
+      for k in string.gmatch(ARGV[16], '[^,]+') do
+        if not string.find(a[5], ',' .. k .. ',', 1, true) then why = 'escalated' end
+      end
+    end
+    if why == '' and earlier ~= '' then
+      spend(prev)
+      return {1, prev, 'fingerprint', '', {}}
+    end
+  end
 end
 local id = ARGV[2]
-if ARGV[4] ~= '0' then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
-if ARGV[5] ~= '0' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
+spend(id)
+if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
+if KEYS[2] ~= '-' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
 local jobs = cjson.decode(ARGV[10])
-redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8])
+redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8],
+  'sev', ARGV[14], 'urg', ARGV[15], 'ch', ARGV[16], 'digest', ARGV[17])
 if tonumber(ARGV[12]) > #jobs then
   redis.call('HSET', KEYS[3], 'jobs_total', ARGV[12], 'jobs_planned', #jobs)
   redis.call('ZADD', KEYS[6], ARGV[13], id)
@@ -152,7 +221,18 @@ redis.call('PEXPIREAT', KEYS[3], ARGV[7])
 if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
-return {0, id}
+local fenced = {}
+for i = 21, #ARGV do
+  local old = ARGV[1] .. ':{a:' .. ARGV[i] .. '}'
+  if redis.call('EXISTS', old) == 1 and redis.call('HGET', old, 'fence') ~= '1' then
+    redis.call('HSET', old, 'fence', '1', 'reason', 'superseded', 'note', 'superseded by ' .. id,
+      'retracted', ARGV[6], 'sweep', '0', 'superseded_by', id)
+    redis.call('PUBLISH', ARGV[19], ARGV[i])
+    redis.call('ZADD', KEYS[8], ARGV[20], ARGV[i])
+    fenced[#fenced + 1] = ARGV[i]
+  end
+end
+return {0, id, why, earlier, fenced}
 `)
 
 // planCmd adds the next chunk of a large alert's jobs, if the plan stands at
@@ -204,18 +284,20 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 `)
 
-// claimCmd first hands expired leases back to the ready set, then pops the
-// highest-priority job whose alert is not fenced, marks its targets in flight
-// and leases it. Jobs of a fenced (retracted) alert are never handed out: their
-// queued targets are cancelled, and targets a crashed worker left in flight are
-// treated as attempted and queued for retraction. Expired jobs are dropped and
-// their targets marked expired.
+// claimCmd first hands expired leases back to the ready set and moves
+// delayed jobs whose time has come onto it, then pops the highest-priority
+// job at or above the minimum priority whose alert is not fenced, marks its
+// targets in flight and leases it. Jobs of a fenced (retracted) alert are
+// never handed out: their queued targets are cancelled; targets a crashed
+// worker left in flight, or that wait for a retry, are attempted and owed
+// their retraction. Expired jobs are dropped: targets never attempted are
+// marked expired, attempted ones failed.
 //
-// KEYS[1] ready   KEYS[2] jobs   KEYS[3] leases
+// KEYS[1] ready   KEYS[2] jobs   KEYS[3] leases   KEYS[4] delayed
 // ARGV[1] key prefix   ARGV[2] now ms   ARGV[3] lease ms   ARGV[4] retraction batch
-// ARGV[5] retraction expiry ms
+// ARGV[5] retraction expiry ms   ARGV[6] minimum priority (0 takes any job)
 //
-// Returns the job JSON, or false when the lane is empty.
+// Returns the job JSON, or false when no job at or above the minimum is ready.
 var claimCmd = ledgerScript(`
 local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
@@ -227,10 +309,22 @@ for _, jid in ipairs(expired) do
     redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
   end
 end
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
+for _, jid in ipairs(due) do
+  redis.call('ZREM', KEYS[4], jid)
+  local raw = redis.call('HGET', KEYS[2], jid)
+  if raw then
+    local j = cjson.decode(raw)
+    redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
+  end
+end
+-- Scores below bound belong to jobs of the minimum priority or higher.
+local bound = (11 - tonumber(ARGV[6])) * 1e13
 while true do
-  local top = redis.call('ZPOPMIN', KEYS[1])
-  if #top == 0 then return false end
+  local top = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #top == 0 or tonumber(top[2]) >= bound then return false end
   local jid = top[1]
+  redis.call('ZREM', KEYS[1], jid)
   local raw = redis.call('HGET', KEYS[2], jid)
   if raw then
     local j = cjson.decode(raw)
@@ -243,9 +337,9 @@ while true do
       local retract = {}
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
-        if st == 'in_flight' then
+        if st == 'in_flight' or st == 'retry' then
           set_state(ledger, field(t), st, 'failed')
-          retract[#retract + 1] = t
+          if redis.call('HEXISTS', ledger, 'r|' .. field(t)) == 0 then retract[#retract + 1] = t end
         elseif st == 'queued' then
           set_state(ledger, field(t), st, 'cancelled')
         end
@@ -257,13 +351,17 @@ while true do
     elseif now >= j.x then
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
-        if st == 'queued' or st == 'in_flight' then set_state(ledger, field(t), st, 'expired') end
+        if st == 'queued' then
+          set_state(ledger, field(t), st, 'expired')
+        elseif st == 'in_flight' or st == 'retry' then
+          set_state(ledger, field(t), st, 'failed')
+        end
       end
       redis.call('HDEL', KEYS[2], jid)
     else
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
-        if st == 'queued' then set_state(ledger, field(t), st, 'in_flight') end
+        if st == 'queued' or st == 'retry' then set_state(ledger, field(t), st, 'in_flight') end
       end
       redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), jid)
       return raw
@@ -272,13 +370,20 @@ while true do
 end
 `)
 
-// finishCmd records a claimed job's outcomes and drops the job. If the alert
-// was fenced while the job was in flight, every target the job attempted gets a
-// retraction queued now, after its original attempt has ended.
+// finishCmd records a claimed job's outcomes and drops the job. Targets the
+// worker hands back go on a new job of the same alert, message and priority,
+// ready at ARGV[6] (a delayed set until then), with the job's retry count
+// raised: "queued" for targets never attempted, "retry" for targets attempted
+// and not confirmed. If the alert was fenced meanwhile, nothing is handed
+// back: targets never attempted are cancelled, attempted ones failed, and
+// every target the job attempted gets its retraction queued now, after its
+// original attempt has ended.
 //
 // KEYS[1] jobs   KEYS[2] leases   KEYS[3] ready
 // ARGV[1] key prefix  ARGV[2] job id  ARGV[3] now ms  ARGV[4] retraction batch
-// ARGV[5] retraction expiry ms  ARGV[6..] target id, state pairs
+// ARGV[5] retraction expiry ms  ARGV[6] not-before ms of handed-back targets
+// ARGV[7] 1 to count the hand-back as a retry, 0 not (shutdown)
+// ARGV[8..] target id, state pairs
 //
 // Returns the number of retractions queued, or -1 if the job was already gone.
 var finishCmd = ledgerScript(`
@@ -293,18 +398,33 @@ local ledger = akey .. ':l'
 local pre = j.k .. '/'
 if j.m == 'r' then pre = 'r|' .. pre end
 local fenced = j.m == 'a' and redis.call('HGET', akey, 'fence') == '1'
-local retract = {}
-for i = 6, #ARGV, 2 do
+local retract, again = {}, {}
+for i = 8, #ARGV, 2 do
   local f = pre .. ARGV[i]
+  local new = ARGV[i + 1]
+  if new == 'queued' or new == 'retry' then
+    if fenced and new == 'retry' then
+      new = 'failed'
+    elseif fenced then
+      new = 'cancelled'
+    else
+      again[#again + 1] = ARGV[i]
+    end
+  end
   local cur = redis.call('HGET', ledger, f)
-  if (cur == 'in_flight' or cur == 'queued') and cur ~= ARGV[i + 1] then
-    set_state(ledger, f, cur, ARGV[i + 1])
+  if (cur == 'in_flight' or cur == 'queued' or cur == 'retry') and cur ~= new then
+    set_state(ledger, f, cur, new)
   end
   -- A target recorded early (progressCmd) may already have its retraction
-  -- queued by retractCmd; never queue a second one.
-  if fenced and attempted(ARGV[i + 1]) and redis.call('HEXISTS', ledger, 'r|' .. f) == 0 then
+  -- queued by a sweep; never queue a second one.
+  if fenced and attempted(new) and redis.call('HEXISTS', ledger, 'r|' .. f) == 0 then
     retract[#retract + 1] = ARGV[i]
   end
+end
+if #again > 0 then
+  local nb = tonumber(ARGV[6])
+  if nb <= tonumber(ARGV[3]) then nb = nil end
+  push_job(ARGV[1], {a = j.a, k = j.k, m = j.m, p = j.p, t = again, x = j.x, n = (j.n or 0) + tonumber(ARGV[7])}, nb)
 end
 if #retract > 0 then
   return push_retractions(ARGV[1], j.a, {[j.k] = retract}, tonumber(ARGV[4]), tonumber(ARGV[3]) + tonumber(ARGV[5]))
@@ -314,13 +434,15 @@ return 0
 
 // retractLua holds retract_field, which settles one original target of a
 // fenced alert: queued ones are cancelled; ones whose attempt has ended (sent,
-// delivered, failed) are owed a retraction, collected in by_kind unless one is
-// already queued. Targets in flight get theirs from finishCmd when their job ends.
+// delivered, failed, or waiting to retry) are owed a retraction, collected in
+// by_kind unless one is already queued. Targets in flight get theirs from
+// finishCmd when their job ends; a waiting retry's job finds the fence when
+// it is claimed and fails it without a second notice.
 const retractLua = `
 local function retract_field(ledger, f, st, by_kind)
   if st == 'queued' then
     set_state(ledger, f, st, 'cancelled')
-  elseif (st == 'sent' or st == 'delivered' or st == 'failed') and redis.call('HEXISTS', ledger, 'r|' .. f) == 0 then
+  elseif (st == 'sent' or st == 'delivered' or st == 'failed' or st == 'retry') and redis.call('HEXISTS', ledger, 'r|' .. f) == 0 then
     local slash = string.find(f, '/', 1, true)
     local kind = string.sub(f, 1, slash - 1)
     by_kind[kind] = by_kind[kind] or {}
@@ -390,22 +512,6 @@ end
 return {n, r[1]}
 `)
 
-// releaseCmd hands a claimed job back to its lane at once (graceful shutdown).
-// Its targets stay in flight in the ledger: they may have been reached.
-//
-// KEYS[1] jobs   KEYS[2] leases   KEYS[3] ready   KEYS[4] wake
-// ARGV[1] job id
-var releaseCmd = redis.NewScript(`
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local j = cjson.decode(raw)
-redis.call('ZADD', KEYS[3], (10 - j.p) * 1e13 + j.q, ARGV[1])
-redis.call('LPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], 0, 63)
-return 1
-`)
-
 // extendCmd pushes a lease deadline out, if the lease is still held.
 //
 // KEYS[1] leases   ARGV[1] job id   ARGV[2] new deadline ms
@@ -442,7 +548,7 @@ return n
 var callbackCmd = ledgerScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return 0 end
-local rank = {queued = 0, in_flight = 1, sent = 2, delivered = 3, failed = 3, cancelled = 3, expired = 3}
+local rank = {queued = 0, retry = 0, in_flight = 1, sent = 2, delivered = 3, failed = 3, cancelled = 3, expired = 3}
 if (rank[ARGV[2]] or 0) <= (rank[cur] or 3) then return 0 end
 set_state(KEYS[1], ARGV[1], cur, ARGV[2])
 return 1

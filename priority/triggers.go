@@ -22,12 +22,8 @@ func (q *Queue) SeenEvent(ctx context.Context, source, event string, ttl time.Du
 	return ok, nil
 }
 
-// EventAlert records (and EventAlertOf reads) the alert a source's event made.
-func (q *Queue) EventAlert(ctx context.Context, source, event string, id alert.ID, ttl time.Duration) error {
-	return q.rdb.Set(ctx, q.k.triggerEvent(source, event), string(id), ttl).Err()
-}
-
-// EventAlertOf is the alert a source's event made, or "".
+// EventAlertOf is the alert a source's event made or joined (Enqueue with
+// Plan.Trigger records it), or "".
 func (q *Queue) EventAlertOf(ctx context.Context, source, event string) (alert.ID, error) {
 	v, err := q.rdb.Get(ctx, q.k.triggerEvent(source, event)).Result()
 	if errors.Is(err, redis.Nil) || v == "-" {
@@ -84,28 +80,39 @@ type AuditEntry struct {
 	EventID string    `json:"event_id,omitempty"`
 	Trigger string    `json:"trigger,omitempty"`
 	Zone    string    `json:"zone,omitempty"`
-	Status  string    `json:"status"` // accepted, duplicate, rejected, quarantined, reset
+	Status  string    `json:"status"` // accepted, duplicate, rejected, quarantined, reset, lowered, refused
 	Reason  string    `json:"reason,omitempty"`
 	AlertID alert.ID  `json:"alert_id,omitempty"`
 }
 
-// auditKeep is how many decisions the audit list keeps.
+// auditKeep is how many entries each audit list keeps.
 const auditKeep = 10000
 
-// Audit records a decision.
+// Audit records a decision. Rejections (forged, stale, replayed, flooding
+// triggers) go on a list of their own, so a flood of them never pushes a
+// real decision out of the audit.
 func (q *Queue) Audit(ctx context.Context, e AuditEntry) error {
 	b, _ := json.Marshal(e)
+	key := q.k.audit()
+	if e.Status == "rejected" {
+		key = q.k.auditRejected()
+	}
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, q.k.audit(), b)
-		p.LTrim(ctx, q.k.audit(), 0, auditKeep-1)
+		p.LPush(ctx, key, b)
+		p.LTrim(ctx, key, 0, auditKeep-1)
 		return nil
 	})
 	return err
 }
 
-// AuditLog returns up to n recent decisions, newest first.
-func (q *Queue) AuditLog(ctx context.Context, n int) ([]AuditEntry, error) {
-	raw, err := q.rdb.LRange(ctx, q.k.audit(), 0, int64(n-1)).Result()
+// AuditLog returns up to n recent decisions, newest first: rejections only
+// when rejected is set, else every other decision.
+func (q *Queue) AuditLog(ctx context.Context, n int, rejected bool) ([]AuditEntry, error) {
+	key := q.k.audit()
+	if rejected {
+		key = q.k.auditRejected()
+	}
+	raw, err := q.rdb.LRange(ctx, key, 0, int64(n-1)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -119,11 +126,15 @@ func (q *Queue) AuditLog(ctx context.Context, n int) ([]AuditEntry, error) {
 	return out, nil
 }
 
-// Corroborate records a trigger source as confirming an alert.
+// Corroborate records a trigger source as confirming an alert and as
+// holding it raised (until its reset: Lower).
 func (q *Queue) Corroborate(ctx context.Context, id alert.ID, source string) error {
+	keep := q.opts.Retain + 7*24*time.Hour
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, q.k.sources(id), source)
-		p.Expire(ctx, q.k.sources(id), q.opts.Retain+7*24*time.Hour)
+		p.Expire(ctx, q.k.sources(id), keep)
+		p.SAdd(ctx, q.k.raised(id), source)
+		p.Expire(ctx, q.k.raised(id), keep)
 		return nil
 	})
 	return err
@@ -132,4 +143,30 @@ func (q *Queue) Corroborate(ctx context.Context, id alert.ID, source string) err
 // Corroborators are the trigger sources that confirmed an alert.
 func (q *Queue) Corroborators(ctx context.Context, id alert.ID) ([]string, error) {
 	return q.rdb.SMembers(ctx, q.k.sources(id)).Result()
+}
+
+// lowerCmd is a panel's reset: it spends the reset's event id and takes the
+// source off the alert's raised set, in one step.
+//
+// KEYS[1] the reset's trigger event key   KEYS[2] the alert's raised set
+// ARGV[1] source   ARGV[2] event TTL ms   ARGV[3] alert id
+// Returns -1 for a replayed reset, else how many sources still hold the alert raised.
+var lowerCmd = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) == false then return -1 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return redis.call('SCARD', KEYS[2])
+`)
+
+// Lower records a source's reset (event) of alert id and returns how many
+// other sources still hold the alert raised; ErrReplay if the reset's event
+// id was seen before.
+func (q *Queue) Lower(ctx context.Context, id alert.ID, source, event string, ttl time.Duration) (int, error) {
+	n, err := lowerCmd.Run(ctx, q.rdb, []string{q.k.triggerEvent(source, event), q.k.raised(id)}, source, ttl.Milliseconds(), string(id)).Int()
+	if err != nil {
+		return 0, fmt.Errorf("lower: %w", err)
+	}
+	if n < 0 {
+		return 0, ErrReplay
+	}
+	return n, nil
 }

@@ -1,0 +1,62 @@
+package gateway_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A dead siren holds no worker. With one ordinary and one urgent worker and
+// more alerts to dead sirens than workers, an Extreme alert to other sirens
+// is claimed by the urgent reserve at once, its retraction too, and an
+// ordinary alert to live sirens is delivered as soon as the dead sirens'
+// deliveries are handed back to the queue (after one hold). The dead sirens'
+// deliveries wait there as "retrying", not failed, and go out when the
+// sirens come back.
+func TestDeadSirensNeverStallTheLane(t *testing.T) {
+	dead := sirenIDs("school", 3)
+	s := newStack(t, stackOptions{workers: 1, urgent: 1, offline: dead, hold: "400ms"})
+	var school []string
+	for i := range 3 {
+		r := s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Moderate","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
+		if r.Code != 202 {
+			t.Fatalf("school alert = %d %s", r.Code, r.Raw)
+		}
+		school = append(school, r.Body["id"].(string))
+	}
+	eventually(t, 2*time.Second, "a worker busy with dead sirens", func() bool { return s.counts(school[0], "siren")["in_flight"] == float64(3) })
+
+	start := time.Now()
+	ext := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","zones":["townhall"],"channels":["siren"]}`)
+	extID := ext.Body["id"].(string)
+	eventually(t, 2*time.Second, "the Extreme alert delivered past the dead sirens", func() bool { return s.counts(extID, "siren")["delivered"] == float64(3) })
+	extTook := time.Since(start)
+	if r := s.retract(extID, "false_alarm"); r.Code != 202 {
+		t.Fatalf("retract = %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 2*time.Second, "its all_clear 3/3", func() bool { return s.sirenCounts(extID)["retracted"] == "3/3" })
+
+	mod := s.post(`{"status":"actual","event":"Info","severity":"Moderate","urgency":"Expected","zones":["townhall"],"channels":["siren"]}`)
+	modID := mod.Body["id"].(string)
+	eventually(t, 10*time.Second, "an ordinary alert to live sirens delivered behind the dead ones", func() bool {
+		return s.counts(modID, "siren")["delivered"] == float64(3)
+	})
+	eventually(t, 5*time.Second, "the dead sirens' deliveries waiting in the queue as retrying", func() bool {
+		retrying := 0
+		for _, id := range school {
+			c := s.counts(id, "siren")
+			if c["failed"] != float64(0) || c["delivered"] != float64(0) {
+				t.Fatalf("alert %s to dead sirens: %v; want nothing failed or delivered", id, c)
+			}
+			retrying += int(c["retrying"].(float64))
+		}
+		return retrying > 0
+	})
+	for _, id := range dead {
+		s.fleet.SetOffline(id, false)
+	}
+	for _, id := range school {
+		eventually(t, 15*time.Second, "alert "+id+" delivered once its sirens are back", func() bool { return s.counts(id, "siren")["delivered"] == float64(3) })
+	}
+	t.Logf("Extreme alert delivered %v after it was posted, while the only ordinary worker was busy with dead sirens", extTook)
+}
