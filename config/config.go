@@ -152,6 +152,12 @@ type Principal struct {
 	// with. When set, every CAP document it posts must carry an enveloped XML
 	// signature by one of them, and only the signed content is used.
 	CAPCerts []string `yaml:"cap_certs"`
+	// Rate and Burst limit the alerts the principal may post, per gateway
+	// instance (default 20/s with a burst of 200: no real burst of alerts is
+	// ever refused, a runaway client is). Over the limit: 429 with
+	// Retry-After. Retractions are never limited.
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
 
 	// keyHash is the resolved SHA-256 of the key, filled by Load.
 	keyHash []byte
@@ -459,6 +465,18 @@ func (c *Config) validate(root *yaml.Node) Problems {
 		}
 		ids[p.ID] = true
 		p.loadCerts(&v, f)
+		if p.Rate == 0 {
+			p.Rate = 20
+		}
+		if p.Burst == 0 {
+			p.Burst = 200
+		}
+		if p.Rate < 0.01 || p.Rate > 100000 {
+			v.add(f+".rate", "must be between 0.01 and 100000 alerts/s")
+		}
+		if p.Burst < 1 || p.Burst > 1000000 {
+			v.add(f+".burst", "must be between 1 and 1000000")
+		}
 		switch p.Kind {
 		case "dispatch", "operator", "building":
 		default:

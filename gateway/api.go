@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"reflect"
@@ -14,8 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/cap"
@@ -148,9 +151,13 @@ func readJSON(r *http.Request, v any) error {
 	return decodeJSON(b, v)
 }
 
-// decodeJSON decodes one JSON object strictly: unknown fields, trailing data
-// and type mismatches are errors that name the field.
+// decodeJSON decodes one JSON object strictly: unknown fields, trailing data,
+// type mismatches and text that is not UTF-8 (which encoding/json would
+// silently replace) are errors that name the field.
 func decodeJSON(b []byte, v any) error {
+	if !utf8.Valid(b) {
+		return badRequest(invalidUTF8Field(b), "not valid UTF-8: send text as UTF-8 (nothing was changed or stored)")
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -177,6 +184,90 @@ func decodeJSON(b []byte, v any) error {
 	return nil
 }
 
+// invalidUTF8Field names the field whose value holds the body's first byte
+// that is not UTF-8 ("headline", "zones[1]"), or "" when it lies outside any.
+func invalidUTF8Field(b []byte) string {
+	bad := 0
+	for bad < len(b) {
+		r, n := utf8.DecodeRune(b[bad:])
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		bad += n
+	}
+	type frame struct {
+		array   bool
+		wantKey bool
+		key     string
+		index   int
+	}
+	var stack []*frame
+	field := func() string {
+		var s strings.Builder
+		for i, f := range stack {
+			switch {
+			case f.array:
+				fmt.Fprintf(&s, "[%d]", f.index)
+			case i > 0:
+				s.WriteString("." + f.key)
+			default:
+				s.WriteString(f.key)
+			}
+		}
+		return s.String()
+	}
+	// value notes that a value starts in the current container.
+	value := func() {
+		if n := len(stack); n > 0 && stack[n-1].array {
+			stack[n-1].index++
+		}
+	}
+	// done notes that a value ended: an object wants its next key.
+	done := func() {
+		if n := len(stack); n > 0 && !stack[n-1].array {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		past := int(dec.InputOffset()) > bad
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				value()
+				stack = append(stack, &frame{array: t == '[', wantKey: t == '{', index: -1})
+			default:
+				stack = stack[:len(stack)-1]
+				done()
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].wantKey {
+				stack[n-1].key, stack[n-1].wantKey = t, false
+				if past {
+					return field()
+				}
+				continue
+			}
+			value()
+			if past {
+				return field()
+			}
+			done()
+		default:
+			value()
+			done()
+		}
+		if past {
+			return ""
+		}
+	}
+}
+
 // jsonKind names the JSON type a Go type is decoded from.
 func jsonKind(t reflect.Type) string {
 	switch t.Kind() {
@@ -195,6 +286,9 @@ func jsonKind(t reflect.Type) string {
 }
 
 func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	if err := g.limit(p); err != nil {
+		return err
+	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":
@@ -597,4 +691,25 @@ func (g *Gateway) sweep(ctx context.Context, id alert.ID, reason string, p *conf
 		g.log.Info().Str("alert_id", string(id)).Str("principal", p.ID).Str("reason", reason).
 			Int("retractions_queued", queued+n).Dur("fence_took", fenced).Dur("sweep_took", time.Since(start)).Msg("Alert retracted")
 	}()
+}
+
+// limit spends one of the principal's alert tokens (principals[].rate and
+// burst, per instance), or answers 429 with the wait in Retry-After.
+func (g *Gateway) limit(p *config.Principal) error {
+	g.limitMu.Lock()
+	l := g.limits[p.ID]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(p.Rate), p.Burst)
+		g.limits[p.ID] = l
+	}
+	g.limitMu.Unlock()
+	res := l.Reserve()
+	wait := res.Delay()
+	if wait == 0 {
+		return nil
+	}
+	res.Cancel()
+	return &Problem{Type: "urn:tocsin:problem:rate-limited", Title: "Too many alerts", Status: http.StatusTooManyRequests,
+		Detail:     fmt.Sprintf("principal %q may post %g alerts/s (burst %d); nothing was stored, retry after the wait", p.ID, p.Rate, p.Burst),
+		RetryAfter: int(math.Ceil(wait.Seconds()))}
 }

@@ -25,6 +25,8 @@ func TestAlertRequestsRejected(t *testing.T) {
 		{"unknown field", dispatchKey, "application/json", `{"status":"actual","colour":"red"}`, 400, "colour", "", "unknown field"},
 		{"wrong type", dispatchKey, "application/json", `{"status":"actual","zones":"school"}`, 400, "zones", "", "array"},
 		{"trailing data", dispatchKey, "application/json", good + `{}`, 400, "", "", "trailing"},
+		{"headline not UTF-8", dispatchKey, "application/json", strings.Replace(good, `"zones"`, "\"headline\":\"Amokalarm Geb\xe4ude\",\"zones\"", 1), 400, "headline", "", "UTF-8"},
+		{"zone not UTF-8", dispatchKey, "application/json", strings.Replace(good, `["school"]`, "[\"school\",\"sch\xf6ol\"]", 1), 400, "zones[1]", "", "UTF-8"},
 		{"missing status", dispatchKey, "application/json", `{"event":"Fire","severity":"Severe","urgency":"Immediate","zones":["school"]}`, 400, "status", "", "required"},
 		{"bad status", dispatchKey, "application/json", strings.Replace(good, `"actual"`, `"real"`, 1), 400, "status", "", "real"},
 		{"missing event", dispatchKey, "application/json", strings.Replace(good, `"Fire"`, `""`, 1), 400, "event", "", "required"},
@@ -130,6 +132,30 @@ func TestDuplicatesAnswer200WithTheFirstID(t *testing.T) {
 	// The same key with another body is refused: a key names one request.
 	if r := s.post(amok(), "Idempotency-Key", "evt-1"); r.Code != 422 || r.Body["field"] != "Idempotency-Key" {
 		t.Fatalf("key reused for another alert = %d %s; want 422 naming Idempotency-Key", r.Code, r.Raw)
+	}
+}
+
+// A principal over its alert rate gets 429 with Retry-After, never a
+// silent drop; its first alerts of a burst all pass; retractions are never
+// limited.
+func TestAlertRateLimit(t *testing.T) {
+	s := newStack(t, stackOptions{limit: "rate: 0.5, burst: 3"})
+	var ids []string
+	for i := range 3 {
+		r := s.post(amok())
+		if r.Code != 202 {
+			t.Fatalf("alert %d of the burst = %d %s; want 202", i, r.Code, r.Raw)
+		}
+		ids = append(ids, r.Body["id"].(string))
+	}
+	r := s.post(amok())
+	if r.Code != 429 || r.Header.Get("Retry-After") != "2" {
+		t.Fatalf("alert over the rate = %d (Retry-After %q) %s; want 429, Retry-After 2", r.Code, r.Header.Get("Retry-After"), r.Raw)
+	}
+	for _, id := range ids {
+		if r := s.retract(id, "false_alarm"); r.Code != 202 {
+			t.Fatalf("retract over the rate = %d %s; want 202", r.Code, r.Raw)
+		}
 	}
 }
 

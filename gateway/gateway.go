@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/alert"
@@ -54,6 +55,9 @@ type Gateway struct {
 
 	fenceMu sync.Mutex
 	inFence map[alert.ID]map[*int]context.CancelCauseFunc
+
+	limitMu sync.Mutex
+	limits  map[string]*rate.Limiter // alerts per principal (limit)
 }
 
 // Options are a Gateway's collaborators.
@@ -89,7 +93,7 @@ func New(o Options) *Gateway {
 		cfg: o.Config, q: o.Queue, bulk: cmp.Or(o.BulkQueue, o.Queue), log: o.Log,
 		adapters: map[alert.Kind]adapters.Adapter{},
 		zones:    map[string]bool{}, sirens: map[string][]config.Siren{}, contacts: map[string][]config.ContactGroup{},
-		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{},
+		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{}, limits: map[string]*rate.Limiter{},
 	}
 	g.m = newMetrics(o.Queue)
 	for _, z := range o.Config.Zones {

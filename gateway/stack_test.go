@@ -60,11 +60,13 @@ principals:
 `
 
 type stackOptions struct {
-	sirens      int // per zone; the first siren of each zone takes drills
-	batch       int
-	workers     int
-	urgent      int    // queue.urgent_workers (default: workers)
-	hold        string // delivery.hold (default 1s)
+	sirens  int // per zone; the first siren of each zone takes drills
+	batch   int
+	workers int
+	urgent  int    // queue.urgent_workers (default: workers)
+	hold    string // delivery.hold (default 1s)
+	// limit, if set, is the leitstelle principal's "rate: R, burst: B".
+	limit       string
 	lease       string
 	fleetDelay  time.Duration
 	offline     []string
@@ -232,6 +234,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	h := func(k string) string { return hex.EncodeToString(config.HashKey(k)) }
 	yml := fmt.Sprintf(stackConfig, o.redis.Addr(), testenv.MQTTURL(o.broker), o.clientID, o.lease, o.batch, o.workers,
 		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
+	if o.limit != "" {
+		yml = strings.Replace(yml, "channels: [siren, pa, sms, voice, dispatch], retract: true}", "channels: [siren, pa, sms, voice, dispatch], retract: true}\n    "+strings.ReplaceAll(o.limit, ", ", "\n    "), 1)
+	}
 	if o.urgent > 0 {
 		yml = strings.Replace(yml, "dedup_window: 2s}", fmt.Sprintf("dedup_window: 2s, urgent_workers: %d}", o.urgent), 1)
 	}
