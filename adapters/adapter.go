@@ -101,5 +101,10 @@ func RetryAfter(err error, after time.Duration) error { return &DelayError{After
 // the delivery waits; it is not failed.
 var ErrParked = errors.New("breaker open: delivery parked")
 
+// ErrExpired is returned (NotAttempted and Permanent) by an adapter that
+// refuses a delivery too close to its expiry to be worth sending: nothing
+// went out, and the target reads expired, not failed.
+var ErrExpired = errors.New("expired before it could be sent")
+
 // ErrFenced is returned by Retry when the alert was retracted between attempts.
 var ErrFenced = errors.New("alert retracted: no further attempts")

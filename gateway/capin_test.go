@@ -331,7 +331,9 @@ func sign(t *testing.T, ks dsig.X509KeyStore, doc []byte) string {
 
 // A CAP Update that replaces a delivered alert reaches the dispatch centre as
 // an Update referencing the original Tocsin sent it — never as a Cancel or an
-// AllClear — and sirens get stop, not all_clear, before the update sounds.
+// AllClear — and sirens get stop, not all_clear, for the original; a siren
+// that obeys the controller contract (a stop names the alert it ends) keeps
+// sounding the update, whichever of the two commands arrives first.
 func TestCAPUpdateChainToDispatch(t *testing.T) {
 	port := testenv.FreePort(t)
 	ils, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
@@ -368,6 +370,12 @@ func TestCAPUpdateChainToDispatch(t *testing.T) {
 	for _, rc := range s.fleet.Received() {
 		if rc.Cmd.AlertID == origID && rc.Cmd.Signal == "all_clear" {
 			t.Fatalf("%s got all_clear for a superseded alert", rc.Siren)
+		}
+	}
+	eventually(t, 5*time.Second, "every siren told the original is stopped", func() bool { return s.sirenCounts(origID)["retracted"] == "3/3" })
+	for _, id := range sirenIDs("school", 3) {
+		if got := s.fleet.Sounding(id); got != updID {
+			t.Errorf("siren %s sounds for %q after the update; want the update %s (a stop for the original must not silence it)", id, got, updID)
 		}
 	}
 }

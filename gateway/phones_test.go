@@ -251,3 +251,46 @@ func TestTwilioTokenRequired(t *testing.T) {
 		t.Fatalf("Open: %v; want the environment variable named", err)
 	}
 }
+
+// Attempted means attempted: SMS that expire while they wait for their
+// pace slot were never handed to the provider, so they read expired (not
+// failed) and a retraction tells only the people who got the alert. An
+// alert whose every target expired unsent reads expired.
+func TestExpiredUnsentAreNeverTold(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{phones: 12, twilio: tw, rate: 4})
+	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","zones":["school"],"channels":["sms"],"expires":"` + exp + `"}`)
+	if r.Code != 202 {
+		t.Fatalf("post = %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	eventually(t, 5*time.Second, "every SMS sent or expired", func() bool {
+		c := s.counts(id, "sms")
+		return c["sent"].(float64)+c["expired"].(float64) == 12
+	})
+	c := s.counts(id, "sms")
+	sent := len(tw.Messages())
+	if c["failed"] != float64(0) || c["expired"] == float64(0) || int(c["sent"].(float64)) != sent {
+		t.Fatalf("counts %v with %d messages at the provider; want the unsent expired, none failed", c, sent)
+	}
+	if got := s.get(id).Body["state"]; got != "expired" && got != "completed" {
+		t.Fatalf("state %v after expiry; want expired or completed", got)
+	}
+	if r := s.retract(id, "false_alarm"); r.Code != 202 {
+		t.Fatalf("retract = %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "retractions to exactly those sent", func() bool {
+		return s.counts(id, "sms")["retracted"] == fmt.Sprintf("%d/%d", sent, sent)
+	})
+
+	// Nothing sent at all: the alert expires whole.
+	s.cancelWorkers()
+	exp = time.Now().Add(300 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	r = s.post(`{"status":"actual","event":"Gas 2","severity":"Severe","urgency":"Immediate","zones":["school"],"channels":["sms"],"expires":"` + exp + `"}`)
+	id = r.Body["id"].(string)
+	time.Sleep(400 * time.Millisecond)
+	if got := s.get(id).Body["state"]; got != "expired" {
+		t.Fatalf("state %v for an alert past its expiry with nothing sent; want expired", got)
+	}
+}

@@ -316,7 +316,7 @@ func (g *Gateway) outcome(ctx, dctx context.Context, j *priority.Job, err error,
 	case attempts == 0 && (errors.Is(err, adapters.ErrFenced) || context.Cause(ctx) == errFenced):
 		// Never attempted: the target heard nothing and is owed nothing.
 		return alert.StateCancelled
-	case attempts == 0 && (errors.Is(dctx.Err(), context.DeadlineExceeded) || !time.Now().Before(j.Expires())):
+	case attempts == 0 && (errors.Is(err, adapters.ErrExpired) || errors.Is(dctx.Err(), context.DeadlineExceeded) || !time.Now().Before(j.Expires())):
 		return alert.StateExpired // never attempted, and now too late
 	case context.Cause(ctx) == errShutdown, errors.As(err, &de):
 		// Handed back: to another instance (shutdown) or for later (hold up).

@@ -62,6 +62,7 @@ type Fleet struct {
 	received []Received
 	seen     map[string]bool
 	offline  map[string]bool
+	sounding map[string]string // siren -> the alert it sounds for
 }
 
 // StartFleet connects every siren and subscribes it to its command topic.
@@ -72,7 +73,7 @@ func StartFleet(o FleetOptions) (*Fleet, error) {
 	if o.Kind == "" {
 		o.Kind = "siren"
 	}
-	f := &Fleet{o: o, seen: map[string]bool{}, offline: map[string]bool{}}
+	f := &Fleet{o: o, seen: map[string]bool{}, offline: map[string]bool{}, sounding: map[string]string{}}
 	for _, id := range o.Offline {
 		f.offline[id] = true
 	}
@@ -100,6 +101,9 @@ func (f *Fleet) connect(id string) mqtt.Client {
 		r := Received{Siren: id, Cmd: cmd, At: time.Now(), Repeat: f.seen[id+"|"+cmd.DeliveryID], Payload: m.Payload()}
 		f.seen[id+"|"+cmd.DeliveryID] = true
 		r.Acked = !f.offline[id] && (f.o.DropRate == 0 || rand.Float64() >= f.o.DropRate)
+		if r.Acked {
+			f.obey(id, cmd)
+		}
 		f.received = append(f.received, r)
 		f.mu.Unlock()
 		if f.o.OnCommand != nil {
@@ -121,6 +125,30 @@ func (f *Fleet) connect(id string) mqtt.Client {
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(cmdTopic, 1, handle) })
 	return mqtt.NewClient(o)
+}
+
+// obey carries out a command as Tocsin's siren contract asks a controller
+// to: an alarm (or test) makes the siren sound for its alert, replacing
+// whatever it sounded for before; stop and all_clear end the sound only if
+// they name the alert the siren sounds for now — a stop for an alert that a
+// later alarm replaced is acknowledged and changes nothing. So an update's
+// alarm and the stop of the alert it replaces may arrive in either order.
+func (f *Fleet) obey(id string, cmd SirenCommand) {
+	switch cmd.Signal {
+	case "alarm", "test":
+		f.sounding[id] = cmd.AlertID
+	case "stop", "all_clear":
+		if f.sounding[id] == cmd.AlertID {
+			delete(f.sounding, id)
+		}
+	}
+}
+
+// Sounding is the alert a siren sounds for now, or "" when it is quiet.
+func (f *Fleet) Sounding(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sounding[id]
 }
 
 // SetOffline makes a siren stop (true) or resume (false) acking.

@@ -91,7 +91,7 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		return adapters.Permanent(fmt.Errorf("sms: no recipient %q in the configuration", d.Target.ID))
 	}
 	if time.Until(d.Expires) < time.Second {
-		return adapters.Permanent(errors.New("sms: expired before it could be sent"))
+		return adapters.NotAttempted(adapters.Permanent(fmt.Errorf("sms: %w", adapters.ErrExpired)))
 	}
 	p := (&api.CreateMessageParams{}).SetTo(r.Phone).
 		SetBody(d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)).

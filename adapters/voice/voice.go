@@ -107,7 +107,7 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		return adapters.Permanent(fmt.Errorf("voice: no recipient %q in the configuration", d.Target.ID))
 	}
 	if time.Until(d.Expires) < time.Second {
-		return adapters.Permanent(errors.New("voice: expired before the call could be placed"))
+		return adapters.NotAttempted(adapters.Permanent(fmt.Errorf("voice: %w", adapters.ErrExpired)))
 	}
 	text := d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)
 	p := (&api.CreateCallParams{}).SetTo(r.Phone).SetFrom(n.cfg.From).
