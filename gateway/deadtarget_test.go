@@ -2,8 +2,11 @@ package gateway_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/tocsin-alert/tocsin/loadtest"
 )
 
 // A dead siren holds no worker. With one ordinary and one urgent worker and
@@ -59,4 +62,56 @@ func TestDeadSirensNeverStallTheLane(t *testing.T) {
 		eventually(t, 15*time.Second, "alert "+id+" delivered once its sirens are back", func() bool { return s.counts(id, "siren")["delivered"] == float64(3) })
 	}
 	t.Logf("Extreme alert delivered %v after it was posted, while the only ordinary worker was busy with dead sirens", extTook)
+}
+
+// BenchmarkPickupPastDeadSirens: from POST of an Extreme alert to its siren
+// command at the (simulated) controller, with every ordinary worker busy on
+// alerts to dead sirens ("dead-sirens"), beside the same with idle workers
+// ("idle", the ceiling) in the same run. Run with -benchtime 200x.
+func BenchmarkPickupPastDeadSirens(b *testing.B) {
+	for _, mode := range []string{"idle", "dead-sirens"} {
+		b.Run(mode, func(b *testing.B) {
+			got := make(chan string, 64)
+			o := stackOptions{workers: 2, urgent: 2, offline: sirenIDs("school", 3), fleetOption: func(fo *loadtest.FleetOptions) {
+				fo.OnCommand = func(r loadtest.Received) {
+					if r.Cmd.Signal == "alarm" && r.Siren == "townhall-00" {
+						select {
+						case got <- r.Cmd.AlertID:
+						default:
+						}
+					}
+				}
+			}}
+			s := newStack(b, o)
+			if mode == "dead-sirens" {
+				for i := range 4 { // more than the ordinary workers
+					s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Moderate","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			var took []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				r := s.post(fmt.Sprintf(`{"status":"actual","event":"Amok %d","severity":"Extreme","urgency":"Immediate","zones":["townhall"],"channels":["siren"]}`, i))
+				id, _ := r.Body["id"].(string)
+				for wait := time.After(5 * time.Second); ; {
+					select {
+					case a := <-got:
+						if a != id {
+							continue
+						}
+					case <-wait:
+						b.Fatalf("alert %d: no siren command within 5s", i)
+					}
+					break
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
 }

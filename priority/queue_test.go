@@ -327,6 +327,69 @@ func TestCrashedWorkerOfFencedAlertOwesRetraction(t *testing.T) {
 	}
 }
 
+// A job claimed just before the fence and handed back untried (a worker
+// shutting down, or one that could not read the alert) was never attempted:
+// its targets are cancelled, not owed a retraction. One handed back after an
+// attempt (retry) is owed one.
+func TestHandedBackJobIsNotAttempted(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(3)})
+	j, _ := q.Claim(ctx, alert.KindSiren, 0)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	if _, err := q.Fence(ctx, a.ID, "false_alarm", ""); err != nil {
+		t.Fatal(err)
+	}
+	// s00000 was attempted without an ack; the other two never left.
+	out := map[string]alert.State{"s00000": alert.StateRetry, "s00001": alert.StateQueued, "s00002": alert.StateQueued}
+	if err := q.Finish(ctx, j, out, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Sweep(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := q.Status(ctx, a.ID)
+	if c := st.Counts[alert.KindSiren]; c.Cancelled != 2 || c.Failed != 1 || c.Owed != 1 || c.Queued+c.InFlight+c.Retrying != 0 {
+		t.Fatalf("counts = %+v; want 2 cancelled, 1 failed and owed its retraction, nothing handed back", c)
+	}
+	r, _ := q.Claim(ctx, alert.KindSiren, 0)
+	if r == nil || r.Message() != alert.MessageRetraction || len(r.Targets) != 1 || r.Targets[0] != "s00000" {
+		t.Fatalf("Claim = %+v; want the retraction of the one attempted siren only", r)
+	}
+	if again, _ := q.Claim(ctx, alert.KindSiren, 0); again != nil {
+		t.Fatalf("Claim = %+v; want nothing more (no job handed back under the fence)", again)
+	}
+}
+
+// A handed-back delivery waits on the delayed set until its time, keeping
+// its retry count; meanwhile the lane hands out other work.
+func TestHandedBackWaitsItsTurn(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(2)})
+	j, _ := q.Claim(ctx, alert.KindSiren, 0)
+	if err := q.Finish(ctx, j, map[string]alert.State{"s00000": alert.StateDelivered, "s00001": alert.StateRetry}, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	b := newAlert("info", alert.SeverityMinor, alert.UrgencyFuture)
+	q.Enqueue(ctx, priority.Plan{Alert: b, Targets: sirens(1)})
+	if o, _ := q.Claim(ctx, alert.KindSiren, 0); o == nil || o.AlertID != b.ID {
+		t.Fatalf("Claim = %+v; want the other alert's job while the dead siren waits", o)
+	}
+	if st, _ := q.Status(ctx, a.ID); st.Counts[alert.KindSiren].Retrying != 1 || st.State != "delivering" {
+		t.Fatalf("status = %s %+v; want 1 retrying, delivering", st.State, st.Counts[alert.KindSiren])
+	}
+	time.Sleep(350 * time.Millisecond)
+	r, _ := q.Claim(ctx, alert.KindSiren, 0)
+	if r == nil || r.AlertID != a.ID || len(r.Targets) != 1 || r.Targets[0] != "s00001" || r.Retries != 1 {
+		t.Fatalf("Claim = %+v; want the handed-back siren, retry 1", r)
+	}
+}
+
 func TestExpiredJobIsNotHandedOut(t *testing.T) {
 	ctx := context.Background()
 	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
