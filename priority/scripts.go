@@ -300,24 +300,20 @@ return 1
 // Returns the job JSON, or false when no job at or above the minimum is ready.
 var claimCmd = ledgerScript(`
 local now = tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
-for _, jid in ipairs(expired) do
-  redis.call('ZREM', KEYS[3], jid)
-  local raw = redis.call('HGET', KEYS[2], jid)
-  if raw then
-    local j = cjson.decode(raw)
-    redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
+-- ready moves the jobs of a sorted set whose score (lease deadline or
+-- not-before time) has passed back onto the ready set.
+local function ready(from)
+  for _, jid in ipairs(redis.call('ZRANGEBYSCORE', from, '-inf', now, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', from, jid)
+    local raw = redis.call('HGET', KEYS[2], jid)
+    if raw then
+      local j = cjson.decode(raw)
+      redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
+    end
   end
 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 100)
-for _, jid in ipairs(due) do
-  redis.call('ZREM', KEYS[4], jid)
-  local raw = redis.call('HGET', KEYS[2], jid)
-  if raw then
-    local j = cjson.decode(raw)
-    redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
-  end
-end
+ready(KEYS[3])
+ready(KEYS[4])
 -- Scores below bound belong to jobs of the minimum priority or higher.
 local bound = (11 - tonumber(ARGV[6])) * 1e13
 while true do
