@@ -251,6 +251,9 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target {
 				}
 			}
 		}
+		if !wants(alert.KindSMS) && !wants(alert.KindVoice) {
+			continue // no person is reached: a million-member group costs nothing
+		}
 		for _, grp := range g.contacts[z] {
 			if !a.Status.IsDrill() || grp.Drills {
 				groups = append(groups, grp)
@@ -330,15 +333,19 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &Problem{Type: "urn:tocsin:problem:draining", Title: "Shutting down", Status: 503})
 		return
 	}
+	// The answer names the dependency that is down, never its error text
+	// (addresses, versions): anyone may ask. The log has the details.
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	if err := g.q.Ping(ctx); err != nil {
-		writeProblem(w, unavailable("redis: "+err.Error()))
+		g.log.Debug().Err(err).Msg("Not ready: Redis does not answer")
+		writeProblem(w, &Problem{Type: "urn:tocsin:problem:unavailable", Title: "Not ready", Status: 503, Detail: "redis: not reachable"})
 		return
 	}
 	if g.Ready != nil {
 		if err := g.Ready(ctx); err != nil {
-			writeProblem(w, &Problem{Type: "urn:tocsin:problem:unavailable", Title: "Not ready", Status: 503, Detail: err.Error()})
+			g.log.Debug().Err(err).Msg("Not ready")
+			writeProblem(w, &Problem{Type: "urn:tocsin:problem:unavailable", Title: "Not ready", Status: 503, Detail: "mqtt: not connected"})
 			return
 		}
 	}
