@@ -294,3 +294,63 @@ func TestExpiredUnsentAreNeverTold(t *testing.T) {
 		t.Fatalf("state %v for an alert past its expiry with nothing sent; want expired", got)
 	}
 }
+
+// Retractions take the next pace slot: at 10 segments/s with a backlog of
+// originals waiting for their slots, the first retraction SMS leaves ≤ 1 s
+// after the retraction; at a long code's 1 segment/s, ≤ 2 s (the German
+// notice is two UCS-2 segments, and the provider counts segments). No
+// second above the rate, in segments, either way.
+func TestRetractionTakesTheNextPaceSlot(t *testing.T) {
+	for _, tt := range []struct {
+		rate   float64
+		people int
+		after  time.Duration // retract once this long into the fan-out
+		within time.Duration
+	}{
+		{10, 60, 1500 * time.Millisecond, time.Second},
+		{1, 8, 2200 * time.Millisecond, 2 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("%g/s", tt.rate), func(t *testing.T) {
+			first := make(chan time.Time, 1)
+			tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": tt.rate},
+				OnMessage: func(m loadtest.FakeMessage) {
+					if strings.Contains(m.Body, "ENTWARNUNG") || strings.Contains(m.Body, "ALL CLEAR") {
+						select {
+						case first <- m.At:
+						default:
+						}
+					}
+				}})
+			s := newStack(t, stackOptions{phones: tt.people, twilio: tw, rate: tt.rate})
+			r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","headline":"Gasaustritt","zones":["school"],"channels":["sms"]}`)
+			id := r.Body["id"].(string)
+			time.Sleep(tt.after)
+			sent := len(tw.Messages())
+			if sent == 0 || sent >= tt.people {
+				t.Fatalf("%d of %d originals sent before the retraction; want some", sent, tt.people)
+			}
+			retracted := time.Now()
+			if r := s.retract(id, "false_alarm"); r.Code != 202 {
+				t.Fatalf("retract = %d %s", r.Code, r.Raw)
+			}
+			var at time.Time
+			select {
+			case at = <-first:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no retraction SMS within 10s")
+			}
+			took := at.Sub(retracted)
+			eventually(t, 20*time.Second, "every reached person retracted", func() bool {
+				c := s.counts(id, "sms")
+				return c["retracted"] == fmt.Sprintf("%v/%v", c["retractions_owed"], c["retractions_owed"]) && c["retractions_owed"] != float64(0)
+			})
+			if v := tw.Violations()["+4930100000"]; v != 0 {
+				t.Fatalf("%d sends above %g segments/s", v, tt.rate)
+			}
+			if took > tt.within {
+				t.Fatalf("first retraction SMS %v after the retraction at %g segments/s; want ≤ %v", took, tt.rate, tt.within)
+			}
+			t.Logf("%g segments/s: %d originals out before the retraction; first retraction SMS %v after it", tt.rate, sent, took)
+		})
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 )
 
 // TwilioOptions configure the fake Twilio REST API.
@@ -57,6 +58,8 @@ type FakeMessage struct {
 	ValidityPeriod                                                    int
 	At                                                                time.Time
 	Status                                                            string
+	// Segments is how many SMS segments the provider counts for Body.
+	Segments int
 }
 
 // FakeCall is a call the fake accepted.
@@ -81,7 +84,7 @@ type Twilio struct {
 	messages   []*FakeMessage
 	calls      map[string]*FakeCall
 	callOrder  []string
-	sends      map[string][]time.Time
+	sends      map[string][]send
 	violations map[string]int
 	requests   int
 	seq        int
@@ -98,7 +101,7 @@ func StartTwilio(o TwilioOptions) (*Twilio, error) {
 		return nil, err
 	}
 	f := &Twilio{o: o, URL: "http://" + l.Addr().String(), calls: map[string]*FakeCall{},
-		sends: map[string][]time.Time{}, violations: map[string]int{}, hang: make(chan struct{})}
+		sends: map[string][]send{}, violations: map[string]int{}, hang: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /2010-04-01/Accounts/{account}/Messages.json", f.createMessage)
 	mux.HandleFunc("POST /2010-04-01/Accounts/{account}/Calls.json", f.createCall)
@@ -204,23 +207,65 @@ func (f *Twilio) admit(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// count records a send by sender and counts it if it exceeds the sender's
-// rate: more than rate+1 sends inside any one-second window.
-func (f *Twilio) count(sender string, now time.Time) {
+// count records a send of n segments by sender and counts it as a
+// violation if it exceeds the sender's rate, which providers count in
+// segments: the segments of the sends inside any one-second window, beyond
+// this send's own, above the rate.
+func (f *Twilio) count(sender string, now time.Time, n int) {
 	rate, ok := f.o.Rates[sender]
 	if !ok {
 		return
 	}
-	ts := append(f.sends[sender], now)
+	ts := append(f.sends[sender], send{now, n})
 	cut := 0
-	for cut < len(ts) && now.Sub(ts[cut]) >= time.Second {
+	for cut < len(ts) && now.Sub(ts[cut].at) >= time.Second {
 		cut++
 	}
 	ts = ts[cut:]
 	f.sends[sender] = ts
-	if float64(len(ts)) > math.Floor(rate)+1 {
+	total := 0
+	for _, s := range ts {
+		total += s.segments
+	}
+	if float64(total) > math.Floor(rate)+float64(n) {
 		f.violations[sender]++
 	}
+}
+
+type send struct {
+	at       time.Time
+	segments int
+}
+
+// segments counts a body's SMS segments the way the provider does, written
+// here on its own so the fake checks Tocsin's count rather than share it:
+// GSM-7 (160, or 153 per part; the extension characters count twice) when
+// every character is in the GSM 03.38 alphabet, else UCS-2 (70, or 67 per
+// part, in UTF-16 units).
+func segments(body string) int {
+	const basic = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+	const ext = "^{}\\[~]|€\f"
+	septets, units := 0, 0
+	gsm := true
+	for _, r := range body {
+		units += utf16.RuneLen(r)
+		switch {
+		case strings.ContainsRune(basic, r):
+			septets++
+		case strings.ContainsRune(ext, r):
+			septets += 2
+		default:
+			gsm = false
+		}
+	}
+	one, part, n := 70, 67, units
+	if gsm {
+		one, part, n = 160, 153, septets
+	}
+	if n <= one {
+		return 1
+	}
+	return (n + part - 1) / part
 }
 
 func (f *Twilio) createMessage(w http.ResponseWriter, r *http.Request) {
@@ -248,7 +293,8 @@ func (f *Twilio) createMessage(w http.ResponseWriter, r *http.Request) {
 	if mg != "" {
 		sender = mg
 	}
-	f.count(sender, m.At)
+	m.Segments = segments(m.Body)
+	f.count(sender, m.At, m.Segments)
 	f.mu.Unlock()
 	if f.o.OnMessage != nil {
 		f.o.OnMessage(*m)
@@ -256,7 +302,7 @@ func (f *Twilio) createMessage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(201)
 	json.NewEncoder(w).Encode(map[string]any{"sid": m.SID, "status": "queued", "to": to, "from": from,
-		"account_sid": m.Account, "messaging_service_sid": mg, "body": m.Body, "num_segments": "1"})
+		"account_sid": m.Account, "messaging_service_sid": mg, "body": m.Body, "num_segments": strconv.Itoa(m.Segments)})
 	if m.StatusCallback != "" && !f.o.NoCallbacks {
 		final := "delivered"
 		if slices.Contains(f.o.Undelivered, to) {
@@ -285,7 +331,7 @@ func (f *Twilio) createCall(w http.ResponseWriter, r *http.Request) {
 		Twiml: r.PostForm.Get("Twiml"), StatusCallback: r.PostForm.Get("StatusCallback"), At: time.Now(), Status: "queued"}
 	f.calls[c.SID] = c
 	f.callOrder = append(f.callOrder, c.SID)
-	f.count(from, c.At)
+	f.count(from, c.At, 1)
 	copied := *c
 	f.mu.Unlock()
 	if f.o.OnCall != nil {

@@ -887,19 +887,34 @@ func (q *Queue) Callback(ctx context.Context, id alert.ID, t alert.Target, msg a
 	return n == 1, nil
 }
 
-// Reserve paces sender at rate sends per second (across every gateway
-// instance sharing this Redis): it takes the sender's next slot and returns
-// how long to wait before using it.
-func (q *Queue) Reserve(ctx context.Context, sender string, rate float64) (time.Duration, error) {
+// paceSlack is how early a slot may be taken (tryReserveCmd).
+const paceSlack = 2 * time.Millisecond
+
+// TryReserve paces sender at rate units per second (across every gateway
+// instance sharing this Redis): if its next slot is free now it takes it
+// for cost units and returns 0 and the slot; otherwise it takes nothing
+// and returns how long until the slot is free.
+func (q *Queue) TryReserve(ctx context.Context, sender string, rate float64, cost int) (time.Duration, int64, error) {
 	if rate <= 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
-	interval := int64(1e6 / rate)
-	wait, err := reserveCmd.Run(ctx, q.rdb, []string{q.k.pace(sender)}, q.opts.Now().UnixMicro(), interval, 1).Int64()
+	r, err := tryReserveCmd.Run(ctx, q.rdb, []string{q.k.pace(sender)}, q.opts.Now().UnixMicro(), int64(1e6/rate), cost, paceSlack.Microseconds()).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("pace %s: %w", sender, err)
+		return 0, 0, fmt.Errorf("pace %s: %w", sender, err)
 	}
-	return time.Duration(wait) * time.Microsecond, nil
+	return time.Duration(r[0]) * time.Microsecond, r[1], nil
+}
+
+// Unreserve gives back a slot TryReserve took that was not used, if no
+// later slot was taken since.
+func (q *Queue) Unreserve(ctx context.Context, sender string, rate float64, cost int, slot int64) error {
+	if rate <= 0 || slot == 0 {
+		return nil
+	}
+	if err := unreserveCmd.Run(ctx, q.rdb, []string{q.k.pace(sender)}, slot, cost, int64(1e6/rate)).Err(); err != nil {
+		return fmt.Errorf("unreserve %s: %w", sender, err)
+	}
+	return nil
 }
 
 // Lookup returns the alert a principal's idempotency key named, or "" if the

@@ -550,20 +550,39 @@ set_state(KEYS[1], ARGV[1], cur, ARGV[2])
 return 1
 `)
 
-// reserveCmd paces a sender with GCRA: it reserves the sender's next free
-// slot and returns how long the caller must wait before using it. A caller
-// that gives up wastes its slot (slower, never faster than the rate).
+// tryReserveCmd paces a sender with GCRA, in units (SMS segments, calls):
+// if the sender's next slot is free now, it takes it for cost units and
+// returns {0, slot}; otherwise it takes nothing and returns {wait µs, 0}. A
+// caller holds at most the slot it is about to use, so a retraction asking
+// next gets the next free slot, and nothing is left reserved by work the
+// fence cut short. slot identifies the reservation for unreserveCmd.
+//
+// A slot due within the slack counts as free: the caller's timer wakes a
+// little late, and the schedule (not the wake-up) sets the pace, so the rate
+// does not drift down.
 //
 // KEYS[1] the sender's theoretical arrival time (µs)
-// ARGV[1] now µs   ARGV[2] interval µs (1e6 / rate)   ARGV[3] burst (slots that may be used at once)
-// Returns the wait in µs.
-var reserveCmd = redis.NewScript(`
+// ARGV[1] now µs   ARGV[2] interval µs (1e6 / rate)   ARGV[3] cost (units)   ARGV[4] slack µs
+var tryReserveCmd = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat - now > tonumber(ARGV[4]) then return {tat - now, 0} end
 if tat < now then tat = now end
-local wait = tat - now - (tonumber(ARGV[3]) - 1) * interval
-if wait < 0 then wait = 0 end
-redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX', math.ceil((tat + interval - now) / 1000) + 1000)
-return math.floor(wait)
+local slot = tat + tonumber(ARGV[3]) * interval
+redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', math.ceil((slot - now) / 1000) + 1000)
+return {0, slot}
+`)
+
+// unreserveCmd gives a reservation back that was not used (the fence
+// stopped the send, or it failed before anything went out), if no later
+// slot was taken since.
+//
+// KEYS[1] the sender's theoretical arrival time (µs)
+// ARGV[1] slot (as tryReserveCmd returned it)   ARGV[2] cost   ARGV[3] interval µs
+// Returns 1 if given back.
+var unreserveCmd = redis.NewScript(`
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], string.format('%d', tonumber(ARGV[1]) - tonumber(ARGV[2]) * tonumber(ARGV[3])), 'KEEPTTL')
+return 1
 `)

@@ -63,13 +63,23 @@ func New(cfg Config) (*Notifier, error) {
 	return &Notifier{cfg: cfg, client: c}, nil
 }
 
-// Route is the account's breaker and the sender's pace.
-func (n *Notifier) Route(alert.Delivery) adapters.Route {
+// Route is the account's breaker and the sender's pace, in segments: the
+// message the recipient gets costs as many slots as it has segments.
+func (n *Notifier) Route(d alert.Delivery) adapters.Route {
 	sender := n.cfg.From
 	if n.cfg.MessagingServiceSID != "" {
 		sender = n.cfg.MessagingServiceSID
 	}
-	return adapters.Route{Breaker: "twilio/" + n.cfg.Account, Sender: "twilio/" + n.cfg.Account + "/sms/" + sender, Rate: n.cfg.Rate}
+	rt := adapters.Route{Breaker: "twilio/" + n.cfg.Account, Sender: "twilio/" + n.cfg.Account + "/sms/" + sender, Rate: n.cfg.Rate, Cost: 1}
+	if r, ok := n.cfg.Recipients(d.Target.ID); ok && d.Alert != nil {
+		rt.Cost, _ = Segments(n.text(d, r))
+	}
+	return rt
+}
+
+// text is what recipient r is sent for d.
+func (n *Notifier) text(d alert.Delivery, r adapters.Recipient) string {
+	return d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)
 }
 
 // Pending says a nil Deliver means accepted by Twilio.
@@ -94,7 +104,7 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		return adapters.NotAttempted(adapters.Permanent(fmt.Errorf("sms: %w", adapters.ErrExpired)))
 	}
 	p := (&api.CreateMessageParams{}).SetTo(r.Phone).
-		SetBody(d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)).
+		SetBody(n.text(d, r)).
 		SetValidityPeriod(ValidityPeriod(d.Expires)).
 		SetStatusCallback(n.cfg.CallbackURL + "/" + url.PathEscape(d.ID))
 	if n.cfg.MessagingServiceSID != "" {
