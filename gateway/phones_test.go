@@ -303,54 +303,80 @@ func TestExpiredUnsentAreNeverTold(t *testing.T) {
 func TestRetractionTakesTheNextPaceSlot(t *testing.T) {
 	for _, tt := range []struct {
 		rate   float64
-		people int
-		after  time.Duration // retract once this long into the fan-out
 		within time.Duration
-	}{
-		{10, 60, 1500 * time.Millisecond, time.Second},
-		{1, 8, 2200 * time.Millisecond, 2 * time.Second},
-	} {
+	}{{10, time.Second}, {1, 2 * time.Second}} {
 		t.Run(fmt.Sprintf("%g/s", tt.rate), func(t *testing.T) {
-			first := make(chan time.Time, 1)
-			tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": tt.rate},
-				OnMessage: func(m loadtest.FakeMessage) {
-					if strings.Contains(m.Body, "ENTWARNUNG") || strings.Contains(m.Body, "ALL CLEAR") {
-						select {
-						case first <- m.At:
-						default:
-						}
-					}
-				}})
-			s := newStack(t, stackOptions{phones: tt.people, twilio: tw, rate: tt.rate})
-			r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","headline":"Gasaustritt","zones":["school"],"channels":["sms"]}`)
-			id := r.Body["id"].(string)
-			time.Sleep(tt.after)
-			sent := len(tw.Messages())
-			if sent == 0 || sent >= tt.people {
-				t.Fatalf("%d of %d originals sent before the retraction; want some", sent, tt.people)
-			}
-			retracted := time.Now()
-			if r := s.retract(id, "false_alarm"); r.Code != 202 {
-				t.Fatalf("retract = %d %s", r.Code, r.Raw)
-			}
-			var at time.Time
-			select {
-			case at = <-first:
-			case <-time.After(10 * time.Second):
-				t.Fatal("no retraction SMS within 10s")
-			}
-			took := at.Sub(retracted)
-			eventually(t, 20*time.Second, "every reached person retracted", func() bool {
-				c := s.counts(id, "sms")
-				return c["retracted"] == fmt.Sprintf("%v/%v", c["retractions_owed"], c["retractions_owed"]) && c["retractions_owed"] != float64(0)
-			})
-			if v := tw.Violations()["+4930100000"]; v != 0 {
-				t.Fatalf("%d sends above %g segments/s", v, tt.rate)
-			}
+			took, sent := firstRetractionSMS(t, tt.rate)
 			if took > tt.within {
 				t.Fatalf("first retraction SMS %v after the retraction at %g segments/s; want ≤ %v", took, tt.rate, tt.within)
 			}
 			t.Logf("%g segments/s: %d originals out before the retraction; first retraction SMS %v after it", tt.rate, sent, took)
 		})
 	}
+}
+
+// BenchmarkFirstRetractionSMS: from the retract call to the first retraction
+// SMS at the provider, during a paced fan-out whose backlog waits for its
+// slots, at 10 and 1 segments/s; beside it the sender's interval (one
+// segment's slot, the least any send waits behind the one before).
+func BenchmarkFirstRetractionSMS(b *testing.B) {
+	for _, rate := range []float64{10, 1} {
+		b.Run(fmt.Sprintf("%gps", rate), func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				took, _ := firstRetractionSMS(b, rate)
+				total += took
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "first-retraction-ms")
+			b.ReportMetric(1000/rate, "interval-ms")
+		})
+	}
+}
+
+// firstRetractionSMS fans an alert out by SMS at rate segments/s, retracts
+// it while most originals still wait for their slots, and returns how long
+// after the retract call the first retraction SMS reached the provider, and
+// how many originals had gone out. It fails if any second carried more
+// segments than the rate, or if not every reached person was retracted.
+func firstRetractionSMS(t testing.TB, rate float64) (time.Duration, int) {
+	people, after := 60, 1500*time.Millisecond
+	if rate < 5 {
+		people, after = 8, 2200*time.Millisecond
+	}
+	first := make(chan time.Time, 1)
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate},
+		OnMessage: func(m loadtest.FakeMessage) {
+			if strings.Contains(m.Body, "ENTWARNUNG") || strings.Contains(m.Body, "ALL CLEAR") {
+				select {
+				case first <- m.At:
+				default:
+				}
+			}
+		}})
+	s := newStack(t, stackOptions{phones: people, twilio: tw, rate: rate})
+	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","headline":"Gasaustritt","zones":["school"],"channels":["sms"]}`)
+	id := r.Body["id"].(string)
+	time.Sleep(after)
+	sent := len(tw.Messages())
+	if sent == 0 || sent >= people {
+		t.Fatalf("%d of %d originals sent before the retraction; want some", sent, people)
+	}
+	retracted := time.Now()
+	if r := s.retract(id, "false_alarm"); r.Code != 202 {
+		t.Fatalf("retract = %d %s", r.Code, r.Raw)
+	}
+	var at time.Time
+	select {
+	case at = <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no retraction SMS within 10s")
+	}
+	eventually(t, 20*time.Second, "every reached person retracted", func() bool {
+		c := s.counts(id, "sms")
+		return c["retracted"] == fmt.Sprintf("%v/%v", c["retractions_owed"], c["retractions_owed"]) && c["retractions_owed"] != float64(0)
+	})
+	if v := tw.Violations()["+4930100000"]; v != 0 {
+		t.Fatalf("%d sends above %g segments/s", v, rate)
+	}
+	return at.Sub(retracted), sent
 }
