@@ -15,8 +15,10 @@ type keys struct{ prefix string }
 // alert is the alert hash: doc, fence, state, reason, created, expires.
 func (k keys) alert(id alert.ID) string { return k.prefix + ":{a:" + string(id) + "}" }
 
-// ledger maps "kind/target" to the target's alert delivery state, and
-// "r|kind/target" to its retraction delivery state.
+// ledger maps "kind/target" to the target's alert delivery state,
+// "r|kind/target" to its retraction delivery state, and "x|kind/target" to 1
+// once the target may have been reached by an attempt that a later job
+// handed back (so it stays attempted).
 func (k keys) ledger(id alert.ID) string { return k.alert(id) + ":l" }
 
 // alerts is a sorted set of alert ids scored by creation time (ms).

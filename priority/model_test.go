@@ -82,23 +82,6 @@ var (
 	mOutcomes   = []alert.State{alert.StateDelivered, alert.StateFailed, alert.StateSent, alert.StateRetry, alert.StateQueued}
 )
 
-// knownBug turns off one case of one check (RETRACTION MISSING), for a bug
-// the model found in the queue: the ledger forgets an attempt. A target that
-// may have been reached (a worker reported it to be retried, or died holding
-// it) and that a later worker then hands back as never attempted (Release,
-// or Finish with StateQueued) is "queued" in the ledger again, so the fence
-// cancels it and owes it nothing, though the earlier attempt may have
-// sounded the siren. Shortest sequences, one siren s1:
-//
-//	claim, Finish s1 retry; claim, Release; Retract -> s1 cancelled, no retraction
-//	claim and die; lease runs out; claim (reclaimed), Release; Retract -> the same
-//	claim, Finish s1 retry; claim; Fence; Release; Sweep -> the same
-//
-// Only targets the model marks forgotten (attempted, then handed back
-// untried) are let off; every other case of the check stays on. Set it to
-// false once the queue keeps an attempt across a hand-back.
-const knownBug = true
-
 const (
 	crashLease = 300 * time.Millisecond
 	// retryLater is how far a worker may push a handed-back target out.
@@ -173,17 +156,13 @@ type mTarget struct {
 	final bool
 	// rFinal: a worker reported a final outcome of the retraction.
 	rFinal bool
-	// forgotten: after it may have been reached, a later worker handed it
-	// back as never attempted (Release, or Finish with StateQueued), and
-	// the ledger lost the earlier attempt (see knownBug).
-	forgotten bool
 }
 
 // attempted: the target may have been reached and is owed a retraction.
 func (t *mTarget) attempted() bool { return t.reported || t.crashed }
 
 func (t *mTarget) String() string {
-	return fmt.Sprintf("{reported:%v crashed:%v final:%v retraction-final:%v forgotten:%v}", t.reported, t.crashed, t.final, t.rFinal, t.forgotten)
+	return fmt.Sprintf("{reported:%v crashed:%v final:%v retraction-final:%v}", t.reported, t.crashed, t.final, t.rFinal)
 }
 
 // mAlert is a stored alert in the model.
@@ -672,11 +651,11 @@ func (m *model) record(j *priority.Job, out map[string]alert.State) {
 		case j.Msg == "r":
 			mt.rFinal = mt.rFinal || isFinal(st)
 		case isFinal(st):
-			mt.final, mt.reported, mt.forgotten = true, true, false
+			mt.final, mt.reported = true, true
 		case st == alert.StateRetry:
-			mt.reported, mt.forgotten = true, false
-		case st == alert.StateQueued && mt.attempted():
-			mt.forgotten = true
+			// A target handed back as never attempted (StateQueued) after
+			// an earlier attempt stays attempted: the ledger keeps it.
+			mt.reported = true
 		}
 	}
 }
@@ -720,7 +699,7 @@ func (m *model) crash(t *rapid.T) {
 	if j.Msg == "a" {
 		for _, tg := range j.Targets {
 			mt := m.alerts[j.AlertID].targets[string(kind)+"/"+tg]
-			mt.crashed, mt.forgotten = true, false
+			mt.crashed = true
 		}
 	}
 	m.logf(t, "worker holding %s dies", j.ID)
@@ -941,9 +920,6 @@ func (m *model) checkAlert(t *rapid.T, ma *mAlert, holds map[string]string) {
 				t.Fatalf("RETRACTION BEFORE ITS ORIGINAL ENDED: %s %s is in flight and its retraction is %s", ma.id, key, d.Retraction)
 			}
 		case mt.attempted():
-			if d.Retraction == "" && knownBug && mt.forgotten {
-				break // see knownBug
-			}
 			if d.Retraction == "" {
 				t.Fatalf("RETRACTION MISSING: %s was fenced and swept; %s may have been reached %s, the ledger says %s and it has no retraction", ma.id, key, mt, d.State)
 			}

@@ -813,6 +813,9 @@ func (q *Queue) Deliveries(ctx context.Context, id alert.ID) ([]DeliveryState, e
 	}
 	rows := map[string]*DeliveryState{}
 	for f, st := range ledger {
+		if strings.HasPrefix(f, "x|") {
+			continue // an attempt mark (finishCmd), not a target
+		}
 		key, retraction := strings.CutPrefix(f, "r|")
 		t, err := alert.ParseTarget(key)
 		if err != nil {

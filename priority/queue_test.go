@@ -364,6 +364,32 @@ func TestHandedBackJobIsNotAttempted(t *testing.T) {
 	}
 }
 
+// An attempt is never forgotten: a siren tried without an ack, then handed
+// back untried by the next worker (shutdown), may still be sounding, so the
+// retraction owes it all_clear. Found by TestModel.
+func TestAttemptSurvivesAHandBack(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(1)})
+	j, _ := q.Claim(ctx, alert.KindSiren, 0)
+	q.Finish(ctx, j, map[string]alert.State{"s00000": alert.StateRetry}, time.Time{})
+	j, _ = q.Claim(ctx, alert.KindSiren, 0)
+	if j == nil {
+		t.Fatal("the retry was not handed out again")
+	}
+	if err := q.Release(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Retract(ctx, a.ID, "false_alarm", ""); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := q.Status(ctx, a.ID)
+	if c := st.Counts[alert.KindSiren]; c.Owed != 1 || c.Cancelled != 0 {
+		t.Fatalf("counts = %+v; want the once-tried siren owed its retraction, not cancelled", c)
+	}
+}
+
 // A handed-back delivery waits on the delayed set until its time, keeping
 // its retry count; meanwhile the lane hands out other work.
 func TestHandedBackWaitsItsTurn(t *testing.T) {

@@ -302,18 +302,27 @@ var claimCmd = ledgerScript(`
 local now = tonumber(ARGV[2])
 -- ready moves the jobs of a sorted set whose score (lease deadline or
 -- not-before time) has passed back onto the ready set.
-local function ready(from)
+local function ready(from, reclaimed)
   for _, jid in ipairs(redis.call('ZRANGEBYSCORE', from, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', from, jid)
     local raw = redis.call('HGET', KEYS[2], jid)
     if raw then
       local j = cjson.decode(raw)
       redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
+      if reclaimed and j.m == 'a' then
+        -- Its worker died mid-job: every target it held may have been reached.
+        local ledger = ARGV[1] .. ':{a:' .. j.a .. '}:l'
+        for _, t in ipairs(j.t) do
+          if redis.call('HGET', ledger, j.k .. '/' .. t) == 'in_flight' then
+            redis.call('HSET', ledger, 'x|' .. j.k .. '/' .. t, '1')
+          end
+        end
+      end
     end
   end
 end
-ready(KEYS[3])
-ready(KEYS[4])
+ready(KEYS[3], true)
+ready(KEYS[4], false)
 -- Scores below bound belong to jobs of the minimum priority or higher.
 local bound = (11 - tonumber(ARGV[6])) * 1e13
 while true do
@@ -398,6 +407,13 @@ local retract, again = {}, {}
 for i = 8, #ARGV, 2 do
   local f = pre .. ARGV[i]
   local new = ARGV[i + 1]
+  -- An attempt is remembered ("x|" mark) across hand-backs: a target an
+  -- earlier job may have reached stays attempted, whatever a later job did.
+  if new == 'retry' and j.m == 'a' then
+    redis.call('HSET', ledger, 'x|' .. f, '1')
+  elseif new == 'queued' and j.m == 'a' and redis.call('HEXISTS', ledger, 'x|' .. f) == 1 then
+    new = 'retry'
+  end
   if new == 'queued' or new == 'retry' then
     if fenced and new == 'retry' then
       new = 'failed'
@@ -495,7 +511,8 @@ local r = redis.call('HSCAN', KEYS[2], cur, 'COUNT', ARGV[4])
 local by_kind = {}
 local fields = r[2]
 for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 2) ~= 'r|' then retract_field(KEYS[2], fields[i], fields[i + 1], by_kind) end
+  local p = string.sub(fields[i], 1, 2)
+  if p ~= 'r|' and p ~= 'x|' then retract_field(KEYS[2], fields[i], fields[i + 1], by_kind) end
 end
 local n = push_retractions(ARGV[1], ARGV[2], by_kind, tonumber(ARGV[7]), tonumber(ARGV[5]) + tonumber(ARGV[8]))
 if r[1] == '0' then
