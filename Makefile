@@ -3,6 +3,9 @@ GO       ?= go
 PKGS     := ./...
 SOAK_COUNT ?= 10
 FUZZTIME   ?= 2m
+# Random sequences the model test (priority.TestModel) runs in make soak;
+# make test runs rapid's default (100).
+RAPID_CHECKS ?= 1000
 
 .PHONY: all build test demo bench soak fuzz lint fmt deps clean
 
@@ -24,11 +27,13 @@ test:
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 # Repeats the chaos tests (Redis and broker kill -9, instance kill -9, SIGTERM)
-# and the fence race; CI runs it shortened (SOAK_COUNT=2).
+# and the fence race, and runs the model test on many more random sequences;
+# CI runs it shortened (SOAK_COUNT=2 RAPID_CHECKS=300).
 soak:
 	$(GO) test -race -count=$(SOAK_COUNT) -timeout 30m \
-		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery' ./gateway/
+		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery|TestDeadSirens' ./gateway/
 	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease' ./priority/
+	$(GO) test -race -count=1 -timeout 30m -run '^TestModel$$' ./priority/ -rapid.checks=$(RAPID_CHECKS)
 
 # Fuzzes the CAP parser, the JSON alert body and the MQTT trigger payload
 # (their seed corpora, the real CAP documents among them, also run in make
