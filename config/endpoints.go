@@ -1,10 +1,15 @@
 package config
 
 import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tocsin-alert/tocsin/alert"
 )
@@ -73,8 +78,145 @@ func (p *PA) HasFallbacks() bool {
 // Dispatch configures the dispatch centres alerts are forwarded to as CAP 1.2.
 type Dispatch struct {
 	// Sender is the CAP <sender> of Tocsin's messages, e.g. tocsin@example.org.
-	Sender  string           `yaml:"sender"`
+	Sender string `yaml:"sender"`
+	// Signing is the gateway's own certificate and RSA key: every CAP
+	// document sent to a centre carries an enveloped XML signature made with
+	// them. Required with centres.
+	Signing DispatchSigning  `yaml:"signing"`
 	Centres []DispatchCentre `yaml:"centres"`
+}
+
+// DispatchSigning are the PEM files of the gateway's CAP signing certificate
+// and its RSA private key (PKCS#1 or PKCS#8, unencrypted). Centres pin the
+// certificate.
+type DispatchSigning struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+
+	// cert and key are read from the files when the configuration is loaded.
+	cert *x509.Certificate
+	key  *rsa.PrivateKey
+}
+
+// Certificate is the signing certificate, read at load time (nil without).
+func (s *DispatchSigning) Certificate() *x509.Certificate { return s.cert }
+
+// Key is the signing key, read at load time and checked against the
+// certificate (nil without).
+func (s *DispatchSigning) Key() *rsa.PrivateKey { return s.key }
+
+// minSigningBits is the smallest RSA key dispatch.signing takes.
+const minSigningBits = 2048
+
+// load reads and checks the signing files, naming the field of each problem.
+func (s *DispatchSigning) load(v *validator, centres int) {
+	const f = "dispatch.signing"
+	switch {
+	case s.CertFile == "" && s.KeyFile == "":
+		if centres > 0 {
+			v.add(f, "required with dispatch centres: cert_file and key_file, the PEM certificate and RSA key every CAP document sent to a centre is XML-signed with")
+		}
+		return
+	case s.CertFile == "":
+		v.add(f+".cert_file", "required with key_file: the PEM certificate centres verify Tocsin's CAP signatures against")
+	case s.KeyFile == "":
+		v.add(f+".key_file", "required with cert_file: the PEM RSA private key Tocsin signs CAP with")
+	}
+	var cert *x509.Certificate
+	if s.CertFile != "" {
+		c, err := readSigningCert(s.CertFile)
+		if err != nil {
+			v.add(f+".cert_file", err.Error())
+		}
+		cert = c
+	}
+	var key *rsa.PrivateKey
+	if s.KeyFile != "" {
+		k, err := readSigningKey(s.KeyFile)
+		if err != nil {
+			v.add(f+".key_file", err.Error())
+		}
+		key = k
+	}
+	if cert == nil || key == nil {
+		return
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		v.add(f+".key_file", fmt.Sprintf("%s does not match the certificate in cert_file %s", s.KeyFile, s.CertFile))
+		return
+	}
+	s.cert, s.key = cert, key
+}
+
+// readSigningCert reads the first certificate of a PEM file: RSA, and valid now.
+func readSigningCert(file string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return nil, fmt.Errorf("no PEM CERTIFICATE in %s", file)
+		}
+		if blk.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("%s: certificate: %v", file, err)
+			}
+			if _, ok := c.PublicKey.(*rsa.PublicKey); !ok {
+				return nil, fmt.Errorf("%s: the certificate's key is %v; CAP is signed RSA-SHA256, so it must be RSA", file, c.PublicKeyAlgorithm)
+			}
+			now := time.Now()
+			if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+				return nil, fmt.Errorf("%s: the certificate is valid only from %s to %s; centres would refuse every signature",
+					file, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+			}
+			return c, nil
+		}
+	}
+}
+
+// readSigningKey reads an unencrypted RSA private key (PKCS#1 or PKCS#8) of
+// at least minSigningBits from a PEM file.
+func readSigningKey(file string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return nil, fmt.Errorf("no PEM RSA PRIVATE KEY or PRIVATE KEY in %s", file)
+		}
+		var key any
+		switch blk.Type {
+		case "RSA PRIVATE KEY":
+			if blk.Headers["Proc-Type"] != "" {
+				return nil, fmt.Errorf("%s: the key is encrypted; Tocsin needs it unencrypted (protect the file instead)", file)
+			}
+			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, fmt.Errorf("%s: the key is encrypted; Tocsin needs it unencrypted (protect the file instead)", file)
+		case "EC PRIVATE KEY":
+			return nil, fmt.Errorf("%s: an EC key; CAP is signed RSA-SHA256, so it must be RSA", file)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: private key: %v", file, err)
+		}
+		rk, ok := key.(*rsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: a %T; CAP is signed RSA-SHA256, so it must be an RSA key", file, key)
+		}
+		if n := rk.N.BitLen(); n < minSigningBits {
+			return nil, fmt.Errorf("%s: an RSA key of %d bits; at least %d", file, n, minSigningBits)
+		}
+		return rk, nil
+	}
 }
 
 // DispatchCentre is one dispatch centre's CAP endpoint.
@@ -82,8 +224,12 @@ type DispatchCentre struct {
 	ID string `yaml:"id"`
 	// Zones the centre covers: alerts to any of them reach it.
 	Zones []string `yaml:"zones"`
-	// URL is where CAP documents are POSTed.
+	// URL is where CAP documents are POSTed: https://, unless InsecureHTTP.
 	URL string `yaml:"url"`
+	// InsecureHTTP allows an http:// URL: CAP and its HMAC headers then cross
+	// the network in clear. Only for a centre on a network you trust (tests,
+	// the demo's simulated centre on loopback).
+	InsecureHTTP bool `yaml:"insecure_http"`
 	// HMACKeyEnv names the environment variable with the shared key that
 	// signs what is sent (X-Tocsin-Signature) and the CAP Acks that come back.
 	HMACKeyEnv string `yaml:"hmac_key_env"`
@@ -165,6 +311,7 @@ func (c *Config) validateEndpoints(v *validator, zones map[string]bool) {
 	if strings.ContainsAny(c.Dispatch.Sender, " ,<&") {
 		v.add("dispatch.sender", "must not contain spaces, commas, '<' or '&' (CAP 1.2)")
 	}
+	c.Dispatch.Signing.load(v, len(c.Dispatch.Centres))
 	centres := map[string]bool{}
 	for i := range c.Dispatch.Centres {
 		dc := &c.Dispatch.Centres[i]
@@ -181,8 +328,17 @@ func (c *Config) validateEndpoints(v *validator, zones map[string]bool) {
 				v.add(fmt.Sprintf("%s.zones[%d]", f, j), fmt.Sprintf("zone %q is not defined under zones", z))
 			}
 		}
-		if !validHTTPURL(dc.URL) {
-			v.add(f+".url", "must be the http(s) URL the centre takes CAP documents at")
+		// CAP to a centre goes over TLS: plain http:// only where the
+		// centre says so explicitly.
+		if u, err := url.Parse(dc.URL); !validHTTPURL(dc.URL) || err != nil {
+			v.add(f+".url", "must be the https:// URL the centre takes CAP documents at")
+		} else if u.Scheme == "http" {
+			switch {
+			case dc.TLS != nil:
+				v.add(f+".url", "must be https:// when tls is set")
+			case !dc.InsecureHTTP:
+				v.add(f+".url", "must be https://: over http:// the CAP and its headers cross the network in clear (set insecure_http: true for a centre on a network you trust, e.g. a loopback test)")
+			}
 		}
 		if dc.HMACKeyEnv == "" {
 			v.add(f+".hmac_key_env", "required: the environment variable holding the key shared with the centre")
@@ -190,9 +346,6 @@ func (c *Config) validateEndpoints(v *validator, zones map[string]bool) {
 		if dc.TLS != nil {
 			if (dc.TLS.CertFile == "") != (dc.TLS.KeyFile == "") {
 				v.add(f+".tls", "cert_file and key_file go together")
-			}
-			if strings.HasPrefix(dc.URL, "http://") {
-				v.add(f+".url", "must be https:// when tls is set")
 			}
 		}
 	}

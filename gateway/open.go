@@ -185,10 +185,15 @@ func openPA(cfg *config.Config, conn *mqttcmd.Client) *pa.Notifier {
 	return pa.New(pc)
 }
 
-// openDispatch builds the dispatch adapter: each centre's HMAC key from its
-// environment variable, and its TLS client from its files.
+// openDispatch builds the dispatch adapter: the XML signer from the signing
+// key and certificate the configuration loaded, each centre's HMAC key from
+// its environment variable, and its TLS client from its files.
 func openDispatch(cfg *config.Config) (*dispatch.Notifier, map[string][]byte, error) {
-	dc := dispatch.Config{Sender: cfg.Dispatch.Sender, Centres: map[string]dispatch.Centre{}, ZoneNames: map[string]string{}, Location: cfg.Location()}
+	signer, err := dispatch.NewSigner(cfg.Dispatch.Signing.Key(), cfg.Dispatch.Signing.Certificate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("dispatch.signing: %w (every CAP document sent to a centre must be XML-signed)", err)
+	}
+	dc := dispatch.Config{Sender: cfg.Dispatch.Sender, Signer: signer, Centres: map[string]dispatch.Centre{}, ZoneNames: map[string]string{}, Location: cfg.Location()}
 	for _, z := range cfg.Zones {
 		if z.Name != "" {
 			dc.ZoneNames[z.ID] = z.Name
@@ -200,7 +205,7 @@ func openDispatch(cfg *config.Config) (*dispatch.Notifier, map[string][]byte, er
 		if len(key) < 16 {
 			return nil, nil, fmt.Errorf("dispatch centre %q: environment variable %s must hold the shared HMAC key (16 characters or more)", c.ID, c.HMACKeyEnv)
 		}
-		centre := dispatch.Centre{ID: c.ID, URL: c.URL, Key: []byte(key)}
+		centre := dispatch.Centre{ID: c.ID, URL: c.URL, Key: []byte(key), InsecureHTTP: c.InsecureHTTP}
 		if c.TLS != nil {
 			tc, err := tlsClient(c.TLS)
 			if err != nil {
@@ -210,7 +215,11 @@ func openDispatch(cfg *config.Config) (*dispatch.Notifier, map[string][]byte, er
 		}
 		dc.Centres[c.ID], keys[c.ID] = centre, []byte(key)
 	}
-	return dispatch.New(dc), keys, nil
+	n, err := dispatch.New(dc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, keys, nil
 }
 
 // tlsClient is a TLS client configuration from PEM files: a client

@@ -1,6 +1,9 @@
 // Package dispatch forwards alerts to dispatch centres as CAP 1.2 XML. Each
-// document is POSTed to the centre's endpoint, signed with an HMAC over
-// timestamp and body (and over mTLS where configured). A retraction goes as a
+// document carries an enveloped XML signature made with the gateway's own key
+// and certificate (Signer), and is POSTed to the centre's https:// endpoint
+// (plain http:// only where a centre is explicitly configured insecure) with
+// an HMAC over timestamp and the signed body (and over mTLS where
+// configured). A retraction goes as a
 // CAP Cancel referencing the original, then an Update with responseType
 // AllClear, in every language Tocsin has texts for. A 2xx means the centre
 // has the document; its CAP Ack, posted back to the gateway, marks the
@@ -13,8 +16,10 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -63,8 +68,10 @@ func Verify(key []byte, h http.Header, body []byte, now time.Time) error {
 // Centre is one dispatch centre as the adapter reaches it.
 type Centre struct {
 	ID, URL string
-	// Key signs what is sent.
+	// Key is the HMAC key of the X-Tocsin-Signature header.
 	Key []byte
+	// InsecureHTTP allows an http:// URL; without it the URL must be https://.
+	InsecureHTTP bool
 	// TLS, if set, is the client TLS configuration (mTLS, pinned CA).
 	TLS *tls.Config
 }
@@ -72,7 +79,9 @@ type Centre struct {
 // Config configures the dispatch adapter.
 type Config struct {
 	// Sender is the CAP <sender> of every message.
-	Sender  string
+	Sender string
+	// Signer XML-signs every document sent (required).
+	Signer  *Signer
 	Centres map[string]Centre
 	// ZoneNames name zones in <areaDesc>.
 	ZoneNames map[string]string
@@ -93,13 +102,25 @@ var (
 	_ adapters.Pending = (*Notifier)(nil)
 )
 
-// New builds the adapter, one HTTP client per centre.
-func New(cfg Config) *Notifier {
+// New builds the adapter, one HTTP client per centre. It refuses a
+// configuration without a Signer, or with a centre whose URL is not https://
+// (http:// only with InsecureHTTP).
+func New(cfg Config) (*Notifier, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.Signer == nil {
+		return nil, errors.New("dispatch: no signer: every CAP document sent to a centre must be XML-signed")
+	}
 	n := &Notifier{cfg: cfg, clients: map[string]*http.Client{}}
 	for id, c := range cfg.Centres {
+		u, err := url.Parse(c.URL)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			return nil, fmt.Errorf("dispatch: centre %q: url must be an https:// URL", id)
+		case u.Scheme == "http" && !c.InsecureHTTP:
+			return nil, fmt.Errorf("dispatch: centre %q: url must be https:// (http:// only with insecure_http)", id)
+		}
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		if c.TLS != nil {
 			t.TLSClientConfig = c.TLS
@@ -107,7 +128,7 @@ func New(cfg Config) *Notifier {
 		n.clients[id] = &http.Client{Transport: t, Timeout: cfg.Timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return n
+	return n, nil
 }
 
 // Route is one breaker per centre.
@@ -232,10 +253,29 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	return n.post(ctx, c, update)
 }
 
-func (n *Notifier) post(ctx context.Context, c Centre, msg *cap.Alert) error {
-	body, err := cap.Encode(msg)
+// Encode is msg as the centre gets it: CAP 1.2 XML with an enveloped XML
+// signature by s. These are exactly the bytes POSTed (and HMAC-signed).
+func Encode(s *Signer, msg *cap.Alert) ([]byte, error) {
+	doc, err := cap.Encode(msg)
 	if err != nil {
-		return adapters.Permanent(fmt.Errorf("dispatch: encode CAP: %w", err))
+		return nil, fmt.Errorf("encode CAP: %w", err)
+	}
+	signed, err := s.SignXML(doc)
+	if err != nil {
+		return nil, fmt.Errorf("XML-sign CAP: %w", err)
+	}
+	return signed, nil
+}
+
+func (n *Notifier) post(ctx context.Context, c Centre, msg *cap.Alert) error {
+	body, err := Encode(n.cfg.Signer, msg)
+	switch {
+	case errors.Is(err, ErrCertificateExpired):
+		// Nothing unsigned is ever sent. A gateway restarted with a renewed
+		// certificate delivers what is still owed, so this stays retryable.
+		return fmt.Errorf("dispatch: centre %s %s: %w", c.ID, msg.MsgType, err)
+	case err != nil:
+		return adapters.Permanent(fmt.Errorf("dispatch: %w", err))
 	}
 	now := time.Now()
 	return adapters.Post(ctx, n.clients[c.ID], "dispatch: centre "+c.ID+" "+msg.MsgType, c.URL, body, map[string]string{

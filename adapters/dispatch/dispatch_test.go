@@ -28,8 +28,11 @@ import (
 
 var key = []byte("shared-hmac-key-with-the-centre")
 
+// The conformance suite, against a centre that checks the HMAC header and
+// the XML signature (the gateway's certificate pinned) of everything.
 func TestConformance(t *testing.T) {
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}})
+	signer := newSigner(t)
+	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{signer.Certificate()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +40,8 @@ func TestConformance(t *testing.T) {
 	invalid := alert.Target{Kind: alert.KindDispatch, ID: "unknown-centre"}
 	adapterstest.Run(t, adapterstest.Harness{
 		New: func(t *testing.T, log zerolog.Logger) adapters.Adapter {
-			return dispatch.New(dispatch.Config{Sender: "tocsin@example.org", Timeout: 2 * time.Second,
-				Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key}}})
+			return newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Timeout: 2 * time.Second, Signer: signer,
+				Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
 		},
 		Target:  alert.Target{Kind: alert.KindDispatch, ID: "ils"},
 		Invalid: &invalid,
@@ -55,7 +58,12 @@ func TestConformance(t *testing.T) {
 		Secrets: []string{string(key)},
 	})
 	if fake.Rejected() != 0 {
-		t.Fatalf("the centre refused %d signatures", fake.Rejected())
+		t.Fatalf("the centre refused %d signatures: %v", fake.Rejected(), fake.Rejections())
+	}
+	for _, r := range fake.Received() {
+		if !r.Signed {
+			t.Fatalf("%s %s reached the centre without a verified XML signature", r.Doc.MsgType, r.Doc.Identifier)
+		}
 	}
 }
 
@@ -67,7 +75,8 @@ func TestRetractionIsCancelThenAllClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fake.Close()
-	n := dispatch.New(dispatch.Config{Sender: "tocsin@example.org", Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key}}})
+	n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: newSigner(t),
+		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
 	a := &alert.Alert{ID: "a1", Status: alert.StatusActual, Event: "Amok", Headline: "Amokalarm Schule", Severity: alert.SeverityExtreme,
 		Urgency: alert.UrgencyImmediate, Zones: []string{"school"}, Sent: time.Date(2026, 11, 22, 9, 2, 0, 0, time.UTC), Expires: time.Now().Add(time.Hour)}
 	tg := alert.Target{Kind: alert.KindDispatch, ID: "ils"}
@@ -141,6 +150,7 @@ func TestMutualTLS(t *testing.T) {
 	a := &alert.Alert{ID: "a1", Status: alert.StatusActual, Event: "Fire", Zones: []string{"z"}, Sent: time.Now(), Expires: time.Now().Add(time.Hour)}
 	tg := alert.Target{Kind: alert.KindDispatch, ID: "ils"}
 	d := alert.Delivery{ID: alert.DeliveryID(a.ID, tg, alert.MessageAlert), Alert: a, Target: tg, Message: alert.MessageAlert, Expires: a.Expires}
+	signer := newSigner(t)
 	for _, tt := range []struct {
 		name   string
 		certs  []tls.Certificate
@@ -149,7 +159,7 @@ func TestMutualTLS(t *testing.T) {
 		{"with client certificate", []tls.Certificate{{Certificate: [][]byte{cli.Raw}, PrivateKey: cliKey}}, true},
 		{"without", nil, false},
 	} {
-		n := dispatch.New(dispatch.Config{Sender: "tocsin@example.org", Timeout: 2 * time.Second, Centres: map[string]dispatch.Centre{
+		n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Timeout: 2 * time.Second, Signer: signer, Centres: map[string]dispatch.Centre{
 			"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, TLS: &tls.Config{RootCAs: pool, Certificates: tt.certs, MinVersion: tls.VersionTLS12}}}})
 		err := n.Deliver(context.Background(), d)
 		if (err == nil) != tt.wantOK || adapters.IsPermanent(err) {

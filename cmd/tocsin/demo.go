@@ -93,10 +93,14 @@ pa:
     - {id: school-gym, zone: soest-school, controller: gym-pa, language: en, repeat: 1}
 dispatch:
   sender: tocsin-demo@example.invalid
+  # A key and certificate made for this run; the simulated centre pins the
+  # certificate and refuses CAP without a valid XML signature by it.
+  signing: {cert_file: "%s", key_file: "%s"}
   centres:
     - id: leitstelle-soest
       zones: [soest-school, soest-townhall]
       url: "%s"
+      insecure_http: true   # the simulated centre listens on loopback only
       hmac_key_env: TOCSIN_DEMO_DISPATCH_HMAC
 `
 
@@ -192,8 +196,23 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	defer paFake.Close()
 	os.Setenv("TOCSIN_DEMO_DISPATCH_HMAC", demoCentreHMAC)
 	os.Setenv("TOCSIN_DEMO_BUTTON_KEY", demoButtonKey)
+	// The gateway XML-signs the CAP it sends centres: an ephemeral key and
+	// certificate, gone with the demo, that the simulated centre pins.
+	tmp, err := os.MkdirTemp("", "tocsin-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	signingCert, signingKey, err := loadtest.TestSigningCert(tmp)
+	if err != nil {
+		return fmt.Errorf("demo CAP signing key: %w", err)
+	}
+	pinned, err := loadtest.ReadCerts(signingCert)
+	if err != nil {
+		return err
+	}
 	centre, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"leitstelle-soest": []byte(demoCentreHMAC)},
-		AckURL: "http://" + *listen + "/v1/callbacks/cap/{centre}",
+		Pinned: pinned, AckURL: "http://" + *listen + "/v1/callbacks/cap/{centre}",
 		OnDocument: func(r loadtest.DispatchReceived) {
 			what := "CAP " + r.Doc.MsgType
 			switch {
@@ -210,7 +229,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	defer centre.Close()
 	text := fmt.Sprintf(demoConfig, *listen, *redisAddr, *mqttURL,
 		hex.EncodeToString(config.HashKey(demoDispatchKey)), hex.EncodeToString(config.HashKey(demoOperatorKey)), tw.URL,
-		paFake.URL("school-pa"), paFake.URL("school-pa-spare"), centre.URL("leitstelle-soest"))
+		paFake.URL("school-pa"), paFake.URL("school-pa-spare"), signingCert, signingKey, centre.URL("leitstelle-soest"))
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -242,8 +261,9 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 Tocsin demo — %s.
 Gateway on %s; %d simulated sirens are listening, a fake Twilio takes
 the SMS and calls to the school's staff, two simulated PA controllers play
-announcements, and a simulated dispatch centre takes CAP 1.2 and acknowledges
-it. Press Ctrl-C to stop.
+announcements, and a simulated dispatch centre takes CAP 1.2, checks its XML
+signature (by a key made for this run) and acknowledges it. Press Ctrl-C to
+stop.
 
 1. Send an amok alert to the school (three sirens sound, both PA zones
    announce it, three staff get an SMS, two get a call, the dispatch centre

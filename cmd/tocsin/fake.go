@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -21,7 +22,7 @@ const fakeUsage = `usage: tocsin fake KIND [flags]   (loopback only; prints what
 
   tocsin fake twilio   --listen 127.0.0.1:8088 --account SID:TOKEN [--rate FROM=N] [--fail STATUS] [--undelivered NUMBER]
   tocsin fake pa       --listen 127.0.0.1:8089 [--token T] [--mqtt URL --mqtt-ids a,b]
-  tocsin fake dispatch --listen 127.0.0.1:8090 --centre ID=KEY [--ack-url URL]
+  tocsin fake dispatch --listen 127.0.0.1:8090 --centre ID=KEY [--signing-cert FILE] [--ack-url URL]
   tocsin fake sirens   --mqtt URL --ids a,b,c [--latency 50ms] [--drop 0.1] [--offline c]
 `
 
@@ -126,8 +127,16 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 		var centres list
 		fs.Var(&centres, "centre", "ID=KEY: a centre and its HMAC key (repeatable)")
 		ackURL := fs.String("ack-url", "", "where to post CAP Acks, e.g. http://127.0.0.1:8080/v1/callbacks/cap/{centre}")
+		signingCert := fs.String("signing-cert", "", "PEM certificate the gateway XML-signs CAP with (its dispatch.signing.cert_file): CAP without a valid signature by it is refused; unchecked when not given")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		var pinned []*x509.Certificate
+		if *signingCert != "" {
+			var err error
+			if pinned, err = loadtest.ReadCerts(*signingCert); err != nil {
+				return fmt.Errorf("--signing-cert: %w", err)
+			}
 		}
 		cs, err := pairs(centres, "=")
 		if err != nil || len(cs) == 0 {
@@ -137,12 +146,17 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 		for k, v := range cs {
 			keys[k] = []byte(v)
 		}
-		d, err := loadtest.StartDispatch(loadtest.DispatchOptions{Listen: *listen, Keys: keys, AckURL: *ackURL,
-			OnDocument: func(r loadtest.DispatchReceived) { emit("dispatch", map[string]any{"centre": r.Centre, "cap": r.Doc}) }})
+		d, err := loadtest.StartDispatch(loadtest.DispatchOptions{Listen: *listen, Keys: keys, AckURL: *ackURL, Pinned: pinned,
+			OnDocument: func(r loadtest.DispatchReceived) {
+				emit("dispatch", map[string]any{"centre": r.Centre, "cap": r.Doc, "xml_signature_verified": r.Signed})
+			}})
 		if err != nil {
 			return err
 		}
 		closeFn, where = d.Close, "dispatch centres at "+d.URL("{centre}")
+		if pinned == nil {
+			where += " (XML signatures unchecked: --signing-cert pins the gateway's certificate)"
+		}
 	case "sirens":
 		broker := fs.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker URL")
 		var ids, offline list
