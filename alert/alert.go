@@ -157,24 +157,27 @@ func PriorityOf(sev Severity, urg Urgency) Priority {
 
 // Alert is one accepted alert as Tocsin stores it.
 type Alert struct {
-	ID          ID        `json:"id"`
-	Principal   string    `json:"principal"`
-	Source      string    `json:"source,omitempty"`
-	Status      Status    `json:"status"`
-	MsgType     string    `json:"msgType"`
-	Event       string    `json:"event"`
-	Severity    Severity  `json:"severity"`
-	Urgency     Urgency   `json:"urgency"`
-	Certainty   string    `json:"certainty,omitempty"`
-	Headline    string    `json:"headline,omitempty"`
-	Description string    `json:"description,omitempty"`
-	Instruction string    `json:"instruction,omitempty"`
-	Language    string    `json:"language,omitempty"`
-	Zones       []string  `json:"zones"`
-	Channels    []Kind    `json:"channels,omitempty"`
-	Sent        time.Time `json:"sent"`
-	Expires     time.Time `json:"expires"`
-	Priority    Priority  `json:"priority"`
+	ID          ID       `json:"id"`
+	Principal   string   `json:"principal"`
+	Source      string   `json:"source,omitempty"`
+	Status      Status   `json:"status"`
+	MsgType     string   `json:"msgType"`
+	Event       string   `json:"event"`
+	Severity    Severity `json:"severity"`
+	Urgency     Urgency  `json:"urgency"`
+	Certainty   string   `json:"certainty,omitempty"`
+	Headline    string   `json:"headline,omitempty"`
+	Description string   `json:"description,omitempty"`
+	Instruction string   `json:"instruction,omitempty"`
+	Language    string   `json:"language,omitempty"`
+	// Infos are the alert's texts in further languages (CAP's other <info>
+	// blocks); each recipient gets the one for their language (InfoFor).
+	Infos    []Info    `json:"info,omitempty"`
+	Zones    []string  `json:"zones"`
+	Channels []Kind    `json:"channels,omitempty"`
+	Sent     time.Time `json:"sent"`
+	Expires  time.Time `json:"expires"`
+	Priority Priority  `json:"priority"`
 	// Supersedes are the earlier alerts of this alert's chain (a CAP Update
 	// replaces them), newest first, each with when it was sent: what Tocsin's
 	// own CAP messages must reference.

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -74,5 +75,60 @@ func TestTexts(t *testing.T) {
 		if got := tt.a.Text(tt.msg, tt.reason, tt.lang, berlin); got != tt.want {
 			t.Errorf("Text(%s, %s, %s) =\n%q, want\n%q", tt.msg, tt.reason, tt.lang, got, tt.want)
 		}
+	}
+}
+
+// Each recipient gets the alert's text in their language: the same tag,
+// then the same base language, then English, then the primary language.
+func TestInfoFor(t *testing.T) {
+	a := &Alert{Event: "Unwetter", Language: "de-DE", Headline: "Unwetterwarnung", Infos: []Info{
+		{Language: "en-GB", Headline: "Severe weather warning"},
+		{Language: "fr", Event: "Orage", Headline: "Alerte météo"},
+	}}
+	for _, tt := range []struct{ lang, headline, event string }{
+		{"de-DE", "Unwetterwarnung", "Unwetter"},
+		{"de", "Unwetterwarnung", "Unwetter"},
+		{"en", "Severe weather warning", "Unwetter"}, // a block without an event takes the alert's
+		{"en-US", "Severe weather warning", "Unwetter"},
+		{"fr-CH", "Alerte météo", "Orage"},
+		{"tr", "Severe weather warning", "Unwetter"}, // no Turkish: English
+		{"", "Severe weather warning", "Unwetter"},
+	} {
+		if in := a.InfoFor(tt.lang); in.Headline != tt.headline || in.Event != tt.event {
+			t.Errorf("InfoFor(%q) = %+v, want %q / %q", tt.lang, in, tt.headline, tt.event)
+		}
+	}
+	noEN := &Alert{Event: "Amok", Language: "de", Headline: "Amokalarm"}
+	if in := noEN.InfoFor("fr"); in.Headline != "Amokalarm" {
+		t.Errorf("InfoFor(fr) without English = %+v, want the primary (German) text", in)
+	}
+}
+
+// Configured texts replace the defaults per language and channel kind; a
+// language configured in full counts as one Tocsin can write in.
+func TestConfiguredTexts(t *testing.T) {
+	sent := time.Date(2026, 11, 11, 9, 2, 0, 0, time.UTC)
+	a := &Alert{Status: StatusActual, Event: "Amok", Headline: "Amokalarm", Language: "de", Sent: sent,
+		Infos: []Info{{Language: "en", Headline: "Active shooter"}}}
+	var tx Texts
+	tx.Set("false_alarm", "de", KindSMS, "FEHLALARM {headline} ({time})")
+	tx.Set("false_alarm", "en", "", "FALSE ALARM: {headline}")
+	if got := tx.Text(a, KindSMS, MessageRetraction, "false_alarm", "de"); got != "FEHLALARM Amokalarm (09:02)" {
+		t.Errorf("sms de = %q", got)
+	}
+	if got := tx.Text(a, KindVoice, MessageRetraction, "false_alarm", "de"); got != "ENTWARNUNG: Die Warnung „Amokalarm“ von 09:02 war ein Fehlalarm. Es besteht keine Gefahr." {
+		t.Errorf("voice de (default) = %q", got)
+	}
+	if got := tx.Text(a, KindVoice, MessageRetraction, "false_alarm", "en"); got != "FALSE ALARM: Active shooter" {
+		t.Errorf("voice en = %q; want the configured text with the English headline", got)
+	}
+	if m := tx.Has("pl", ""); len(m) != len(TextKeys) {
+		t.Errorf("Has(pl) missing %v, want every key", m)
+	}
+	for _, k := range TextKeys {
+		tx.Set(k, "pl", "", "PL "+k)
+	}
+	if !slices.Contains(tx.Languages(), "pl") {
+		t.Errorf("Languages = %v, want pl once complete", tx.Languages())
 	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// TimeZone is used for times in messages ("Europe/Berlin"; default UTC).
 	TimeZone string `yaml:"time_zone"`
+	// TextsConf are prepared texts that replace the defaults (Texts).
+	TextsConf []Text `yaml:"texts"`
+
+	texts *alert.Texts
 }
 
 // Redis says how to reach the queue's Redis.
@@ -510,6 +514,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 			}
 		}
 	}
+	c.validateTexts(&v)
 	c.validateRecipients(&v, zones)
 	c.validateEndpoints(&v, zones)
 	c.validateTriggers(&v, zones)

@@ -66,9 +66,9 @@ func TestProblemsNameLineAndField(t *testing.T) {
 		{"shared key", "principals:\n  - {id: a, kind: dispatch, key_sha256: " + keyHash + "}\n  - {id: b, kind: dispatch, key_sha256: " + keyHash + "}\n", []string{"line 3: principals[1].key_sha256: same API key as principal \"a\""}},
 		{"lease out of range", "queue:\n  lease: 10m\n", []string{"line 2: queue.lease: must be between"}},
 		{"PA zone with unknown controller and bad language", "zones: [{id: a}]\npa:\n  controllers:\n    - {id: c1, url: 'ftp://x'}\n  zones:\n    - {id: hall, zone: a, controller: c9, language: fr}\n",
-			[]string{"line 4: pa.controllers[0].url: must be an http(s) URL", "line 6: pa.zones[0].controller: controller \"c9\" is not defined", "line 6: pa.zones[0].language: no texts in \"fr\""}},
+			[]string{"line 4: pa.controllers[0].url: must be an http(s) URL", "line 6: pa.zones[0].controller: controller \"c9\" is not defined", "line 6: pa.zones[0].language: no exercise, alert, false_alarm, all_clear, superseded text in \"fr\" for pa"}},
 		{"dispatch centre without key, sender or zones", "zones: [{id: a}]\ndispatch:\n  centres:\n    - id: ils\n      url: https://ils.example/cap\n      zones: [b]\n",
-			[]string{"dispatch.sender: required", "line 6: dispatch.centres[0].zones[0]: zone \"b\"", "line 4: dispatch.centres[0].hmac_key_env: required"}},
+			[]string{"dispatch.sender: required", "line 6: dispatch.centres[0].zones[0]: zone \"b\"", "line 4: dispatch.centres[0].hmac_key_env: required", "line 2: dispatch.signing: required"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +107,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("TOCSIN_KEY_OPERATOR", "example-operator-key-0001")
 	t.Setenv("TOCSIN_TRIGGER_SCHOOL_BUTTON_KEY", "example-button-key-0001")
 	t.Setenv("TOCSIN_TRIGGER_SCHOOL_FIRE_KEY", "example-fire-panel-key-01")
-	if _, err := config.Load("../deploy/tocsin.example.yaml"); err != nil {
+	if _, err := config.Parse(exampleConfig(t)); err != nil {
 		t.Fatalf("deploy/tocsin.example.yaml: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -295,8 +294,8 @@ func (c *Config) validateEndpoints(v *validator, zones map[string]bool) {
 		if z.Language == "" {
 			z.Language = "de"
 		}
-		if !slices.Contains(alert.Languages(), strings.ToLower(z.Language)) {
-			v.add(f+".language", fmt.Sprintf("no texts in %q; one of %s", z.Language, strings.Join(alert.Languages(), ", ")))
+		if missing := c.textsMissing(z.Language, alert.KindPA); missing != "" {
+			v.add(f+".language", missing)
 		}
 		if z.Repeat == 0 {
 			z.Repeat = 2

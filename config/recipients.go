@@ -207,7 +207,7 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 				v.add(f+".people_file", fmt.Sprintf("%s line %d, %s: %s", g.PeopleFile, j-inline+2, field, msg))
 			}
 		}
-		languages := map[string]bool{}
+		languages := map[string]string{} // language and kinds -> what is missing
 		var mb membersBuilder
 		var src []int32 // the j of each stored person, for reporting duplicates
 		// check validates person j and, if sound, stores it in the group's Members.
@@ -224,13 +224,18 @@ func (c *Config) validateRecipients(v *validator, zones map[string]bool) {
 			if p.Language == "" {
 				p.Language = "de"
 			}
-			ok, checked := languages[p.Language]
-			if !checked {
-				ok = slices.Contains(alert.Languages(), alert.TextLanguage(p.Language)) && alert.TextLanguage(p.Language) == strings.SplitN(strings.ToLower(p.Language), "-", 2)[0]
-				languages[p.Language] = ok
+			kinds := p.Channels
+			if len(kinds) == 0 {
+				kinds = []alert.Kind{alert.KindSMS, alert.KindVoice}
 			}
-			if !ok {
-				bad(j, "language", fmt.Sprintf("no texts in %q; one of %s", p.Language, strings.Join(alert.Languages(), ", ")))
+			key := p.Language + fmt.Sprint(kinds)
+			missing, checked := languages[key]
+			if !checked {
+				missing = c.textsMissing(p.Language, kinds...)
+				languages[key] = missing
+			}
+			if missing != "" {
+				bad(j, "language", missing)
 			}
 			for k, ch := range p.Channels {
 				if ch != alert.KindSMS && ch != alert.KindVoice {

@@ -82,9 +82,11 @@ type alertRequest struct {
 	Description string       `json:"description"`
 	Instruction string       `json:"instruction"`
 	Language    string       `json:"language"`
-	Zones       []string     `json:"zones"`
-	Channels    []alert.Kind `json:"channels"`
-	Expires     *time.Time   `json:"expires"`
+	// Info are the texts in further languages; each recipient gets theirs.
+	Info     []alert.Info `json:"info"`
+	Zones    []string     `json:"zones"`
+	Channels []alert.Kind `json:"channels"`
+	Expires  *time.Time   `json:"expires"`
 }
 
 // alertResponse answers POST /v1/alerts.
@@ -423,6 +425,28 @@ func (g *Gateway) validate(req *alertRequest, p *config.Principal, now time.Time
 	if len(a.Event) > 200 || len(a.Headline) > 500 || len(a.Description) > 8000 || len(a.Instruction) > 8000 {
 		return nil, badRequest(longest(a), "too long")
 	}
+	langs := map[string]bool{strings.ToLower(a.Language): true}
+	for i, in := range req.Info {
+		f := fmt.Sprintf("info[%d]", i)
+		switch l := strings.ToLower(strings.TrimSpace(in.Language)); {
+		case l == "" || len(l) > 35:
+			return nil, badRequest(f+".language", "required: the language of this block (de, en-GB)")
+		case langs[l]:
+			return nil, badRequest(f+".language", fmt.Sprintf("%q appears twice (the alert's own language is %q)", in.Language, a.Language))
+		default:
+			langs[l] = true
+		}
+		if len(in.Event) > 200 || len(in.Headline) > 500 || len(in.Description) > 8000 || len(in.Instruction) > 8000 {
+			return nil, badRequest(f, "a text is too long (event 200, headline 500, description and instruction 8000)")
+		}
+		if in.Headline == "" && in.Description == "" && in.Instruction == "" {
+			return nil, badRequest(f, "needs a headline, description or instruction")
+		}
+	}
+	if len(req.Info) > 32 {
+		return nil, badRequest("info", "at most 32 languages")
+	}
+	a.Infos = req.Info
 	if req.Source != "" && len(req.Source) > 100 {
 		return nil, badRequest("source", "must be at most 100 characters")
 	}

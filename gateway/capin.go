@@ -196,6 +196,31 @@ func (g *Gateway) capRequest(doc *cap.Alert) (*alertRequest, error) {
 		Severity: in.Severity, Urgency: in.Urgency, Certainty: in.Certainty, Headline: in.Headline,
 		Description: in.Description, Instruction: in.Instruction, Language: in.Language, Zones: zones,
 	}
+	// Every other language's block is kept, the most urgent of each: a
+	// recipient gets the text in their own language (alert.InfoFor).
+	order := make([]int, len(doc.Infos))
+	for i := range order {
+		order[i] = i
+	}
+	prio := func(i int) alert.Priority {
+		sev, _ := alert.ParseSeverity(doc.Infos[i].Severity)
+		urg, _ := alert.ParseUrgency(doc.Infos[i].Urgency)
+		return alert.PriorityOf(sev, urg)
+	}
+	slices.SortStableFunc(order, func(i, j int) int { return int(prio(j)) - int(prio(i)) })
+	seen := map[string]bool{strings.ToLower(in.Language): true}
+	for _, i := range order {
+		x := doc.Infos[i]
+		if x.Language == "" {
+			x.Language = "en-US" // CAP's default language
+		}
+		l := strings.ToLower(x.Language)
+		if seen[l] || x.Headline == "" && x.Description == "" && x.Instruction == "" {
+			continue
+		}
+		seen[l] = true
+		req.Info = append(req.Info, alert.Info{Language: x.Language, Event: x.Event, Headline: x.Headline, Description: x.Description, Instruction: x.Instruction})
+	}
 	if in.Expires != nil {
 		if !in.Expires.After(time.Now()) {
 			return nil, badRequest(fmt.Sprintf("alert/info[%d]/expires", best), "has passed: the message is no longer in effect")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -377,5 +378,54 @@ func TestCAPUpdateChainToDispatch(t *testing.T) {
 		if got := s.fleet.Sounding(id); got != updID {
 			t.Errorf("siren %s sounds for %q after the update; want the update %s (a stop for the original must not silence it)", id, got, updID)
 		}
+	}
+}
+
+// Every CAP <info> block is kept: a recipient gets the text in their own
+// language, or by the fallback order (same base language, then English,
+// then the primary block). The Icelandic Met Office's wind warning comes in
+// Icelandic and English; the staff read German and English, so all get the
+// English block — none the Icelandic headline, as when only one block was used.
+func TestCAPEveryLanguageKept(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{school: worldSchool, phones: 4, twilio: tw})
+	r := s.postCAP(string(fresh(mustRead(t, "../cap/testdata/iceland-imo-wind-is-en-polygons.xml"))))
+	if r.Code != 202 {
+		t.Fatalf("post = %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "4 SMS", func() bool { return len(tw.Messages()) == 4 })
+	for _, m := range tw.Messages() {
+		if !strings.Contains(m.Body, "Southeast gales") || strings.Contains(m.Body, "Hvöss") {
+			t.Errorf("SMS to %s: %q; want the English block's headline", m.To, m.Body)
+		}
+	}
+	if got := s.get(r.Body["id"].(string)).Body["info"]; got == nil {
+		t.Errorf("GET shows no info blocks; want the English one kept beside the Icelandic")
+	}
+}
+
+// A JSON alert may carry its texts in several languages; each person gets
+// theirs (the test staff: three read German, every fourth English).
+func TestJSONInfoPerLanguage(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{phones: 8, twilio: tw})
+	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","language":"de","headline":"Gasaustritt",` +
+		`"info":[{"language":"en","headline":"Gas leak","instruction":"Leave the building"}],"zones":["school"],"channels":["sms"]}`)
+	if r.Code != 202 {
+		t.Fatalf("post = %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "8 SMS", func() bool { return len(tw.Messages()) == 8 })
+	for _, m := range tw.Messages() {
+		i, _ := strconv.Atoi(m.To[len(m.To)-6:])
+		want := "WARNUNG: Gasaustritt."
+		if i%4 == 3 {
+			want = "WARNING: Gas leak. Leave the building."
+		}
+		if m.Body != want {
+			t.Errorf("SMS to person %d: %q, want %q", i, m.Body, want)
+		}
+	}
+	if r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","language":"de","info":[{"language":"DE","headline":"x"}],"zones":["school"]}`); r.Code != 400 || r.Body["field"] != "info[0].language" {
+		t.Fatalf("a second German block = %d %s; want 400 naming info[0].language", r.Code, r.Raw)
 	}
 }

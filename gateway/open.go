@@ -139,7 +139,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			}
 			if acct.SMS.From != "" || acct.SMS.MessagingServiceSID != "" {
 				n, err := sms.New(sms.Config{Account: acct.ID, Twilio: tw, From: acct.SMS.From, MessagingServiceSID: acct.SMS.MessagingServiceSID,
-					Rate: acct.SMS.Rate, CallbackURL: cb, Recipients: lookup, Location: loc})
+					Rate: acct.SMS.Rate, CallbackURL: cb, Recipients: lookup, Location: loc, Texts: cfg.Texts()})
 				if err != nil {
 					return fail(err)
 				}
@@ -149,7 +149,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			}
 			if acct.Voice.From != "" {
 				n, err := voice.New(voice.Config{Account: acct.ID, Twilio: tw, From: acct.Voice.From, Rate: acct.Voice.Rate,
-					Voice: acct.Voice.Voice, Repeat: acct.Voice.Repeat, CallbackURL: cb, Recipients: lookup, Location: loc, Log: log})
+					Voice: acct.Voice.Voice, Repeat: acct.Voice.Repeat, CallbackURL: cb, Recipients: lookup, Location: loc, Texts: cfg.Texts(), Log: log})
 				if err != nil {
 					return fail(err)
 				}
@@ -175,7 +175,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 
 // openPA builds the PA adapter from the configuration.
 func openPA(cfg *config.Config, conn *mqttcmd.Client) *pa.Notifier {
-	pc := pa.Config{Controllers: map[string]pa.Controller{}, Zones: map[string]pa.Zone{}, MQTT: conn, Location: cfg.Location()}
+	pc := pa.Config{Controllers: map[string]pa.Controller{}, Zones: map[string]pa.Zone{}, MQTT: conn, Location: cfg.Location(), Texts: cfg.Texts()}
 	for _, c := range cfg.PA.Controllers {
 		pc.Controllers[c.ID] = pa.Controller{ID: c.ID, URL: c.URL, Token: os.Getenv(c.TokenEnv)}
 	}

@@ -128,11 +128,19 @@ func endpointsConfig(t testing.TB, o stackOptions) string {
 	}
 	if o.dispatch != nil {
 		t.Setenv("TOCSIN_TEST_ILS_HMAC", dispatchHMAC)
+		cert, key, err := loadtest.TestSigningCert(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.dispatch.PinFile(cert); err != nil {
+			t.Fatal(err)
+		}
 		fmt.Fprintf(&b, `dispatch:
   sender: tocsin@test.invalid
+  signing: {cert_file: %q, key_file: %q}
   centres:
-    - {id: ils, zones: [school, townhall], url: %q, hmac_key_env: TOCSIN_TEST_ILS_HMAC}
-`, o.dispatch.URL("ils"))
+    - {id: ils, zones: [school, townhall], url: %q, hmac_key_env: TOCSIN_TEST_ILS_HMAC, insecure_http: true}
+`, cert, key, o.dispatch.URL("ils"))
 	}
 	return b.String()
 }

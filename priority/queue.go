@@ -158,7 +158,7 @@ func contentDigest(a *alert.Alert) string {
 	}
 	slices.Sort(kinds)
 	return sum(string(a.Status), a.MsgType, a.Source, a.Event, a.Severity.String(), a.Urgency.String(), a.Certainty,
-		a.Headline, a.Description, a.Instruction, a.Language, strings.Join(zones, ","), strings.Join(kinds, ","))
+		a.Headline, a.Description, a.Instruction, a.Language, strings.Join(zones, ","), strings.Join(kinds, ","), fmt.Sprint(a.Infos))
 }
 
 // channelSet writes an alert's channel kinds as ",siren,sms," for the

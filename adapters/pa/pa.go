@@ -65,6 +65,8 @@ type Config struct {
 	Timeout time.Duration
 	// Location is the time zone of times in announcements.
 	Location *time.Location
+	// Texts, if set, are the configured texts; otherwise the defaults in Location.
+	Texts *alert.Texts
 }
 
 // Notifier is the PA adapter: through each zone's controller, or through its
@@ -117,8 +119,8 @@ func (n *Notifier) Route(d alert.Delivery) adapters.Route {
 	return adapters.Route{}
 }
 
-// CommandFor is the command that plays d in zone z.
-func CommandFor(d alert.Delivery, z Zone, loc *time.Location) Command {
+// CommandFor is the command that plays d in zone z, its text written by tx.
+func CommandFor(d alert.Delivery, z Zone, tx *alert.Texts) Command {
 	c := Command{DeliveryID: d.ID, Zone: z.ID, MessageID: "alert", Language: z.Language, Repeat: z.Repeat, ExpiresAt: d.Expires}
 	if d.Message == alert.MessageRetraction {
 		c.MessageID, c.Priority = d.Reason, int(alert.PriorityRetraction)
@@ -128,7 +130,7 @@ func CommandFor(d alert.Delivery, z Zone, loc *time.Location) Command {
 	}
 	if a := d.Alert; a != nil {
 		c.AlertID, c.Event, c.Exercise = string(a.ID), a.Event, a.Status.IsDrill()
-		c.Text = a.Text(d.Message, d.Reason, z.Language, loc)
+		c.Text = tx.Text(a, alert.KindPA, d.Message, d.Reason, z.Language)
 		if d.Message == alert.MessageAlert {
 			c.Priority = int(a.Priority)
 		}
@@ -153,7 +155,11 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		}
 		return adapters.Permanent(fmt.Errorf("pa: zone %q has no controller", z.ID))
 	}
-	payload, err := json.Marshal(CommandFor(d, z, n.cfg.Location))
+	tx := n.cfg.Texts
+	if tx == nil {
+		tx = &alert.Texts{Location: n.cfg.Location}
+	}
+	payload, err := json.Marshal(CommandFor(d, z, tx))
 	if err != nil {
 		return adapters.Permanent(fmt.Errorf("pa: encode command: %w", err))
 	}

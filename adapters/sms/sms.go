@@ -37,6 +37,9 @@ type Config struct {
 	Recipients func(targetID string) (adapters.Recipient, bool)
 	// Location is the time zone of times in texts.
 	Location *time.Location
+	// Texts, if set, are the configured texts (and their time zone);
+	// otherwise the defaults in Location.
+	Texts *alert.Texts
 }
 
 // Notifier is the SMS adapter for one sender.
@@ -79,7 +82,11 @@ func (n *Notifier) Route(d alert.Delivery) adapters.Route {
 
 // text is what recipient r is sent for d.
 func (n *Notifier) text(d alert.Delivery, r adapters.Recipient) string {
-	return d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)
+	tx := n.cfg.Texts
+	if tx == nil {
+		tx = &alert.Texts{Location: n.cfg.Location}
+	}
+	return tx.Text(d.Alert, alert.KindSMS, d.Message, d.Reason, r.Language)
 }
 
 // Pending says a nil Deliver means accepted by Twilio.

@@ -37,7 +37,9 @@ type Config struct {
 	CallbackURL string
 	Recipients  func(targetID string) (adapters.Recipient, bool)
 	Location    *time.Location
-	Log         zerolog.Logger
+	// Texts, if set, are the configured texts; otherwise the defaults in Location.
+	Texts *alert.Texts
+	Log   zerolog.Logger
 }
 
 // Notifier is the voice adapter for one caller.
@@ -109,7 +111,11 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	if time.Until(d.Expires) < time.Second {
 		return adapters.NotAttempted(adapters.Permanent(fmt.Errorf("voice: %w", adapters.ErrExpired)))
 	}
-	text := d.Alert.Text(d.Message, d.Reason, r.Language, n.cfg.Location)
+	tx := n.cfg.Texts
+	if tx == nil {
+		tx = &alert.Texts{Location: n.cfg.Location}
+	}
+	text := tx.Text(d.Alert, alert.KindVoice, d.Message, d.Reason, r.Language)
 	p := (&api.CreateCallParams{}).SetTo(r.Phone).SetFrom(n.cfg.From).
 		SetTwiml(TwiML(text, n.cfg.Voice, r.Language, n.cfg.Repeat)).
 		SetStatusCallback(n.cfg.CallbackURL + "/" + url.PathEscape(d.ID)).

@@ -11,19 +11,23 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/tocsin-alert/tocsin/adapters/sms"
+	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/gateway"
 )
 
 func configCheck(path string, out io.Writer) int {
-	_, err := config.Load(path)
+	cfg, err := config.Load(path)
 	if err == nil {
 		fmt.Fprintf(out, "%s: ok\n", path)
+		printSMSTexts(out, cfg.Texts())
 		return 0
 	}
 	var ps config.Problems
@@ -35,6 +39,32 @@ func configCheck(path string, out io.Writer) int {
 		fmt.Fprintf(out, "%v\n", err)
 	}
 	return 1
+}
+
+// printSMSTexts lists the SMS segments of each prepared text in every
+// language, for an alert with a 30-character headline: providers pace and
+// bill by segment, and a „quote“ turns a text into UCS-2 (70 characters a
+// segment instead of 160).
+func printSMSTexts(out io.Writer, tx *alert.Texts) {
+	a := &alert.Alert{Status: alert.StatusActual, Event: "Amok", Headline: strings.Repeat("x", 30), Sent: time.Now()}
+	drill := *a
+	drill.Status = alert.StatusExercise
+	fmt.Fprintln(out, "SMS segments of the prepared texts (for a 30-character headline):")
+	for _, lang := range tx.Languages() {
+		for _, key := range alert.TextKeys {
+			var text string
+			switch key {
+			case "exercise":
+				text = tx.Text(&drill, alert.KindSMS, alert.MessageAlert, "", lang)
+			case "alert":
+				text = tx.Text(a, alert.KindSMS, alert.MessageAlert, "", lang)
+			default:
+				text = tx.Text(a, alert.KindSMS, alert.MessageRetraction, key, lang)
+			}
+			n, enc := sms.Segments(text)
+			fmt.Fprintf(out, "  %-3s %-12s %d %s\n", lang, key, n, enc)
+		}
+	}
 }
 
 func serve(args []string) error {
