@@ -298,3 +298,35 @@ func deliveries(s *stack) int {
 	}
 	return len(ids)
 }
+
+// A flood of forged triggers on one source's topic is cut by the source's
+// rate limit: what is dropped is audited as a rejection with its count, and
+// the audit still shows a real panel's decision made during the flood.
+func TestTriggerFloodIsAuditedAndRealDecisionsKept(t *testing.T) {
+	s := newStack(t, stackOptions{triggers: true})
+	p := newPanel(t, s)
+	for range 400 {
+		forged := trigger("school-button", "amok-button", "school", time.Now(), "not-the-button-key-000000")
+		b, _ := json.Marshal(forged)
+		p.c.Publish("tocsin/v1/trigger/school-button", 0, false, b)
+	}
+	real := trigger("townhall-panel", "amok-button", "townhall", time.Now())
+	p.send("townhall-panel", real)
+	if a := p.ack(real.EventID); a.Status != "accepted" {
+		t.Fatalf("the real trigger during the flood: %+v", a)
+	}
+	var got map[string]any
+	eventually(t, 5*time.Second, "the dropped triggers audited with their count", func() bool {
+		got = s.do("GET", "/v1/triggers?status=rejected", operatorKey, "", "").Body
+		for _, e := range got["triggers"].([]any) {
+			if m := e.(map[string]any); m["source"] == "school-button" && strings.Contains(m["reason"].(string), "dropped") {
+				return true
+			}
+		}
+		return false
+	})
+	acc := s.do("GET", "/v1/triggers?status=accepted", operatorKey, "", "")
+	if !strings.Contains(acc.Raw, real.EventID) {
+		t.Fatalf("accepted decisions after the flood: %s; want the real trigger %s", acc.Raw, real.EventID)
+	}
+}
