@@ -72,7 +72,7 @@ func BenchmarkPickupPastDeadSirens(b *testing.B) {
 	for _, mode := range []string{"idle", "dead-sirens"} {
 		b.Run(mode, func(b *testing.B) {
 			got := make(chan string, 64)
-			o := stackOptions{workers: 2, urgent: 2, offline: sirenIDs("school", 3), fleetOption: func(fo *loadtest.FleetOptions) {
+			o := stackOptions{workers: 2, urgent: 2, offline: sirenIDs("school", 3), limit: "rate: 10000, burst: 10000", fleetOption: func(fo *loadtest.FleetOptions) {
 				fo.OnCommand = func(r loadtest.Received) {
 					if r.Cmd.Signal == "alarm" && r.Siren == "townhall-00" {
 						select {
@@ -95,6 +95,9 @@ func BenchmarkPickupPastDeadSirens(b *testing.B) {
 				start := time.Now()
 				r := s.post(fmt.Sprintf(`{"status":"actual","event":"Amok %d","severity":"Extreme","urgency":"Immediate","zones":["townhall"],"channels":["siren"]}`, i))
 				id, _ := r.Body["id"].(string)
+				if r.Code != 202 {
+					b.Fatalf("alert %d = %d %s", i, r.Code, r.Raw)
+				}
 				for wait := time.After(5 * time.Second); ; {
 					select {
 					case a := <-got:
