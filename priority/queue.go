@@ -239,9 +239,11 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 	idemTTL, fpTTL := int64(0), int64(0)
 	idemKey, fpKey, eventKey := "-", "-", "-"
 	eventTTL := int64(0)
+	digest := "" // only a request with a key is ever compared by content
 	if p.IdempotencyKey != "" {
 		idemTTL = q.opts.IdempotencyTTL.Milliseconds()
 		idemKey = q.k.dedup("i", sum(a.Principal, p.IdempotencyKey))
+		digest = contentDigest(a)
 	}
 	if p.Fingerprint != "" && q.opts.DedupWindow > 0 {
 		fpTTL = q.opts.DedupWindow.Milliseconds()
@@ -254,7 +256,7 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 	args := []any{q.opts.Prefix, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
 		len(specs), now.Add(q.opts.Lease).UnixMilli(),
-		int(a.Severity), int(a.Urgency), channelSet(a.Channels), contentDigest(a),
+		int(a.Severity), int(a.Urgency), channelSet(a.Channels), digest,
 		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli()}
 	for _, id := range p.Supersedes {
 		args = append(args, string(id))

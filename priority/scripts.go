@@ -154,7 +154,7 @@ end
 // ARGV[11] index horizon ms: index entries created before it are dropped
 // ARGV[12] jobs in the whole plan   ARGV[13] planning deadline ms
 // ARGV[14] severity (0 Unknown .. 4 Extreme)   ARGV[15] urgency (0 Unknown .. 4 Immediate)
-// ARGV[16] channel kinds as ",siren,sms,"      ARGV[17] content digest
+// ARGV[16] channel kinds as ",siren,sms,"      ARGV[17] content digest ("" without an idempotency key)
 // ARGV[18] trigger event TTL ms   ARGV[19] fence channel   ARGV[20] sweep deadline ms
 // ARGV[21..] ids of the alerts this one supersedes
 //
@@ -211,7 +211,8 @@ if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
 if KEYS[2] ~= '-' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
 local jobs = cjson.decode(ARGV[10])
 redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8],
-  'sev', ARGV[14], 'urg', ARGV[15], 'ch', ARGV[16], 'digest', ARGV[17])
+  'sev', ARGV[14], 'urg', ARGV[15], 'ch', ARGV[16])
+if ARGV[17] ~= '' then redis.call('HSET', KEYS[3], 'digest', ARGV[17]) end
 if tonumber(ARGV[12]) > #jobs then
   redis.call('HSET', KEYS[3], 'jobs_total', ARGV[12], 'jobs_planned', #jobs)
   redis.call('ZADD', KEYS[6], ARGV[13], id)
@@ -574,9 +575,9 @@ return 1
 // next gets the next free slot, and nothing is left reserved by work the
 // fence cut short. slot identifies the reservation for unreserveCmd.
 //
-// A slot due within the slack counts as free: the caller's timer wakes a
-// little late, and the schedule (not the wake-up) sets the pace, so the rate
-// does not drift down.
+// A slot due within the slack counts as free, and one due less than an
+// interval ago is taken from its due time: the caller's timer wakes a little
+// early or late, and the schedule (not the wake-up) sets the pace.
 //
 // KEYS[1] the sender's theoretical arrival time (µs)
 // ARGV[1] now µs   ARGV[2] interval µs (1e6 / rate)   ARGV[3] cost (units)   ARGV[4] slack µs
@@ -585,7 +586,9 @@ local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat - now > tonumber(ARGV[4]) then return {tat - now, 0} end
-if tat < now then tat = now end
+-- A slot due a moment ago (a late wake-up) is taken from its due time, so
+-- the pace does not drift down; an idle sender starts from now.
+if tat < now - interval then tat = now end
 local slot = tat + tonumber(ARGV[3]) * interval
 redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', math.ceil((slot - now) / 1000) + 1000)
 return {0, slot}
