@@ -288,9 +288,6 @@ func jsonKind(t reflect.Type) string {
 }
 
 func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
-	if err := g.limit(p); err != nil {
-		return err
-	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":
@@ -302,6 +299,9 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 		return g.postCAP(w, r, p, b)
 	default:
 		return unsupportedMedia("Content-Type must be application/json, or application/cap+xml for CAP 1.2")
+	}
+	if err := g.limit(p); err != nil {
+		return err
 	}
 	var req alertRequest
 	if err := readJSON(r, &req); err != nil {

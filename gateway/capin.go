@@ -113,6 +113,11 @@ func (g *Gateway) postCAP(w http.ResponseWriter, r *http.Request, p *config.Prin
 	default:
 		return badRequest("alert/status", fmt.Sprintf("%s messages are not delivered: send Actual, Exercise or Test", doc.Status))
 	}
+	if doc.MsgType != "Cancel" { // a Cancel is a retraction: never limited
+		if err := g.limit(p); err != nil {
+			return err
+		}
+	}
 	refs, _ := cap.ParseReferences(doc.References)
 	switch doc.MsgType {
 	case "Cancel":

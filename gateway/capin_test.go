@@ -429,3 +429,18 @@ func TestJSONInfoPerLanguage(t *testing.T) {
 		t.Fatalf("a second German block = %d %s; want 400 naming info[0].language", r.Code, r.Raw)
 	}
 }
+
+// A CAP Cancel is a retraction: the principal's alert rate never refuses it.
+func TestCAPCancelNeverRateLimited(t *testing.T) {
+	s := newStack(t, stackOptions{school: worldSchool, limit: "rate: 0.1, burst: 1"})
+	a2, orig := thunderstorm(t)
+	if r := s.postCAP(string(a2)); r.Code != 202 {
+		t.Fatalf("alert = %d %s", r.Code, r.Raw)
+	}
+	if r := s.postCAP(updateOf(orig, "KSTO1055887203-u9", "")); r.Code != 429 {
+		t.Fatalf("a second alert over the rate = %d %s; want 429", r.Code, r.Raw)
+	}
+	if r := s.postCAP(cancelOf(orig, "KSTO1055887203-c9")); r.Code != 202 {
+		t.Fatalf("cancel over the rate = %d %s; want 202", r.Code, r.Raw)
+	}
+}

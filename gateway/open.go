@@ -77,7 +77,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 				pool.offer(strings.TrimPrefix(topic, prefix), payload)
 			}}
 			startPool = func() {
-				pool.start(func(source string, payload []byte) {
+				pool.start(gw.signed, func(source string, payload []byte) {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
 					b, _ := json.Marshal(gw.HandleTrigger(ctx, source, payload))

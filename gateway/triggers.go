@@ -212,25 +212,44 @@ func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t
 	if time.Since(st.Created) > g.cfg.Triggers.ResetWindow {
 		return rej(fmt.Sprintf("reset %v after the alert, later than the %v reset window: an operator retracts it", time.Since(st.Created).Round(time.Second), g.cfg.Triggers.ResetWindow))
 	}
-	still, err := g.q.Lower(ctx, id, src.ID, t.EventID, keep)
+	still, err := g.q.Lower(ctx, id, src.ID, t.EventID)
 	if errors.Is(err, priority.ErrReplay) {
 		return rej("replay: event_id " + t.EventID + " was already seen")
 	}
 	if err != nil {
 		return rej("cannot record the reset right now: " + err.Error()) // the source retries
 	}
+	ack := TriggerAck{EventID: t.EventID, Status: "reset", AlertID: id}
 	if still > 0 {
-		return TriggerAck{EventID: t.EventID, Status: "lowered", AlertID: id,
-			Reason: fmt.Sprintf("%d other source(s) still hold the alert raised: it stays until they reset or an operator retracts it", still)}, t
-	}
-	if st.State != "retracted" {
+		ack.Status = "lowered"
+		ack.Reason = fmt.Sprintf("%d other source(s) still hold the alert raised: it stays until they reset or an operator retracts it", still)
+	} else if st.State != "retracted" {
 		err := g.retractAlert(ctx, id, "false_alarm", "reset at the panel of "+src.ID, sourcePrincipal(src))
 		var p *Problem
 		if err != nil && !(errors.As(err, &p) && p.Status == http.StatusConflict) { // retracted meanwhile is fine
-			return rej("not retracted: " + err.Error())
+			return rej("not retracted: " + err.Error()) // the event id is not spent: the panel's retry is heard
 		}
 	}
-	return TriggerAck{EventID: t.EventID, Status: "reset", AlertID: id}, t
+	if _, err := g.q.SeenEvent(ctx, src.ID, t.EventID, keep); err != nil {
+		g.log.Warn().Err(err).Str("source", src.ID).Msg("Reset carried out, but its event id not recorded: a replay would repeat it (harmlessly)")
+	}
+	return ack, t
+}
+
+// signed reports whether a trigger payload carries a valid HMAC with the
+// source's key (the first check decideTrigger makes, cheap enough to run
+// for every message before its rate limit is charged).
+func (g *Gateway) signed(source string, payload []byte) bool {
+	src := g.cfg.Triggers.Source(source)
+	if src == nil || len(payload) > maxTrigger {
+		return false
+	}
+	var t Trigger
+	if json.Unmarshal(payload, &t) != nil {
+		return false
+	}
+	mac, err := hex.DecodeString(t.HMAC)
+	return err == nil && hmac.Equal(mac, mustHex(TriggerMAC(src.Key(), t)))
 }
 
 func mustHex(s string) []byte {
@@ -390,6 +409,7 @@ type triggerPool struct {
 	rate    rate.Limit
 	burst   int
 	known   func(source string) bool
+	verify  func(source string, payload []byte) bool // set by start
 	mu      sync.Mutex
 	limits  map[string]*rate.Limiter
 	dropped map[string]int
@@ -417,10 +437,18 @@ func newTriggerPool(cfg *config.Triggers) *triggerPool {
 }
 
 // offer takes one trigger from the broker's goroutine without blocking it.
+// Forged triggers (a wrong HMAC) are limited apart from the source's own,
+// so a flood of forgeries on a panel's topic never uses up the panel's rate.
 func (p *triggerPool) offer(source string, payload []byte) {
 	key := source
 	if !p.known(source) {
 		key = "(unknown sources)" // one limiter for every name an attacker makes up
+	}
+	p.mu.Lock()
+	verify := p.verify
+	p.mu.Unlock()
+	if verify != nil && !verify(source, payload) {
+		key += " (not signed with its key)"
 	}
 	p.mu.Lock()
 	l := p.limits[key]
@@ -444,7 +472,10 @@ func (p *triggerPool) offer(source string, payload []byte) {
 
 // start runs the workers and the once-a-second audit of dropped triggers
 // until close. decide answers one trigger; audit records a drop summary.
-func (p *triggerPool) start(decide func(source string, payload []byte), audit func(source string, n int)) {
+func (p *triggerPool) start(verify func(source string, payload []byte) bool, decide func(source string, payload []byte), audit func(source string, n int)) {
+	p.mu.Lock()
+	p.verify = verify
+	p.mu.Unlock()
 	for range triggerWorkers {
 		p.done.Add(1)
 		go func() { // exits when close is called

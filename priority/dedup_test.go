@@ -26,6 +26,7 @@ func TestDedupTable(t *testing.T) {
 		channels                 []alert.Kind
 		key                      string // Idempotency-Key
 		expires                  time.Duration
+		supersedesFirst          bool // a CAP Update of the first alert
 	}
 	base := req{principal: "leitstelle", event: "Amok", sev: alert.SeveritySevere, urg: alert.UrgencyExpected,
 		zones: []string{"school"}, channels: []alert.Kind{alert.KindPA}, expires: time.Hour}
@@ -57,6 +58,8 @@ func TestDedupTable(t *testing.T) {
 		{name: "earlier expired: new", second: base,
 			between: func(t *testing.T, q *priority.Queue, first alert.ID) { time.Sleep(350 * time.Millisecond) },
 			want:    "new", why: "expired"},
+		{name: "an update superseding the alert its fingerprint names: new, and the earlier one fenced",
+			second: with(func(r *req) { r.supersedesFirst = true }), want: "new", why: "retracted"},
 		{name: "higher severity escalates: new", second: with(func(r *req) { r.sev = alert.SeverityExtreme }), want: "new", why: "escalated"},
 		{name: "higher urgency escalates: new", second: with(func(r *req) { r.urg = alert.UrgencyImmediate }), want: "new", why: "escalated"},
 		{name: "sirens after a PA-only alert escalate: new",
@@ -82,6 +85,7 @@ func TestDedupTable(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			q := newQueue(t, srv.Addr(), priority.Options{Prefix: "t" + time.Now().Format("150405.000000"), DedupWindow: time.Minute})
+			var firstID alert.ID
 			send := func(r req) (priority.Enqueued, *alert.Alert, error) {
 				a := newAlert(r.event, r.sev, r.urg)
 				a.Principal, a.Source, a.Zones, a.Channels = r.principal, r.source, r.zones, r.channels
@@ -89,7 +93,11 @@ func TestDedupTable(t *testing.T) {
 					a.Source = "trigger/amok-button"
 				}
 				a.Expires = time.Now().Add(r.expires)
-				res, err := q.Enqueue(ctx, priority.Plan{Alert: a, IdempotencyKey: r.key, Fingerprint: priority.Fingerprint(a), Targets: sirens(2)})
+				var sup []alert.ID
+				if r.supersedesFirst {
+					sup = []alert.ID{firstID}
+				}
+				res, err := q.Enqueue(ctx, priority.Plan{Alert: a, IdempotencyKey: r.key, Fingerprint: priority.Fingerprint(a), Targets: sirens(2), Supersedes: sup})
 				return res, a, err
 			}
 			first := base
@@ -106,6 +114,7 @@ func TestDedupTable(t *testing.T) {
 			if err != nil || r1.Duplicate {
 				t.Fatalf("first = %+v, %v; want a new alert", r1, err)
 			}
+			firstID = a1.ID
 			if tt.between != nil {
 				tt.between(t, q, a1.ID)
 			}

@@ -186,7 +186,7 @@ type model struct {
 	alerts   map[alert.ID]*mAlert
 	stored   []alert.ID // in order of creation
 	absorbed []alert.ID // ids of requests that made no alert
-	idem     map[string]alert.ID
+	idem     map[string]idemUse // principal and key -> the alert and the request's content
 	fps      map[string]alert.ID
 	requests []request
 }
@@ -196,7 +196,7 @@ func newModel(rdb *redis.Client) *model {
 		ctx: context.Background(), rdb: rdb,
 		prefix: fmt.Sprintf("model%d", modelRun.Add(1)),
 		now:    time.UnixMilli(time.Now().UnixMilli()), // whole ms: the scripts see ms
-		alerts: map[alert.ID]*mAlert{}, idem: map[string]alert.ID{}, fps: map[string]alert.ID{},
+		alerts: map[alert.ID]*mAlert{}, idem: map[string]idemUse{}, fps: map[string]alert.ID{},
 	}
 	clock := func() time.Time { return m.now }
 	// The dedup window is far longer than any sequence's clock span (and it
@@ -288,14 +288,21 @@ func (v verdict) String() string {
 	return s
 }
 
+// idemUse is what an Idempotency-Key names: an alert, and the content of
+// the request that used the key.
+type idemUse struct {
+	id      alert.ID
+	content string
+}
+
 // predict applies the dedup rules of enqueueCmd's doc comment.
 func (m *model) predict(r request, id alert.ID) verdict {
 	if r.key != "" {
-		if prev, ok := m.idem[r.principal+"\x00"+r.key]; ok {
-			if m.alerts[prev].req.content() != r.content() {
-				return verdict{what: "conflict", id: prev}
+		if u, ok := m.idem[r.principal+"\x00"+r.key]; ok {
+			if u.content != r.content() {
+				return verdict{what: "conflict", id: u.id}
 			}
-			return verdict{what: "duplicate", id: prev, why: "idempotency_key"}
+			return verdict{what: "duplicate", id: u.id, why: "idempotency_key"}
 		}
 	}
 	v := verdict{what: "new", id: id}
@@ -303,7 +310,7 @@ func (m *model) predict(r request, id alert.ID) verdict {
 		e := m.alerts[prev]
 		v.earlier = prev
 		switch {
-		case e.fenced:
+		case e.fenced || slices.Contains(r.supersedes, prev):
 			v.why = "retracted"
 		case !m.now.Before(e.expires):
 			v.why = "expired"
@@ -354,6 +361,9 @@ func (m *model) enqueue(t *rapid.T, r request) {
 		t.Fatalf("SEND DECIDED WRONG: %s %s was decided %q, the dedup rules say %q", id, r, got, want)
 	}
 	m.requests = append(m.requests, r)
+	if want.what == "duplicate" && want.why == "fingerprint" && r.key != "" {
+		m.idem[r.principal+"\x00"+r.key] = idemUse{want.id, r.content()} // the key names the alert that absorbed it
+	}
 	if want.what != "new" {
 		m.absorbed = append(m.absorbed, id)
 		return
@@ -365,7 +375,7 @@ func (m *model) enqueue(t *rapid.T, r request) {
 	m.alerts[id] = ma
 	m.stored = append(m.stored, id)
 	if r.key != "" {
-		m.idem[r.principal+"\x00"+r.key] = id
+		m.idem[r.principal+"\x00"+r.key] = idemUse{id, r.content()}
 	}
 	m.fps[r.fingerprint()] = id
 	for _, f := range want.fenced {

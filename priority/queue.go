@@ -257,7 +257,7 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
 		len(specs), now.Add(q.opts.Lease).UnixMilli(),
 		int(a.Severity), int(a.Urgency), channelSet(a.Channels), digest,
-		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli()}
+		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli(), triggerSource(p.Trigger)}
 	for _, id := range p.Supersedes {
 		args = append(args, string(id))
 	}
@@ -282,6 +282,13 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		return res, nil, 0, ErrReplay
 	}
 	return res, specs, planned, nil
+}
+
+func triggerSource(t *TriggerEvent) string {
+	if t == nil {
+		return ""
+	}
+	return t.Source
 }
 
 func str(v any) string {
@@ -926,13 +933,14 @@ func (q *Queue) Unreserve(ctx context.Context, sender string, rate float64, cost
 // key is unknown, forgotten (after the idempotency TTL) or a tombstone. CAP
 // chains use it: a CAP message is enqueued under "cap:{sender},{identifier}".
 func (q *Queue) Lookup(ctx context.Context, principal, key string) (alert.ID, error) {
-	id, err := q.rdb.Get(ctx, q.k.dedup("i", sum(principal, key))).Result()
-	if errors.Is(err, redis.Nil) || IsTombstone(alert.ID(id)) {
+	v, err := q.rdb.Get(ctx, q.k.dedup("i", sum(principal, key))).Result()
+	if errors.Is(err, redis.Nil) || IsTombstone(alert.ID(v)) {
 		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("lookup: %w", err)
 	}
+	id, _, _ := strings.Cut(v, "|") // "id|digest of the request"
 	return alert.ID(id), nil
 }
 

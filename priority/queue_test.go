@@ -390,6 +390,40 @@ func TestAttemptSurvivesAHandBack(t *testing.T) {
 	}
 }
 
+// The same for a later job that the fence stops before it tries again (it
+// reports the target cancelled) or that runs out of time (expired): the
+// earlier attempt still counts. Found in review.
+func TestAttemptSurvivesACancelledRetry(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
+	for _, outcome := range []alert.State{alert.StateCancelled, alert.StateExpired} {
+		a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+		q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(1)})
+		j, _ := q.Claim(ctx, alert.KindSiren, 0)
+		q.Finish(ctx, j, map[string]alert.State{"s00000": alert.StateRetry}, time.Time{})
+		j, _ = q.Claim(ctx, alert.KindSiren, 0)
+		if _, err := q.Fence(ctx, a.ID, "false_alarm", ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Sweep(ctx, a.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Progress(ctx, j, map[string]alert.State{"s00000": outcome}); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Finish(ctx, j, map[string]alert.State{"s00000": outcome}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := q.Status(ctx, a.ID)
+		if c := st.Counts[alert.KindSiren]; c.Owed != 1 || c.Failed != 1 {
+			t.Fatalf("%s after an earlier attempt: counts = %+v; want failed and owed its retraction", outcome, c)
+		}
+		if r, _ := q.Claim(ctx, alert.KindSiren, 0); r == nil || r.Message() != alert.MessageRetraction {
+			t.Fatalf("Claim = %+v; want the retraction", r)
+		}
+	}
+}
+
 // A handed-back delivery waits on the delayed set until its time, keeping
 // its retry count; meanwhile the lane hands out other work.
 func TestHandedBackWaitsItsTurn(t *testing.T) {

@@ -113,6 +113,18 @@ local function add_jobs(prefix, id, ledger, jobs, prio, expires)
   end
 end
 
+-- remembered is the state a job's outcome leaves an original target in,
+-- given its attempt mark ("x|"): a target an earlier job may have reached
+-- stays attempted whatever a later job reports — handed back untried it is
+-- "retry", cancelled by the fence or expired before its next try it is
+-- "failed" (and owed its retraction).
+local function remembered(ledger, f, new, m)
+  if m ~= 'a' or (new ~= 'queued' and new ~= 'cancelled' and new ~= 'expired') then return new end
+  if redis.call('HEXISTS', ledger, 'x|' .. f) == 0 then return new end
+  if new == 'queued' then return 'retry' end
+  return 'failed'
+end
+
 -- attempted: a target in this state may have been reached (its original
 -- was handed to a provider or device, or may have been), so a retraction
 -- owes it a notice. "retry" is attempted and waiting for its next attempt.
@@ -134,10 +146,14 @@ end
 //   - A fingerprint (KEYS[2]: sender, event, zones, type, status) absorbs the
 //     request into the alert it names (1) only while that alert is live and
 //     the request asks for nothing more: not after it was retracted or
-//     superseded (fenced) or expired, and not when the request escalates it —
-//     a higher severity or urgency, or a channel kind it did not use. Then
-//     the request is a new alert (0) and takes the fingerprint over; the
-//     answer names the earlier alert and why it did not absorb it.
+//     superseded (fenced) — or is superseded by this request, or was reset at
+//     every panel that raised it — or expired, and not when the request
+//     escalates it: a higher severity or urgency, or a channel kind it did
+//     not use. Then the request is a new alert (0) and takes the fingerprint
+//     over; the answer names the earlier alert and why it did not absorb it.
+//     An absorbed request's Idempotency-Key names the alert that absorbed it.
+//   - A trigger's source is recorded as holding the alert it made or joined
+//     raised, in the same step (a panel's reset counts on it).
 //   - A new alert fences the alerts it supersedes (a CAP Update) in the same
 //     step, so a crash leaves either the old alerts or the new one in force,
 //     never neither. Their ledgers are swept by sweepCmd (retracting set).
@@ -156,7 +172,8 @@ end
 // ARGV[14] severity (0 Unknown .. 4 Extreme)   ARGV[15] urgency (0 Unknown .. 4 Immediate)
 // ARGV[16] channel kinds as ",siren,sms,"      ARGV[17] content digest ("" without an idempotency key)
 // ARGV[18] trigger event TTL ms   ARGV[19] fence channel   ARGV[20] sweep deadline ms
-// ARGV[21..] ids of the alerts this one supersedes
+// ARGV[21] trigger source (recorded as holding the alert raised)
+// ARGV[22..] ids of the alerts this one supersedes
 //
 // Returns {code, id, why, earlier, fenced}: code 0 a new alert (why: "" or
 // why the earlier alert with its fingerprint did not absorb it: retracted,
@@ -171,24 +188,39 @@ end
 local function spend(id)
   if KEYS[7] ~= '-' then redis.call('SET', KEYS[7], id, 'PX', ARGV[18]) end
 end
+-- raise records a trigger source as holding alert id raised (until its reset).
+local function raise(id)
+  if KEYS[7] == '-' then return end
+  local raised = ARGV[1] .. ':{a:' .. id .. '}:raised'
+  redis.call('SADD', raised, ARGV[21])
+  redis.call('PEXPIREAT', raised, ARGV[7])
+end
+-- An idempotency key holds "id|digest of the request that used it".
 if KEYS[1] ~= '-' then
-  local prev = redis.call('GET', KEYS[1])
-  if prev then
-    local d = redis.call('HGET', ARGV[1] .. ':{a:' .. prev .. '}', 'digest')
-    if d and d ~= ARGV[17] then return {2, prev, 'idempotency_key', '', {}} end
+  local v = redis.call('GET', KEYS[1])
+  if v then
+    if string.sub(v, 1, 10) == 'cancelled:' then return {1, v, 'idempotency_key', '', {}} end
+    local bar = string.find(v, '|', 1, true)
+    local prev, d = v, ''
+    if bar then prev, d = string.sub(v, 1, bar - 1), string.sub(v, bar + 1) end
+    if d ~= '' and d ~= ARGV[17] then return {2, prev, 'idempotency_key', '', {}} end
     return {1, prev, 'idempotency_key', '', {}}
   end
 end
+local superseding = {}
+for i = 22, #ARGV do superseding[ARGV[i]] = true end
 local why, earlier = '', ''
 if KEYS[2] ~= '-' then
   local prev = redis.call('GET', KEYS[2])
   if prev then
-    local a = redis.call('HMGET', ARGV[1] .. ':{a:' .. prev .. '}', 'fence', 'expires', 'sev', 'urg', 'ch')
+    local a = redis.call('HMGET', ARGV[1] .. ':{a:' .. prev .. '}', 'fence', 'expires', 'sev', 'urg', 'ch', 'lowered')
     earlier = prev
     if not a[2] then
       why = ''
       earlier = ''
-    elseif a[1] == '1' then
+    elseif a[1] == '1' or a[6] == '1' or superseding[prev] then
+      -- Retracted, superseded (now or by this very request), or reset at
+      -- every panel that raised it (its retraction follows).
       why = 'retracted'
     elseif now >= tonumber(a[2]) then
       why = 'expired'
@@ -201,18 +233,22 @@ if KEYS[2] ~= '-' then
     end
     if why == '' and earlier ~= '' then
       spend(prev)
+      raise(prev)
+      -- The request's key now names the alert that absorbed it, so its
+      -- repeat (or a CAP Cancel of it) finds that alert.
+      if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], prev .. '|' .. ARGV[17], 'PX', ARGV[4]) end
       return {1, prev, 'fingerprint', '', {}}
     end
   end
 end
 local id = ARGV[2]
 spend(id)
-if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], id, 'PX', ARGV[4]) end
+raise(id)
+if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], id .. '|' .. ARGV[17], 'PX', ARGV[4]) end
 if KEYS[2] ~= '-' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
 local jobs = cjson.decode(ARGV[10])
 redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8],
   'sev', ARGV[14], 'urg', ARGV[15], 'ch', ARGV[16])
-if ARGV[17] ~= '' then redis.call('HSET', KEYS[3], 'digest', ARGV[17]) end
 if tonumber(ARGV[12]) > #jobs then
   redis.call('HSET', KEYS[3], 'jobs_total', ARGV[12], 'jobs_planned', #jobs)
   redis.call('ZADD', KEYS[6], ARGV[13], id)
@@ -223,7 +259,7 @@ if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
 local fenced = {}
-for i = 21, #ARGV do
+for i = 22, #ARGV do
   local old = ARGV[1] .. ':{a:' .. ARGV[i] .. '}'
   if redis.call('EXISTS', old) == 1 and redis.call('HGET', old, 'fence') ~= '1' then
     redis.call('HSET', old, 'fence', '1', 'reason', 'superseded', 'note', 'superseded by ' .. id,
@@ -412,8 +448,8 @@ for i = 8, #ARGV, 2 do
   -- earlier job may have reached stays attempted, whatever a later job did.
   if new == 'retry' and j.m == 'a' then
     redis.call('HSET', ledger, 'x|' .. f, '1')
-  elseif new == 'queued' and j.m == 'a' and redis.call('HEXISTS', ledger, 'x|' .. f) == 1 then
-    new = 'retry'
+  else
+    new = remembered(ledger, f, new, j.m)
   end
   if new == 'queued' or new == 'retry' then
     if fenced and new == 'retry' then
@@ -546,7 +582,9 @@ var progressCmd = ledgerScript(`
 local n = 0
 for i = 1, #ARGV, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) == 'in_flight' then
-    set_state(KEYS[1], ARGV[i], 'in_flight', ARGV[i + 1])
+    local m = 'a'
+    if string.sub(ARGV[i], 1, 2) == 'r|' then m = 'r' end
+    set_state(KEYS[1], ARGV[i], 'in_flight', remembered(KEYS[1], ARGV[i], ARGV[i + 1], m))
     n = n + 1
   end
 end

@@ -126,15 +126,12 @@ func (q *Queue) AuditLog(ctx context.Context, n int, rejected bool) ([]AuditEntr
 	return out, nil
 }
 
-// Corroborate records a trigger source as confirming an alert and as
-// holding it raised (until its reset: Lower).
+// Corroborate records a trigger source as confirming an alert (the history
+// GET /v1/alerts/{id} shows; Enqueue records it as holding the alert raised).
 func (q *Queue) Corroborate(ctx context.Context, id alert.ID, source string) error {
-	keep := q.opts.Retain + 7*24*time.Hour
 	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, q.k.sources(id), source)
-		p.Expire(ctx, q.k.sources(id), keep)
-		p.SAdd(ctx, q.k.raised(id), source)
-		p.Expire(ctx, q.k.raised(id), keep)
+		p.Expire(ctx, q.k.sources(id), q.opts.Retain+7*24*time.Hour)
 		return nil
 	})
 	return err
@@ -145,23 +142,29 @@ func (q *Queue) Corroborators(ctx context.Context, id alert.ID) ([]string, error
 	return q.rdb.SMembers(ctx, q.k.sources(id)).Result()
 }
 
-// lowerCmd is a panel's reset: it spends the reset's event id and takes the
-// source off the alert's raised set, in one step.
+// lowerCmd is a panel's reset: it takes the source off the alert's raised
+// set and, when no source holds the alert raised any more, marks it
+// lowered in the same step, so no trigger joins it from then on (enqueueCmd
+// makes a new alert instead) while its retraction follows. The reset's
+// event id is spent by the caller once the reset is carried out (SeenEvent),
+// so a reset that failed half-way can be sent again.
 //
-// KEYS[1] the reset's trigger event key   KEYS[2] the alert's raised set
-// ARGV[1] source   ARGV[2] event TTL ms   ARGV[3] alert id
+// KEYS[1] the reset's trigger event key   KEYS[2] the alert's raised set   KEYS[3] the alert hash
+// ARGV[1] source
 // Returns -1 for a replayed reset, else how many sources still hold the alert raised.
 var lowerCmd = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[2]) == false then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 redis.call('SREM', KEYS[2], ARGV[1])
-return redis.call('SCARD', KEYS[2])
+local n = redis.call('SCARD', KEYS[2])
+if n == 0 and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], 'lowered', '1') end
+return n
 `)
 
-// Lower records a source's reset (event) of alert id and returns how many
-// other sources still hold the alert raised; ErrReplay if the reset's event
-// id was seen before.
-func (q *Queue) Lower(ctx context.Context, id alert.ID, source, event string, ttl time.Duration) (int, error) {
-	n, err := lowerCmd.Run(ctx, q.rdb, []string{q.k.triggerEvent(source, event), q.k.raised(id)}, source, ttl.Milliseconds(), string(id)).Int()
+// Lower records a source's reset of alert id and returns how many other
+// sources still hold the alert raised; ErrReplay if the reset's event id
+// was spent before. The caller spends it (SeenEvent) once the reset is done.
+func (q *Queue) Lower(ctx context.Context, id alert.ID, source, event string) (int, error) {
+	n, err := lowerCmd.Run(ctx, q.rdb, []string{q.k.triggerEvent(source, event), q.k.raised(id), q.k.alert(id)}, source).Int()
 	if err != nil {
 		return 0, fmt.Errorf("lower: %w", err)
 	}
