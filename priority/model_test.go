@@ -184,8 +184,8 @@ type model struct {
 
 	n        int
 	alerts   map[alert.ID]*mAlert
-	stored   []alert.ID // in order of creation
-	absorbed []alert.ID // ids of requests that made no alert
+	stored   []alert.ID         // in order of creation
+	absorbed []alert.ID         // ids of requests that made no alert
 	idem     map[string]idemUse // principal and key -> the alert and the request's content
 	fps      map[string]alert.ID
 	requests []request
