@@ -110,7 +110,7 @@ func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapte
 	running := [2]int{} // ordinary, urgent
 	limit := [2]int{g.cfg.Queue.Workers, g.cfg.Queue.UrgentWorkers}
 	freed := make(chan struct{}, 1)
-	wake := g.waker(ctx, q, kind)
+	wake, want := g.waker(ctx, q, kind)
 	var lastErr string
 	for ctx.Err() == nil {
 		mu.Lock()
@@ -144,6 +144,10 @@ func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapte
 		lastErr = ""
 		if j == nil {
 			select {
+			case want <- struct{}{}: // idle: listen on the lane's wake list
+			default:
+			}
+			select {
 			case <-freed:
 			case <-wake:
 			case <-ctx.Done():
@@ -170,13 +174,21 @@ func (g *Gateway) claimLoop(ctx, hard context.Context, kind alert.Kind, a adapte
 	}
 }
 
-// waker turns the lane's wake list into a channel: it signals when work may
-// have arrived, and at least every half lease (at least 1s, Redis' BLPOP
-// granularity in go-redis). It exits when ctx ends.
-func (g *Gateway) waker(ctx context.Context, q *priority.Queue, kind alert.Kind) <-chan struct{} {
-	ch := make(chan struct{}, 1)
+// waker turns the lane's wake list into a channel: once the claim loop
+// says it is idle (want), it waits on the list and signals when work may
+// have arrived, or after half a lease (at least 1s, Redis' BLPOP granularity
+// in go-redis), so expired leases and handed-back jobs are claimed again. It
+// takes a wake token only while this instance has nothing to do, so a busy
+// instance never takes one an idle instance needs. It exits when ctx ends.
+func (g *Gateway) waker(ctx context.Context, q *priority.Queue, kind alert.Kind) (wake <-chan struct{}, want chan<- struct{}) {
+	ch, wants := make(chan struct{}, 1), make(chan struct{}, 1)
 	go func() { // exits when ctx ends
-		for ctx.Err() == nil {
+		for {
+			select {
+			case <-wants:
+			case <-ctx.Done():
+				return
+			}
 			if err := q.Wait(ctx, kind, max(time.Second, g.q.Lease()/2)); err != nil && ctx.Err() == nil {
 				sleep(ctx, 200*time.Millisecond)
 			}
@@ -186,7 +198,7 @@ func (g *Gateway) waker(ctx context.Context, q *priority.Queue, kind alert.Kind)
 			}
 		}
 	}()
-	return ch
+	return ch, wants
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -324,6 +336,10 @@ func (g *Gateway) outcome(ctx, dctx context.Context, j *priority.Job, err error,
 			return alert.StateQueued
 		}
 		return alert.StateRetry
+	case attempts == 0 && !adapters.IsPermanent(err):
+		// Never attempted, and Retry gave up because the next try would
+		// come after the expiry (a breaker open to the end): expired.
+		return alert.StateExpired
 	}
 	// Attempted and not confirmed: failed. That includes a retraction
 	// arriving mid-attempt (fence or cut short), so the target is owed its

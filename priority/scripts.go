@@ -401,12 +401,29 @@ while true do
       end
       redis.call('HDEL', KEYS[2], jid)
     else
+      -- Only targets still open go out: one a late callback settled while
+      -- it waited for a retry is not sent again.
+      local open = {}
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
-        if st == 'queued' or st == 'retry' then set_state(ledger, field(t), st, 'in_flight') end
+        if st == 'queued' or st == 'retry' then
+          set_state(ledger, field(t), st, 'in_flight')
+          open[#open + 1] = t
+        elseif st == 'in_flight' then
+          open[#open + 1] = t
+        end
       end
-      redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), jid)
-      return raw
+      if #open == 0 then
+        redis.call('HDEL', KEYS[2], jid)
+      else
+        if #open < #j.t then
+          j.t = open
+          raw = cjson.encode(j)
+          redis.call('HSET', KEYS[2], jid, raw)
+        end
+        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), jid)
+        return raw
+      end
     end
   end
 end
@@ -600,6 +617,10 @@ return n
 var callbackCmd = ledgerScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return 0 end
+-- A late callback of an earlier attempt while a later one is on the wire
+-- changes nothing: the later attempt's outcome stands, and a retraction
+-- must not be queued while it may still arrive.
+if cur == 'in_flight' and redis.call('HEXISTS', KEYS[1], 'x|' .. ARGV[1]) == 1 then return 0 end
 local rank = {queued = 0, retry = 0, in_flight = 1, sent = 2, delivered = 3, failed = 3, cancelled = 3, expired = 3}
 if (rank[ARGV[2]] or 0) <= (rank[cur] or 3) then return 0 end
 set_state(KEYS[1], ARGV[1], cur, ARGV[2])
