@@ -9,8 +9,8 @@ import (
 	"github.com/tocsin-alert/tocsin/cap"
 )
 
-// Every real document in testdata/ (copied byte for byte from
-// ../shared/cases/cap; see testdata/SOURCES.md) parses, and survives
+// Every real document in testdata/ (copied byte for byte from public
+// alerting authorities' feeds; see testdata/SOURCES.md) parses, and survives
 // encode → parse unchanged.
 func TestRealDocumentsParse(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.xml")

@@ -73,19 +73,26 @@ func TestProblemsNameLineAndField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(tt.yaml))
-			var ps config.Problems
-			if !errors.As(err, &ps) {
-				t.Fatalf("Parse = %v, want Problems", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Parse error\n%s\nwant a line containing %q", err, w)
-				}
-			}
-			if len(ps) != len(tt.want) {
-				t.Errorf("got %d problems, want %d:\n%s", len(ps), len(tt.want), err)
-			}
+			wantProblems(t, err, tt.want)
 		})
+	}
+}
+
+// wantProblems checks that err is exactly the problems want: one line
+// containing each.
+func wantProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Parse = %v, want Problems", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Parse error\n%s\nwant a line containing %q", err, w)
+		}
+	}
+	if len(ps) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(ps), len(want), err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -162,18 +161,7 @@ func TestDispatchSigningAndHTTPS(t *testing.T) {
 				}
 				return
 			}
-			var ps config.Problems
-			if !errors.As(err, &ps) {
-				t.Fatalf("Parse = %v, want Problems", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Parse error\n%s\nwant a line containing %q", err, w)
-				}
-			}
-			if len(ps) != len(tt.want) {
-				t.Errorf("got %d problems, want %d:\n%s", len(ps), len(tt.want), err)
-			}
+			wantProblems(t, err, tt.want)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,8 +148,9 @@ func (s *DispatchSigning) load(v *validator, centres int) {
 	s.cert, s.key = cert, key
 }
 
-// readSigningCert reads the first certificate of a PEM file: RSA, and valid now.
-func readSigningCert(file string) (*x509.Certificate, error) {
+// pemBlock reads the first PEM block of a file whose type is one of types;
+// want names what is missing when there is none.
+func pemBlock(file, want string, types ...string) (*pem.Block, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -156,66 +158,64 @@ func readSigningCert(file string) (*x509.Certificate, error) {
 	for {
 		var blk *pem.Block
 		if blk, b = pem.Decode(b); blk == nil {
-			return nil, fmt.Errorf("no PEM CERTIFICATE in %s", file)
+			return nil, fmt.Errorf("no PEM %s in %s", want, file)
 		}
-		if blk.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s: certificate: %v", file, err)
-			}
-			if _, ok := c.PublicKey.(*rsa.PublicKey); !ok {
-				return nil, fmt.Errorf("%s: the certificate's key is %v; CAP is signed RSA-SHA256, so it must be RSA", file, c.PublicKeyAlgorithm)
-			}
-			now := time.Now()
-			if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-				return nil, fmt.Errorf("%s: the certificate is valid only from %s to %s; centres would refuse every signature",
-					file, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
-			}
-			return c, nil
+		if slices.Contains(types, blk.Type) {
+			return blk, nil
 		}
 	}
+}
+
+// readSigningCert reads the first certificate of a PEM file: RSA, and valid now.
+func readSigningCert(file string) (*x509.Certificate, error) {
+	blk, err := pemBlock(file, "CERTIFICATE", "CERTIFICATE")
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: certificate: %v", file, err)
+	}
+	if _, ok := c.PublicKey.(*rsa.PublicKey); !ok {
+		return nil, fmt.Errorf("%s: the certificate's key is %v; CAP is signed RSA-SHA256, so it must be RSA", file, c.PublicKeyAlgorithm)
+	}
+	now := time.Now()
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return nil, fmt.Errorf("%s: the certificate is valid only from %s to %s; centres would refuse every signature",
+			file, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return c, nil
 }
 
 // readSigningKey reads an unencrypted RSA private key (PKCS#1 or PKCS#8) of
 // at least minSigningBits from a PEM file.
 func readSigningKey(file string) (*rsa.PrivateKey, error) {
-	b, err := os.ReadFile(file)
+	blk, err := pemBlock(file, "RSA PRIVATE KEY or PRIVATE KEY", "RSA PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "EC PRIVATE KEY")
 	if err != nil {
 		return nil, err
 	}
-	for {
-		var blk *pem.Block
-		if blk, b = pem.Decode(b); blk == nil {
-			return nil, fmt.Errorf("no PEM RSA PRIVATE KEY or PRIVATE KEY in %s", file)
-		}
-		var key any
-		switch blk.Type {
-		case "RSA PRIVATE KEY":
-			if blk.Headers["Proc-Type"] != "" {
-				return nil, fmt.Errorf("%s: the key is encrypted; Tocsin needs it unencrypted (protect the file instead)", file)
-			}
-			key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("%s: the key is encrypted; Tocsin needs it unencrypted (protect the file instead)", file)
-		case "EC PRIVATE KEY":
-			return nil, fmt.Errorf("%s: an EC key; CAP is signed RSA-SHA256, so it must be RSA", file)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: private key: %v", file, err)
-		}
-		rk, ok := key.(*rsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("%s: a %T; CAP is signed RSA-SHA256, so it must be an RSA key", file, key)
-		}
-		if n := rk.N.BitLen(); n < minSigningBits {
-			return nil, fmt.Errorf("%s: an RSA key of %d bits; at least %d", file, n, minSigningBits)
-		}
-		return rk, nil
+	var key any
+	switch {
+	case blk.Type == "ENCRYPTED PRIVATE KEY" || blk.Headers["Proc-Type"] != "":
+		return nil, fmt.Errorf("%s: the key is encrypted; Tocsin needs it unencrypted (protect the file instead)", file)
+	case blk.Type == "EC PRIVATE KEY":
+		return nil, fmt.Errorf("%s: an EC key; CAP is signed RSA-SHA256, so it must be RSA", file)
+	case blk.Type == "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: private key: %v", file, err)
+	}
+	rk, ok := key.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %T; CAP is signed RSA-SHA256, so it must be an RSA key", file, key)
+	}
+	if n := rk.N.BitLen(); n < minSigningBits {
+		return nil, fmt.Errorf("%s: an RSA key of %d bits; at least %d", file, n, minSigningBits)
+	}
+	return rk, nil
 }
 
 // DispatchCentre is one dispatch centre's CAP endpoint.
