@@ -47,9 +47,9 @@ func (c *Config) validateTexts(v *validator) {
 			ok = false
 		}
 		switch t.Kind {
-		case "", alert.KindSMS, alert.KindVoice, alert.KindPA:
+		case "", alert.KindSMS, alert.KindVoice, alert.KindPA, alert.KindDispatch:
 		default:
-			v.add(f+".kind", "must be sms, voice or pa (or empty for every kind)")
+			v.add(f+".kind", "must be sms, voice, pa or dispatch (or empty for every kind)")
 			ok = false
 		}
 		if strings.TrimSpace(t.Text) == "" || len(t.Text) > 1000 {

@@ -26,7 +26,7 @@ func TestTexts(t *testing.T) {
 		{"Polish texts but one", base + strings.Replace(pl, "key: superseded", "key: superseded, kind: voice", 1), "contacts[0].people[0].language", "no superseded text"},
 		{"unknown key", base + pl + "  - {key: bye, language: pl, text: x}\n", "texts[5].key", "not one of"},
 		{"unknown placeholder", base + pl + "  - {key: alert, language: en, text: 'WARN {event}'}\n", "texts[5].text", "unknown placeholder {event}"},
-		{"bad kind", base + pl + "  - {key: alert, language: en, kind: siren, text: x}\n", "texts[5].kind", "sms, voice or pa"},
+		{"bad kind", base + pl + "  - {key: alert, language: en, kind: siren, text: x}\n", "texts[5].kind", "sms, voice, pa or dispatch"},
 		{"twice", base + pl + "  - {key: alert, language: pl, text: x}\n", "texts[5]", "a second alert text"},
 	} {
 		c, err := config.Parse([]byte(tt.yml))

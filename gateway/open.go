@@ -193,7 +193,7 @@ func openDispatch(cfg *config.Config) (*dispatch.Notifier, map[string][]byte, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("dispatch.signing: %w (every CAP document sent to a centre must be XML-signed)", err)
 	}
-	dc := dispatch.Config{Sender: cfg.Dispatch.Sender, Signer: signer, Centres: map[string]dispatch.Centre{}, ZoneNames: map[string]string{}, Location: cfg.Location()}
+	dc := dispatch.Config{Sender: cfg.Dispatch.Sender, Signer: signer, Centres: map[string]dispatch.Centre{}, ZoneNames: map[string]string{}, Location: cfg.Location(), Texts: cfg.Texts()}
 	for _, z := range cfg.Zones {
 		if z.Name != "" {
 			dc.ZoneNames[z.ID] = z.Name

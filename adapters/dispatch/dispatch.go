@@ -88,6 +88,9 @@ type Config struct {
 	// Timeout bounds one POST (10s).
 	Timeout  time.Duration
 	Location *time.Location
+	// Texts, if set, are the configured retraction texts; otherwise the
+	// defaults in Location.
+	Texts *alert.Texts
 }
 
 // Notifier is the dispatch adapter.
@@ -165,33 +168,39 @@ func Original(d alert.Delivery, sender string, zoneNames map[string]string) *cap
 	if lang == "" {
 		lang = "de-DE"
 	}
-	c.Infos = []cap.Info{{
-		Language: lang, Categories: []string{"Safety"}, Event: a.Event,
-		Urgency: a.Urgency.String(), Severity: a.Severity.String(), Certainty: certainty,
-		Expires: &exp, SenderName: "Tocsin", Headline: a.Headline, Description: a.Description, Instruction: a.Instruction,
-		Parameters: []cap.Value{{ValueName: "tocsin:alert_id", Value: string(a.ID)}},
-		Areas:      areas(a.Zones, zoneNames),
-	}}
+	// One <info> per language the alert is written in.
+	for _, in := range append([]alert.Info{{Language: lang, Event: a.Event, Headline: a.Headline, Description: a.Description, Instruction: a.Instruction}}, a.Infos...) {
+		if in.Event == "" {
+			in.Event = a.Event
+		}
+		c.Infos = append(c.Infos, cap.Info{
+			Language: in.Language, Categories: []string{"Safety"}, Event: in.Event,
+			Urgency: a.Urgency.String(), Severity: a.Severity.String(), Certainty: certainty,
+			Expires: &exp, SenderName: "Tocsin", Headline: in.Headline, Description: in.Description, Instruction: in.Instruction,
+			Parameters: []cap.Value{{ValueName: "tocsin:alert_id", Value: string(a.ID)}},
+			Areas:      areas(a.Zones, zoneNames),
+		})
+	}
 	return c
 }
 
 // Retraction is what retracts d's alert at a centre: a Cancel referencing the
 // original, and an Update with responseType AllClear, with the prepared
-// retraction text in every language Tocsin has.
-func Retraction(d alert.Delivery, sender string, zoneNames map[string]string, now time.Time, loc *time.Location) (cancel, update *cap.Alert) {
+// retraction text (tx) in every language it has.
+func Retraction(d alert.Delivery, sender string, zoneNames map[string]string, now time.Time, tx *alert.Texts) (cancel, update *cap.Alert) {
 	a := d.Alert
 	// Both reference the original and every earlier unexpired message of its chain.
 	refs := cap.JoinReferences(append([]cap.Reference{Original(d, sender, zoneNames).Ref()}, chain(d, sender)...)...)
 	cancel = header(d.ID, sender, now, a.Status, "Cancel")
 	cancel.References = refs
-	cancel.Note = a.Text(alert.MessageRetraction, d.Reason, "en", loc)
+	cancel.Note = tx.Text(a, alert.KindDispatch, alert.MessageRetraction, d.Reason, "en")
 	update = header(d.ID+AllClearSuffix, sender, now, a.Status, "Update")
 	update.References = refs
-	for _, lang := range alert.Languages() {
+	for _, lang := range tx.Languages() {
 		update.Infos = append(update.Infos, cap.Info{
 			Language: lang, Categories: []string{"Safety"}, Event: a.Event, ResponseTypes: []string{"AllClear"},
 			Urgency: "Past", Severity: "Minor", Certainty: "Observed", SenderName: "Tocsin",
-			Headline:   a.Text(alert.MessageRetraction, d.Reason, lang, loc),
+			Headline:   tx.Text(a, alert.KindDispatch, alert.MessageRetraction, d.Reason, lang),
 			Parameters: []cap.Value{{ValueName: "tocsin:alert_id", Value: string(a.ID)}, {ValueName: "tocsin:reason", Value: d.Reason}},
 			Areas:      areas(a.Zones, zoneNames),
 		})
@@ -246,7 +255,11 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 		// AllClear here would tell the centre the danger is over.
 		return nil
 	}
-	cancel, update := Retraction(d, n.cfg.Sender, n.cfg.ZoneNames, time.Now(), n.cfg.Location)
+	tx := n.cfg.Texts
+	if tx == nil {
+		tx = &alert.Texts{Location: n.cfg.Location}
+	}
+	cancel, update := Retraction(d, n.cfg.Sender, n.cfg.ZoneNames, time.Now(), tx)
 	if err := n.post(ctx, c, cancel); err != nil {
 		return err
 	}

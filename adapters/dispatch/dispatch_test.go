@@ -191,3 +191,34 @@ func cert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, c
 	c, _ := x509.ParseCertificate(der)
 	return c, k
 }
+
+// A centre gets the alert in every language it is written in, and the
+// retraction notice in every language with texts, configured ones included.
+func TestEveryLanguageToTheCentre(t *testing.T) {
+	a := testAlert()
+	a.Language, a.Infos = "de", []alert.Info{{Language: "en", Headline: "Active shooter"}}
+	orig := dispatch.Original(deliveryOf(a, alert.MessageAlert), "tocsin@example.org", nil)
+	if len(orig.Infos) != 2 || orig.Infos[1].Language != "en" || orig.Infos[1].Headline != "Active shooter" || orig.Infos[1].Event != a.Event {
+		t.Fatalf("original infos = %+v; want de and en", orig.Infos)
+	}
+	var tx alert.Texts
+	for _, k := range alert.TextKeys {
+		tx.Set(k, "pl", "", "PL "+k+" {headline}")
+	}
+	d := deliveryOf(a, alert.MessageRetraction)
+	d.Reason = "false_alarm"
+	_, up := dispatch.Retraction(d, "tocsin@example.org", nil, time.Now(), &tx)
+	var langs []string
+	for _, in := range up.Infos {
+		langs = append(langs, in.Language)
+		if in.Language == "pl" && in.Headline != "PL false_alarm Active shooter" { // no Polish block: the English one
+			t.Errorf("pl notice = %q", in.Headline)
+		}
+		if in.Language == "en" && !strings.Contains(in.Headline, "Active shooter") {
+			t.Errorf("en notice = %q; want the English headline", in.Headline)
+		}
+	}
+	if strings.Join(langs, ",") != "de,en,pl" {
+		t.Fatalf("AllClear languages = %v; want de, en, pl", langs)
+	}
+}
