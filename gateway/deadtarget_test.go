@@ -1,11 +1,16 @@
 package gateway_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/adapters"
+	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/loadtest"
 )
 
@@ -106,6 +111,70 @@ func BenchmarkPickupPastDeadSirens(b *testing.B) {
 						}
 					case <-wait:
 						b.Fatalf("alert %d: no siren command within 5s", i)
+					}
+					break
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkClaimPastDeadTargets: from POST of an Extreme alert to the siren
+// adapter being called for it (enqueue → claim → adapter, the pickup the
+// target names), while every ordinary worker is busy with alerts to sirens
+// that never answer ("dead-targets"), beside the same with idle workers
+// ("idle", the ceiling) in the same run. The siren adapter is an in-process
+// stand-in: dead sirens hold each attempt for 300 ms (an ack timeout) and
+// fail; live ones are recorded the moment they are called.
+func BenchmarkClaimPastDeadTargets(b *testing.B) {
+	for _, mode := range []string{"idle", "dead-targets"} {
+		b.Run(mode, func(b *testing.B) {
+			called := make(chan alert.ID, 64)
+			s := newStack(b, stackOptions{workers: 2, urgent: 2, noGateway: true, limit: "rate: 10000, burst: 10000"})
+			s.startGatewayWith(adapters.Func(func(ctx context.Context, d alert.Delivery) error {
+				if strings.HasPrefix(d.Target.ID, "school-") {
+					select {
+					case <-ctx.Done():
+					case <-time.After(300 * time.Millisecond):
+					}
+					return errors.New("no ack")
+				}
+				if d.Target.ID == "townhall-00" {
+					select {
+					case called <- d.Alert.ID:
+					default:
+					}
+				}
+				return nil
+			}))
+			if mode == "dead-targets" {
+				for i := range 4 { // more than the ordinary workers
+					s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Moderate","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			var took []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				r := s.post(fmt.Sprintf(`{"status":"actual","event":"Amok %d","severity":"Extreme","urgency":"Immediate","zones":["townhall"],"channels":["siren"]}`, i))
+				if r.Code != 202 {
+					b.Fatalf("alert %d = %d %s", i, r.Code, r.Raw)
+				}
+				id := alert.ID(r.Body["id"].(string))
+				for wait := time.After(5 * time.Second); ; {
+					select {
+					case a := <-called:
+						if a != id {
+							continue
+						}
+					case <-wait:
+						b.Fatalf("alert %d: adapter not called within 5s", i)
 					}
 					break
 				}
