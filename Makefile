@@ -6,6 +6,9 @@ FUZZTIME   ?= 2m
 # Random sequences the model test (priority.TestModel) runs in make soak;
 # make test runs rapid's default (100).
 RAPID_CHECKS ?= 1000
+# Sequences of the whole-gateway model test (gateway.TestGatewayModel) in
+# make soak; make test runs 6.
+GATEWAY_MODEL_CHECKS ?= 60
 
 .PHONY: all build test demo bench soak fuzz lint fmt deps clean
 
@@ -28,12 +31,13 @@ test:
 
 # Repeats the chaos tests (Redis and broker kill -9, instance kill -9, SIGTERM)
 # and the fence race, and runs the model test on many more random sequences;
-# CI runs it shortened (SOAK_COUNT=2 RAPID_CHECKS=300).
+# CI runs it shortened (SOAK_COUNT=2 RAPID_CHECKS=300 GATEWAY_MODEL_CHECKS=20).
 soak:
 	$(GO) test -race -count=$(SOAK_COUNT) -timeout 30m \
 		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery|TestDeadSirens' ./gateway/
 	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease' ./priority/
 	$(GO) test -race -count=1 -timeout 30m -run '^TestModel$$' ./priority/ -rapid.checks=$(RAPID_CHECKS)
+	TOCSIN_GATEWAY_MODEL_CHECKS=$(GATEWAY_MODEL_CHECKS) $(GO) test -race -count=1 -timeout 30m -run '^TestGatewayModel$$' ./gateway/
 
 # Fuzzes the CAP parser, the JSON alert body and the MQTT trigger payload
 # (their seed corpora, the real CAP documents among them, also run in make

@@ -66,7 +66,9 @@ type stackOptions struct {
 	urgent  int    // queue.urgent_workers (default: workers)
 	hold    string // delivery.hold (default 1s)
 	// limit, if set, is the leitstelle principal's "rate: R, burst: B".
-	limit       string
+	limit string
+	// window, if set, replaces queue.dedup_window (2s).
+	window      string
 	lease       string
 	fleetDelay  time.Duration
 	offline     []string
@@ -292,6 +294,9 @@ triggers:
 	if o.capCert != "" {
 		yml = strings.Replace(yml, "principals:\n", fmt.Sprintf("principals:\n  - {id: signed-ils, kind: dispatch, key_sha256: %s, scopes: {zones: [\"*\"]}, cap_certs: [%q]}\n",
 			hex.EncodeToString(config.HashKey(signedKey)), o.capCert), 1)
+	}
+	if o.window != "" {
+		yml = strings.Replace(yml, "dedup_window: 2s", "dedup_window: "+o.window, 1)
 	}
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,7 +63,7 @@ type Fleet struct {
 	received []Received
 	seen     map[string]bool
 	offline  map[string]bool
-	sounding map[string]string // siren -> the alert it sounds for
+	active   map[string][]string // siren -> the alerts it sounds for, oldest first
 }
 
 // StartFleet connects every siren and subscribes it to its command topic.
@@ -73,7 +74,7 @@ func StartFleet(o FleetOptions) (*Fleet, error) {
 	if o.Kind == "" {
 		o.Kind = "siren"
 	}
-	f := &Fleet{o: o, seen: map[string]bool{}, offline: map[string]bool{}, sounding: map[string]string{}}
+	f := &Fleet{o: o, seen: map[string]bool{}, offline: map[string]bool{}, active: map[string][]string{}}
 	for _, id := range o.Offline {
 		f.offline[id] = true
 	}
@@ -128,27 +129,35 @@ func (f *Fleet) connect(id string) mqtt.Client {
 }
 
 // obey carries out a command as Tocsin's siren contract asks a controller
-// to: an alarm (or test) makes the siren sound for its alert, replacing
-// whatever it sounded for before; stop and all_clear end the sound only if
-// they name the alert the siren sounds for now — a stop for an alert that a
-// later alarm replaced is acknowledged and changes nothing. So an update's
-// alarm and the stop of the alert it replaces may arrive in either order.
+// to: an alarm (or test) adds its alert to those the siren sounds for (the
+// latest one's signal is heard); stop and all_clear take only the alert they
+// name away; the siren is quiet when none is left. So an update's alarm and
+// the stop of the alert it replaces may arrive in either order, and
+// retracting one of two alerts in force leaves the other sounding.
 func (f *Fleet) obey(id string, cmd SirenCommand) {
-	switch cmd.Signal {
-	case "alarm", "test":
-		f.sounding[id] = cmd.AlertID
-	case "stop", "all_clear":
-		if f.sounding[id] == cmd.AlertID {
-			delete(f.sounding, id)
-		}
+	as := slices.DeleteFunc(f.active[id], func(a string) bool { return a == cmd.AlertID })
+	if cmd.Signal == "alarm" || cmd.Signal == "test" {
+		as = append(as, cmd.AlertID)
 	}
+	f.active[id] = as
 }
 
-// Sounding is the alert a siren sounds for now, or "" when it is quiet.
+// Sounding is the alert whose signal a siren sounds now (the latest of
+// those in force), or "" when it is quiet.
 func (f *Fleet) Sounding(id string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.sounding[id]
+	if as := f.active[id]; len(as) > 0 {
+		return as[len(as)-1]
+	}
+	return ""
+}
+
+// Active are the alerts a siren sounds for, oldest first.
+func (f *Fleet) Active(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.active[id])
 }
 
 // SetOffline makes a siren stop (true) or resume (false) acking.
