@@ -12,6 +12,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/gateway"
 )
 
@@ -21,16 +22,18 @@ import (
 //
 //   - building systems press the amok button (two panels of the school),
 //     reset their own presses, replay a reset; a dispatcher posts JSON alerts
-//     of one event at varying severity; an operator retracts any alert; one
-//     siren goes dead and comes back;
+//     of one event at varying severity, and a real CAP warning, its Updates
+//     and its Cancel; an operator retracts any alert; one siren goes dead
+//     and comes back;
 //   - every trigger and post is decided as the model's dedup rules say
 //     (nothing genuine swallowed: after a retraction or a reset at every
 //     panel a press is a new alert; an escalation is a new alert);
 //   - a reset retracts only when no other panel holds the alert raised;
 //   - no alarm of an alert reaches a siren after its retraction;
 //   - every live siren sounds exactly for the alerts in force for its zone:
-//     each alert sounds, a retraction silences only its own alert, nothing
-//     stays sounding after its retraction.
+//     each alert sounds, a retraction silences only its own alert, an Update
+//     never silences the warning it continues, nothing stays sounding after
+//     its retraction.
 //
 // The stack and the model live across rapid's sequences (each sequence goes
 // on from the state the last one left, as Redis does). make test runs 6
@@ -47,7 +50,8 @@ func TestGatewayModel(t *testing.T) {
 		flag.Set("rapid.checks", checks)
 		defer flag.Set("rapid.checks", old)
 	}
-	s := newStack(t, stackOptions{triggers: true, window: "10m", limit: "rate: 10000, burst: 10000"})
+	s := newStack(t, stackOptions{triggers: true, window: "10m", limit: "rate: 10000, burst: 10000", school: worldSchool})
+	storm, _ := thunderstorm(t)
 	p := newPanel(t, s)
 	m := &gModel{alerts: map[string]*gAlert{}, fps: map[string]string{}}
 	sirens := sirenIDs("school", 3)
@@ -131,6 +135,51 @@ func TestGatewayModel(t *testing.T) {
 				m.add(id, "json", rank, absorbs)
 				rt.Logf("post %s -> %d %s", sev, r.Code, id)
 			},
+			"cap alert": func(rt *rapid.T) {
+				m.n++
+				doc := strings.Replace(string(storm), "KSTO1055887203", fmt.Sprintf("KSTO-model-%d-%d", time.Now().UnixNano(), m.n), 1)
+				prev, absorbs := m.live("cap")
+				r := s.postCAP(doc)
+				id, _ := r.Body["id"].(string)
+				switch {
+				case absorbs && (r.Code != 200 || id != prev.id):
+					rt.Fatalf("CAP alert = %d %s; the model says a duplicate of %s", r.Code, r.Raw, prev.id)
+				case !absorbs && (r.Code != 202 || m.alerts[id] != nil):
+					rt.Fatalf("CAP alert = %d %s; the model says a new alert", r.Code, r.Raw)
+				}
+				a := m.add(id, "cap", 0, absorbs)
+				parsed, _ := cap.Parse([]byte(doc))
+				m.head = &capHead{doc: parsed, alert: a}
+				rt.Logf("CAP alert %s -> %d %s", parsed.Identifier, r.Code, id)
+			},
+			"cap update": func(rt *rapid.T) {
+				if m.head == nil || m.head.alert.retracted {
+					rt.Skip("no CAP message in force")
+				}
+				m.n++
+				doc := updateOf(m.head.doc, fmt.Sprintf("KSTO-model-u-%d-%d", time.Now().UnixNano(), m.n), "EXTENDED")
+				r := s.postCAP(doc)
+				id, _ := r.Body["id"].(string)
+				if r.Code != 202 || m.alerts[id] != nil {
+					rt.Fatalf("CAP update of %s = %d %s; want a new alert superseding it", m.head.alert.id, r.Code, r.Raw)
+				}
+				m.retracted(m.head.alert)
+				parsed, _ := cap.Parse([]byte(doc))
+				m.head = &capHead{doc: parsed, alert: m.add(id, "cap-update", 0, false)}
+				rt.Logf("CAP update -> %s", id)
+			},
+			"cap cancel": func(rt *rapid.T) {
+				if m.head == nil || m.head.alert.retracted {
+					rt.Skip("no CAP message in force")
+				}
+				m.n++
+				m.retracted(m.head.alert)
+				r := s.postCAP(cancelOf(m.head.doc, fmt.Sprintf("KSTO-model-c-%d-%d", time.Now().UnixNano(), m.n)))
+				if r.Code != 202 || !strings.Contains(r.Raw, m.head.alert.id) {
+					rt.Fatalf("CAP cancel of %s = %d %s; want it retracted", m.head.alert.id, r.Code, r.Raw)
+				}
+				rt.Logf("CAP cancel %s", m.head.alert.id)
+			},
 			"retract": func(rt *rapid.T) {
 				var open []string
 				for id, a := range m.alerts {
@@ -194,8 +243,16 @@ type gAlert struct {
 	presses   []*press
 }
 
+// capHead is the newest CAP message of the chain and the alert it is in.
+type capHead struct {
+	doc   *cap.Alert
+	alert *gAlert
+}
+
 type gModel struct {
 	iter   int
+	n      int
+	head   *capHead
 	alerts map[string]*gAlert
 	fps    map[string]string // fingerprint -> the latest alert of it
 	dead   bool

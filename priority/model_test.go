@@ -306,11 +306,11 @@ func (m *model) predict(r request, id alert.ID) verdict {
 		}
 	}
 	v := verdict{what: "new", id: id}
-	if prev, ok := m.fps[r.fingerprint()]; ok {
+	if prev, ok := m.fps[r.fingerprint()]; ok && len(r.supersedes) == 0 { // an update is never absorbed
 		e := m.alerts[prev]
 		v.earlier = prev
 		switch {
-		case e.fenced || slices.Contains(r.supersedes, prev):
+		case e.fenced:
 			v.why = "retracted"
 		case !m.now.Before(e.expires):
 			v.why = "expired"

@@ -146,12 +146,13 @@ end
 //   - A fingerprint (KEYS[2]: sender, event, zones, type, status) absorbs the
 //     request into the alert it names (1) only while that alert is live and
 //     the request asks for nothing more: not after it was retracted or
-//     superseded (fenced) — or is superseded by this request, or was reset at
-//     every panel that raised it — or expired, and not when the request
+//     superseded (fenced) — or was reset at every panel that raised it — or
+//     expired, and not when the request
 //     escalates it: a higher severity or urgency, or a channel kind it did
 //     not use. Then the request is a new alert (0) and takes the fingerprint
 //     over; the answer names the earlier alert and why it did not absorb it.
 //     An absorbed request's Idempotency-Key names the alert that absorbed it.
+//     A request that supersedes alerts (a CAP Update) is never absorbed.
 //   - A trigger's source is recorded as holding the alert it made or joined
 //     raised, in the same step (a panel's reset counts on it).
 //   - A new alert fences the alerts it supersedes (a CAP Update) in the same
@@ -207,10 +208,10 @@ if KEYS[1] ~= '-' then
     return {1, prev, 'idempotency_key', '', {}}
   end
 end
-local superseding = {}
-for i = 22, #ARGV do superseding[ARGV[i]] = true end
 local why, earlier = '', ''
-if KEYS[2] ~= '-' then
+-- An update (it supersedes alerts) is never absorbed: what it replaces must
+-- be fenced, and its own text sent.
+if KEYS[2] ~= '-' and #ARGV < 22 then
   local prev = redis.call('GET', KEYS[2])
   if prev then
     local a = redis.call('HMGET', ARGV[1] .. ':{a:' .. prev .. '}', 'fence', 'expires', 'sev', 'urg', 'ch', 'lowered')
@@ -218,9 +219,9 @@ if KEYS[2] ~= '-' then
     if not a[2] then
       why = ''
       earlier = ''
-    elseif a[1] == '1' or a[6] == '1' or superseding[prev] then
-      -- Retracted, superseded (now or by this very request), or reset at
-      -- every panel that raised it (its retraction follows).
+    elseif a[1] == '1' or a[6] == '1' then
+      -- Retracted, superseded, or reset at every panel that raised it (its
+      -- retraction follows).
       why = 'retracted'
     elseif now >= tonumber(a[2]) then
       why = 'expired'
