@@ -47,6 +47,11 @@ type Config struct {
 	// PublicURL is where this gateway is reachable from outside (Twilio's
 	// status callbacks), e.g. https://tocsin.example.org.
 	PublicURL string `yaml:"public_url"`
+	// MetricsTokenEnv, if set, names the environment variable with the
+	// bearer token GET /metrics requires (it names targets and senders).
+	MetricsTokenEnv string `yaml:"metrics_token_env"`
+
+	metricsToken string
 	// TimeZone is used for times in messages ("Europe/Berlin"; default UTC).
 	TimeZone string `yaml:"time_zone"`
 	// TextsConf are prepared texts that replace the defaults (Texts).
@@ -314,6 +319,9 @@ func (c *Config) Defaults() {
 	}
 }
 
+// MetricsToken is the bearer token GET /metrics requires, or "" (open).
+func (c *Config) MetricsToken() string { return c.metricsToken }
+
 // Location is the time zone for times in messages (UTC when unset).
 func (c *Config) Location() *time.Location {
 	if loc, err := time.LoadLocation(c.TimeZone); err == nil && c.TimeZone != "" {
@@ -512,6 +520,11 @@ func (c *Config) validate(root *yaml.Node) Problems {
 			if _, err := alert.ParseSeverity(p.Scopes.MaxSeverity); err != nil {
 				v.add(f+".scopes.max_severity", err.Error())
 			}
+		}
+	}
+	if c.MetricsTokenEnv != "" {
+		if c.metricsToken = os.Getenv(c.MetricsTokenEnv); len(c.metricsToken) < 16 {
+			v.add("metrics_token_env", fmt.Sprintf("environment variable %s must hold the token /metrics requires (16 characters or more)", c.MetricsTokenEnv))
 		}
 	}
 	c.validateTexts(&v)

@@ -67,6 +67,8 @@ func TestProblemsNameLineAndField(t *testing.T) {
 		{"lease out of range", "queue:\n  lease: 10m\n", []string{"line 2: queue.lease: must be between"}},
 		{"PA zone with unknown controller and bad language", "zones: [{id: a}]\npa:\n  controllers:\n    - {id: c1, url: 'ftp://x'}\n  zones:\n    - {id: hall, zone: a, controller: c9, language: fr}\n",
 			[]string{"line 4: pa.controllers[0].url: must be an http(s) URL", "line 6: pa.zones[0].controller: controller \"c9\" is not defined", "line 6: pa.zones[0].language: no exercise, alert, false_alarm, all_clear, superseded text in \"fr\" for pa"}},
+		{"metrics token not set", "zones: [{id: a}]\nmetrics_token_env: TOCSIN_TEST_NO_SUCH_TOKEN\n",
+			[]string{"line 2: metrics_token_env: environment variable TOCSIN_TEST_NO_SUCH_TOKEN must hold the token"}},
 		{"dispatch centre without key, sender or zones", "zones: [{id: a}]\ndispatch:\n  centres:\n    - id: ils\n      url: https://ils.example/cap\n      zones: [b]\n",
 			[]string{"dispatch.sender: required", "line 6: dispatch.centres[0].zones[0]: zone \"b\"", "line 4: dispatch.centres[0].hmac_key_env: required", "line 2: dispatch.signing: required"}},
 	}

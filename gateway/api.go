@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,8 +67,24 @@ func reason(p *Problem) string {
 	return strings.TrimPrefix(p.Type, "urn:tocsin:problem:")
 }
 
+// metricsHandler serves the Prometheus metrics; with metrics_token_env set,
+// only to a scraper that presents the token (the metrics name targets and
+// senders), compared in constant time.
 func (g *Gateway) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{})
+	h := promhttp.HandlerFor(g.m.reg, promhttp.HandlerOpts{})
+	token := g.cfg.MetricsToken()
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte("Bearer " + token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			writeProblem(w, unauthorized("GET /metrics needs Authorization: Bearer and the token in metrics_token_env"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // alertRequest is the JSON body of POST /v1/alerts. Names follow CAP.

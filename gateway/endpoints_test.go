@@ -154,3 +154,18 @@ func TestPAFallbackAndForgedAck(t *testing.T) {
 		t.Fatalf("forged CAP Ack = %d %s; want 403", forged.Code, forged.Raw)
 	}
 }
+
+// With metrics_token_env set, /metrics (it names targets and senders) answers
+// only a scraper that presents the token.
+func TestMetricsToken(t *testing.T) {
+	s := newStack(t, stackOptions{metricsToken: "scrape-token-0123456789"})
+	if r := s.do("GET", "/metrics", "", "", ""); r.Code != 401 {
+		t.Fatalf("GET /metrics without the token = %d, want 401", r.Code)
+	}
+	if r := s.do("GET", "/metrics", "not-the-scrape-token-000", "", ""); r.Code != 401 {
+		t.Fatalf("GET /metrics with another token = %d, want 401", r.Code)
+	}
+	if r := s.do("GET", "/metrics", "scrape-token-0123456789", "", ""); r.Code != 200 || !strings.Contains(r.Raw, "tocsin_alerts_accepted_total") {
+		t.Fatalf("GET /metrics with the token = %d %.200s, want 200 and the metrics", r.Code, r.Raw)
+	}
+}

@@ -68,16 +68,18 @@ type stackOptions struct {
 	// limit, if set, is the leitstelle principal's "rate: R, burst: B".
 	limit string
 	// window, if set, replaces queue.dedup_window (2s).
-	window      string
-	lease       string
-	fleetDelay  time.Duration
-	offline     []string
-	redis       *testenv.Server
-	broker      *testenv.Server
-	fleet       bool
-	clientID    string
-	noGateway   bool
-	fleetOption func(*loadtest.FleetOptions)
+	window string
+	// metricsToken, if set, is the token GET /metrics requires.
+	metricsToken string
+	lease        string
+	fleetDelay   time.Duration
+	offline      []string
+	redis        *testenv.Server
+	broker       *testenv.Server
+	fleet        bool
+	clientID     string
+	noGateway    bool
+	fleetOption  func(*loadtest.FleetOptions)
 
 	// phones > 0 adds a contact group "staff" of that many people in zone
 	// school, reached by SMS and voice through twilio (and fallback, if set).
@@ -294,6 +296,10 @@ triggers:
 	if o.capCert != "" {
 		yml = strings.Replace(yml, "principals:\n", fmt.Sprintf("principals:\n  - {id: signed-ils, kind: dispatch, key_sha256: %s, scopes: {zones: [\"*\"]}, cap_certs: [%q]}\n",
 			hex.EncodeToString(config.HashKey(signedKey)), o.capCert), 1)
+	}
+	if o.metricsToken != "" {
+		t.Setenv("TOCSIN_TEST_METRICS_TOKEN", o.metricsToken)
+		yml += "metrics_token_env: TOCSIN_TEST_METRICS_TOKEN\n"
 	}
 	if o.window != "" {
 		yml = strings.Replace(yml, "dedup_window: 2s", "dedup_window: "+o.window, 1)
