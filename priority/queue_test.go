@@ -370,14 +370,7 @@ func TestHandedBackJobIsNotAttempted(t *testing.T) {
 func TestAttemptSurvivesAHandBack(t *testing.T) {
 	ctx := context.Background()
 	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
-	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
-	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(1)})
-	j, _ := q.Claim(ctx, alert.KindSiren, 0)
-	q.Finish(ctx, j, map[string]alert.State{"s00000": alert.StateRetry}, time.Time{})
-	j, _ = q.Claim(ctx, alert.KindSiren, 0)
-	if j == nil {
-		t.Fatal("the retry was not handed out again")
-	}
+	a, j := triedOnce(t, q)
 	if err := q.Release(ctx, j); err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +383,21 @@ func TestAttemptSurvivesAHandBack(t *testing.T) {
 	}
 }
 
+// triedOnce queues an alert to one siren, reports its first attempt
+// unconfirmed (retry) and claims the retry: the job of a second attempt.
+func triedOnce(t *testing.T, q *priority.Queue) (*alert.Alert, *priority.Job) {
+	t.Helper()
+	ctx := context.Background()
+	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(1)})
+	j, _ := q.Claim(ctx, alert.KindSiren, 0)
+	q.Finish(ctx, j, map[string]alert.State{"s00000": alert.StateRetry}, time.Time{})
+	if j, _ = q.Claim(ctx, alert.KindSiren, 0); j == nil {
+		t.Fatal("the retry was not handed out again")
+	}
+	return a, j
+}
+
 // The same for a later job that the fence stops before it tries again (it
 // reports the target cancelled) or that runs out of time (expired): the
 // earlier attempt still counts. Found in review.
@@ -397,11 +405,7 @@ func TestAttemptSurvivesACancelledRetry(t *testing.T) {
 	ctx := context.Background()
 	q := newQueue(t, testenv.Redis(t, true).Addr(), priority.Options{})
 	for _, outcome := range []alert.State{alert.StateCancelled, alert.StateExpired} {
-		a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
-		q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(1)})
-		j, _ := q.Claim(ctx, alert.KindSiren, 0)
-		q.Finish(ctx, j, map[string]alert.State{"s00000": alert.StateRetry}, time.Time{})
-		j, _ = q.Claim(ctx, alert.KindSiren, 0)
+		a, j := triedOnce(t, q)
 		if _, err := q.Fence(ctx, a.ID, "false_alarm", ""); err != nil {
 			t.Fatal(err)
 		}

@@ -53,6 +53,19 @@ func newNotifier(t *testing.T, cfg dispatch.Config) *dispatch.Notifier {
 	return n
 }
 
+// pinnedCentre is a fake centre "ils" that pins the certificate of pinned,
+// and a notifier that signs with signer and reaches it.
+func pinnedCentre(t *testing.T, pinned, signer *dispatch.Signer) (*loadtest.Dispatch, *dispatch.Notifier) {
+	t.Helper()
+	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{pinned.Certificate()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	return fake, newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: signer,
+		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
+}
+
 // selfSigned is a certificate for key valid from notBefore to notAfter.
 func selfSigned(t *testing.T, key *rsa.PrivateKey, notBefore, notAfter time.Time) *x509.Certificate {
 	t.Helper()
@@ -87,13 +100,7 @@ func deliveryOf(a *alert.Alert, msg alert.Message) alert.Delivery {
 // against any other; the HMAC header is over the same, signed, bytes.
 func TestEverythingSentIsXMLSigned(t *testing.T) {
 	gw, other := newSigner(t), newSigner(t)
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{gw.Certificate()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: gw,
-		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
+	fake, n := pinnedCentre(t, gw, gw)
 	a := testAlert()
 	update := testAlert()
 	update.ID = "a2"
@@ -198,14 +205,8 @@ func samePadding(doc, bad []byte, i int) bool {
 // even with a correct HMAC.
 func TestCentreRefusesOtherOrNoXMLSignature(t *testing.T) {
 	gw, other := newSigner(t), newSigner(t)
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{gw.Certificate()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: other,
-		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
-	err = n.Deliver(context.Background(), deliveryOf(testAlert(), alert.MessageAlert))
+	fake, n := pinnedCentre(t, gw, other)
+	err := n.Deliver(context.Background(), deliveryOf(testAlert(), alert.MessageAlert))
 	if err == nil || adapters.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("Deliver signed by another key = %v; want a retryable 403", err)
 	}
