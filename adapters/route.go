@@ -21,8 +21,6 @@ type Route struct {
 	Sender string
 	// Rate is the sender's units (SMS segments, calls) per second.
 	Rate float64
-	// Cost is how many units the delivery takes: an SMS's segments (0: 1).
-	Cost int
 }
 
 // Router is implemented by adapters whose deliveries share a provider
@@ -30,6 +28,13 @@ type Route struct {
 // per target and no pacing.
 type Router interface {
 	Route(d alert.Delivery) Route
+}
+
+// Coster is implemented by adapters whose deliveries may take more than one
+// unit of their sender's rate (an SMS of several segments). Pace asks it
+// once per paced attempt; adapters that do not implement it cost 1.
+type Coster interface {
+	Cost(d alert.Delivery) int
 }
 
 // RouteOf is a's route for d.
@@ -71,23 +76,27 @@ type Reserver interface {
 // ~30ms of jitter per second (BENCHMARKS.md, SMS pacing).
 const PaceHeadroom = 0.97
 
-// Pace returns a decorator that waits for the sender's next slot before each
-// attempt, so no sender ever exceeds its rate (in units: an SMS of two
-// segments takes two): the backlog waits on our side, where a retraction can
+// Pace returns a decorator that waits, before each attempt, for the next
+// slot of the sender a routes the delivery to (RouteOf), so no sender ever
+// exceeds its rate (in units, Coster: an SMS of two segments takes two): the backlog waits on our side, where a retraction can
 // still stop it (Fence runs after the wait). Slots go by priority: in each
 // instance one goroutine per sender hands the next free slot to the
 // highest-priority delivery waiting (a retraction first), and a slot is
 // taken only when it is free, so no slot is held for work the fence cuts
 // short; one taken for a send that then did not happen is given back.
-func Pace(r Reserver, route func(alert.Delivery) Route) Decorator {
+func Pace(r Reserver, a Adapter) Decorator {
 	p := &pacer{r: r, senders: map[string]*paceQueue{}}
 	return func(next Adapter) Adapter {
 		return Func(func(ctx context.Context, d alert.Delivery) error {
-			rt := route(d)
+			rt := RouteOf(a, d)
 			if rt.Sender == "" || rt.Rate <= 0 {
 				return next.Deliver(ctx, d)
 			}
-			rate, cost := rt.Rate*PaceHeadroom, max(rt.Cost, 1)
+			cost := 1
+			if c, ok := a.(Coster); ok {
+				cost = max(c.Cost(d), 1)
+			}
+			rate := rt.Rate * PaceHeadroom
 			slot, err := p.wait(ctx, rt.Sender, rate, cost, priorityOf(d))
 			if err != nil {
 				if ctx.Err() != nil {

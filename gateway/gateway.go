@@ -115,7 +115,7 @@ func New(o Options) *Gateway {
 		return adapters.Chain(a,
 			adapters.Breaker(adapters.BreakerOptions{Failures: bo.Failures, Open: bo.Open, OnStateChange: g.m.breakerChanged,
 				Key: func(d alert.Delivery) string { return adapters.RouteOf(a, d).Breaker }}),
-			adapters.Pace(g.queueFor(k), func(d alert.Delivery) adapters.Route { return adapters.RouteOf(a, d) }),
+			adapters.Pace(g.queueFor(k), a),
 			adapters.Fence(g.checkFence))
 	}
 	g.pending = map[alert.Kind]bool{}

@@ -51,6 +51,7 @@ type Notifier struct {
 var (
 	_ adapters.Adapter = (*Notifier)(nil)
 	_ adapters.Router  = (*Notifier)(nil)
+	_ adapters.Coster  = (*Notifier)(nil)
 	_ adapters.Pending = (*Notifier)(nil)
 )
 
@@ -66,18 +67,24 @@ func New(cfg Config) (*Notifier, error) {
 	return &Notifier{cfg: cfg, client: c}, nil
 }
 
-// Route is the account's breaker and the sender's pace, in segments: the
-// message the recipient gets costs as many slots as it has segments.
-func (n *Notifier) Route(d alert.Delivery) adapters.Route {
+// Route is the account's breaker and the sender's pace (rate in segments).
+func (n *Notifier) Route(alert.Delivery) adapters.Route {
 	sender := n.cfg.From
 	if n.cfg.MessagingServiceSID != "" {
 		sender = n.cfg.MessagingServiceSID
 	}
-	rt := adapters.Route{Breaker: "twilio/" + n.cfg.Account, Sender: "twilio/" + n.cfg.Account + "/sms/" + sender, Rate: n.cfg.Rate, Cost: 1}
-	if r, ok := n.cfg.Recipients(d.Target.ID); ok && d.Alert != nil {
-		rt.Cost, _ = Segments(n.text(d, r))
+	return adapters.Route{Breaker: "twilio/" + n.cfg.Account, Sender: "twilio/" + n.cfg.Account + "/sms/" + sender, Rate: n.cfg.Rate}
+}
+
+// Cost is how many of the sender's slots d takes: the segments of the text
+// its recipient gets.
+func (n *Notifier) Cost(d alert.Delivery) int {
+	r, ok := n.cfg.Recipients(d.Target.ID)
+	if !ok || d.Alert == nil {
+		return 1
 	}
-	return rt
+	segments, _ := Segments(n.text(d, r))
+	return segments
 }
 
 // text is what recipient r is sent for d.
