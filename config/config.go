@@ -56,6 +56,17 @@ type Config struct {
 	TimeZone string `yaml:"time_zone"`
 	// TextsConf are prepared texts that replace the defaults (Texts).
 	TextsConf []Text `yaml:"texts"`
+	// Operators are the people who sign in (docs/operators.md).
+	Operators []Operator `yaml:"operators"`
+	// Sessions tune operators' sign-in, sessions and step-up.
+	Sessions Sessions `yaml:"sessions"`
+	// Release says which senders' alerts go out at once and which wait
+	// for approval (four-eyes).
+	Release Release `yaml:"release"`
+	// Templates are prepared alerts operators compose from.
+	Templates []Template `yaml:"templates"`
+	// Audit says where the audit's archive and signed checkpoints go.
+	Audit AuditConf `yaml:"audit"`
 
 	texts *alert.Texts
 }
@@ -171,6 +182,8 @@ type Principal struct {
 	// keyHash is the resolved SHA-256 of the key, filled by Load.
 	keyHash []byte
 	certs   []*x509.Certificate
+	// operator is the person behind a session principal (Operator.Principal).
+	operator *Operator
 }
 
 // CAPCertificates are the principal's pinned CAP signing certificates; a
@@ -254,6 +267,7 @@ func (s Scopes) MaxSev() alert.Severity {
 
 // Defaults fills in what a file leaves out.
 func (c *Config) Defaults() {
+	c.defaultsOperators()
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
@@ -528,6 +542,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 		}
 	}
 	c.validateTexts(&v)
+	c.validateOperators(&v, zones, ids)
 	c.validateRecipients(&v, zones)
 	c.validateEndpoints(&v, zones)
 	c.validateTriggers(&v, zones)
