@@ -182,6 +182,11 @@ type Alert struct {
 	// replaces them), newest first, each with when it was sent: what Tocsin's
 	// own CAP messages must reference.
 	Supersedes []Superseded `json:"supersedes,omitempty"`
+	// RetractionTexts are the alert's own retraction notices (from the
+	// template it was composed from): reason → "lang" or "lang/kind" → text,
+	// which may contain {headline} and {time}. What is missing comes from
+	// the configured texts.
+	RetractionTexts map[string]map[string]string `json:"retractionTexts,omitempty"`
 }
 
 // Superseded is an earlier alert of a chain.

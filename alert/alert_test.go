@@ -132,3 +132,21 @@ func TestConfiguredTexts(t *testing.T) {
 		t.Errorf("Languages = %v, want pl once complete", tx.Languages())
 	}
 }
+
+func TestOwnRetractionTexts(t *testing.T) {
+	a := &Alert{Event: "Amok", Headline: "Amok Schule Nord", Language: "de", Sent: time.Date(2026, 12, 2, 9, 5, 0, 0, time.UTC),
+		RetractionTexts: map[string]map[string]string{
+			"false_alarm": {"de": "FEHLALARM {headline} ({time})", "de/sms": "SMS: Fehlalarm {headline}"},
+		}}
+	var tx Texts
+	if got := tx.Text(a, KindPA, MessageRetraction, "false_alarm", "de"); got != "FEHLALARM Amok Schule Nord (09:05)" {
+		t.Errorf("pa: %q", got)
+	}
+	if got := tx.Text(a, KindSMS, MessageRetraction, "false_alarm", "de-DE"); got != "SMS: Fehlalarm Amok Schule Nord" {
+		t.Errorf("sms: %q", got)
+	}
+	// A reason the alert has no own text for falls back to the configured one.
+	if got, want := tx.Text(a, KindPA, MessageRetraction, "all_clear", "de"), (&Alert{Headline: a.Headline, Sent: a.Sent}); got == "" || got != tx.Text(want, KindPA, MessageRetraction, "all_clear", "de") {
+		t.Errorf("all_clear: %q", got)
+	}
+}

@@ -195,7 +195,11 @@ func (t *Texts) Text(a *Alert, kind Kind, msg Message, reason, lang string) stri
 		if _, ok := t.template(key, "en", kind); !ok {
 			key = "false_alarm"
 		}
-		b.WriteString(t.fill(get(key), title, a.Sent))
+		tmpl := get(key)
+		if own, ok := a.retractionText(key, lang, kind); ok {
+			tmpl = own
+		}
+		b.WriteString(t.fill(tmpl, title, a.Sent))
 		return b.String()
 	}
 	b.WriteString(t.fill(get("alert"), title, a.Sent))
@@ -222,4 +226,19 @@ func TextName(key, lang string, kind Kind) string {
 		return fmt.Sprintf("%s (%s)", key, lang)
 	}
 	return fmt.Sprintf("%s (%s, %s)", key, lang, kind)
+}
+
+// retractionText is the alert's own retraction notice for reason in lang on
+// kind: for the kind, else for every kind.
+func (a *Alert) retractionText(reason, lang string, kind Kind) (string, bool) {
+	m := a.RetractionTexts[reason]
+	if m == nil {
+		return "", false
+	}
+	base, _, _ := strings.Cut(strings.ToLower(lang), "-")
+	if s, ok := m[base+"/"+string(kind)]; ok {
+		return s, true
+	}
+	s, ok := m[base]
+	return s, ok
 }
