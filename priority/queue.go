@@ -64,6 +64,9 @@ type Queue struct {
 	rdb  redis.UniversalClient
 	k    keys
 	opts Options
+	// noAudit: the scripts append no audit entries (benchmarks measure the
+	// audit's cost against it; see export_test.go).
+	noAudit bool
 }
 
 // New returns a Queue on rdb.
@@ -245,9 +248,11 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		idemKey = q.k.dedup("i", sum(a.Principal, p.IdempotencyKey))
 		digest = contentDigest(a)
 	}
+	fpSum := ""
 	if p.Fingerprint != "" && q.opts.DedupWindow > 0 {
 		fpTTL = q.opts.DedupWindow.Milliseconds()
-		fpKey = q.k.dedup("f", sum(p.Fingerprint))
+		fpSum = sum(p.Fingerprint)
+		fpKey = q.k.dedup("f", fpSum)
 	}
 	if p.Trigger != nil {
 		eventKey, eventTTL = q.k.triggerEvent(p.Trigger.Source, p.Trigger.Event), p.Trigger.TTL.Milliseconds()
@@ -257,12 +262,17 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
 		len(specs), now.Add(q.opts.Lease).UnixMilli(),
 		int(a.Severity), int(a.Urgency), channelSet(a.Channels), digest,
-		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli(), triggerSource(p.Trigger)}
+		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli(), triggerSource(p.Trigger),
+		q.auditTime(now), actor(ctx), fpSum}
+	detail := acceptedDetail(p)
+	args = append(args, len(detail)/2)
+	args = append(args, detail...)
 	for _, id := range p.Supersedes {
 		args = append(args, string(id))
 	}
 	r, err := enqueueCmd.Run(ctx, q.rdb,
-		[]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning(), eventKey, q.k.retracting()},
+		append([]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning(), eventKey, q.k.retracting()},
+			q.auditKeys()...),
 		args...).Slice()
 	if err != nil {
 		return res, nil, 0, fmt.Errorf("enqueue: %w", err)
@@ -282,6 +292,29 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		return res, nil, 0, ErrReplay
 	}
 	return res, specs, planned, nil
+}
+
+// acceptedDetail is the detail of an alert.accepted entry that Go knows, as
+// key, value pairs (the script adds why, earlier and fingerprint, and
+// leaves out empty values).
+func acceptedDetail(p Plan) []any {
+	a := p.Alert
+	kinds := make([]string, len(a.Channels))
+	for i, k := range a.Channels {
+		kinds[i] = string(k)
+	}
+	sup := make([]string, len(p.Supersedes))
+	for i, id := range p.Supersedes {
+		sup[i] = string(id)
+	}
+	return []any{
+		"status", string(a.Status), "msg_type", a.MsgType, "event", a.Event,
+		"severity", a.Severity.String(), "urgency", a.Urgency.String(), "priority", strconv.Itoa(int(a.Priority)),
+		"zones", strings.Join(a.Zones, ","), "channels", strings.Join(kinds, ","),
+		"principal", a.Principal, "source", a.Source, "trigger", triggerSource(p.Trigger),
+		"targets", strconv.Itoa(len(p.Targets)), "expires", auditDetailTime(a.Expires),
+		"supersedes", strings.Join(sup, ","),
+	}
 }
 
 func triggerSource(t *TriggerEvent) string {
@@ -460,9 +493,10 @@ func (j *Job) Expires() time.Time { return time.UnixMilli(j.ExpireMS) }
 // original jobs are never returned.
 func (q *Queue) Claim(ctx context.Context, kind alert.Kind, min alert.Priority) (*Job, error) {
 	l := q.k.lane(kind)
-	raw, err := claimCmd.Run(ctx, q.rdb, []string{l.ready, l.jobs, l.leases, l.delayed},
-		q.opts.Prefix, q.opts.Now().UnixMilli(), q.opts.Lease.Milliseconds(),
-		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), int(min)).Text()
+	now := q.opts.Now()
+	raw, err := claimCmd.Run(ctx, q.rdb, append([]string{l.ready, l.jobs, l.leases, l.delayed}, q.auditKeys()...),
+		q.opts.Prefix, now.UnixMilli(), q.opts.Lease.Milliseconds(),
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), int(min), q.auditTime(now), actor(ctx)).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -592,11 +626,13 @@ func (q *Queue) Retract(ctx context.Context, id alert.ID, reason, note string) (
 func (q *Queue) Fence(ctx context.Context, id alert.ID, reason, note string, first ...alert.Target) (Retracted, error) {
 	now := q.opts.Now()
 	args := []any{q.opts.Prefix, string(id), now.UnixMilli(), reason, note,
-		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), q.k.fence(), now.Add(q.opts.Lease).UnixMilli()}
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), q.k.fence(), now.Add(q.opts.Lease).UnixMilli(),
+		q.auditTime(now), actor(ctx)}
 	for _, t := range first {
 		args = append(args, t.Key())
 	}
-	res, err := retractCmd.Run(ctx, q.rdb, []string{q.k.alert(id), q.k.ledger(id), q.k.retracting()}, args...).Int64Slice()
+	res, err := retractCmd.Run(ctx, q.rdb, append([]string{q.k.alert(id), q.k.ledger(id), q.k.retracting()}, q.auditKeys()...),
+		args...).Int64Slice()
 	if err != nil {
 		return Retracted{}, fmt.Errorf("fence: %w", err)
 	}

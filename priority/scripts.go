@@ -5,7 +5,17 @@ import "github.com/redis/go-redis/v9"
 // ledgerScript is a script that may change ledger states: body runs as a
 // function after the prelude, then the counts it moved are written.
 func ledgerScript(body string) *redis.Script {
-	return redis.NewScript(lua + "local function main()\n" + body + "\nend\nlocal r = main()\nflush_counts()\nreturn r\n")
+	return redis.NewScript(ledgerSource(body))
+}
+
+// auditedLedgerScript is a ledgerScript that may append audit entries: the
+// audit's prelude (auditLua) comes first.
+func auditedLedgerScript(body string) *redis.Script {
+	return redis.NewScript(auditLua + ledgerSource(body))
+}
+
+func ledgerSource(body string) string {
+	return lua + "local function main()\n" + body + "\nend\nlocal r = main()\nflush_counts()\nreturn r\n"
 }
 
 // lua is the prelude shared by the scripts that put jobs on lanes.
@@ -174,15 +184,34 @@ end
 // ARGV[16] channel kinds as ",siren,sms,"      ARGV[17] content digest ("" without an idempotency key)
 // ARGV[18] trigger event TTL ms   ARGV[19] fence channel   ARGV[20] sweep deadline ms
 // ARGV[21] trigger source (recorded as holding the alert raised)
-// ARGV[22..] ids of the alerts this one supersedes
+// KEYS[9] audit seq   KEYS[10] audit log
+// ARGV[22] audit entry time (JSON; "" appends none)   ARGV[23] actor
+// ARGV[24] fingerprint sum ("" none)   ARGV[25] n: accepted-entry detail pairs that follow
+// ARGV[26..25+2n] key, value pairs of the alert.accepted detail
+// ARGV[26+2n..] ids of the alerts this one supersedes
+//
+// It appends alert.accepted for a new alert (detail: the pairs, and why and
+// earlier when an earlier alert with its fingerprint did not absorb it),
+// alert.retracted for each superseded alert it fences (reason superseded,
+// note, superseded_by, before_delivery), and alert.duplicate for an answer
+// with an existing alert (subject that alert; detail: reason
+// idempotency_key or fingerprint, request: the id the request would have
+// had, fingerprint, trigger). A conflict (2) or a replay (3) appends nothing.
 //
 // Returns {code, id, why, earlier, fenced}: code 0 a new alert (why: "" or
 // why the earlier alert with its fingerprint did not absorb it: retracted,
 // expired, escalated); 1 a duplicate of id (why: idempotency_key or
 // fingerprint); 2 the idempotency key names id, whose content differs; 3 a
 // replayed trigger event. fenced lists the superseded alerts fenced now.
-var enqueueCmd = ledgerScript(`
+var enqueueCmd = auditedLedgerScript(`
 local now = tonumber(ARGV[6])
+local sup = 26 + 2 * tonumber(ARGV[25])
+local function record(kind, subject, detail)
+  return tocsin_record(KEYS[9], KEYS[10], ARGV[22], ARGV[23], kind, subject, detail)
+end
+local function duplicate(of, reason)
+  record('alert.duplicate', of, {reason = reason, request = ARGV[2], fingerprint = ARGV[24], trigger = ARGV[21]})
+end
 if KEYS[7] ~= '-' and redis.call('EXISTS', KEYS[7]) == 1 then
   return {3, redis.call('GET', KEYS[7]), 'replay', '', {}}
 end
@@ -200,18 +229,22 @@ end
 if KEYS[1] ~= '-' then
   local v = redis.call('GET', KEYS[1])
   if v then
-    if string.sub(v, 1, 10) == 'cancelled:' then return {1, v, 'idempotency_key', '', {}} end
+    if string.sub(v, 1, 10) == 'cancelled:' then
+      duplicate(v, 'idempotency_key')
+      return {1, v, 'idempotency_key', '', {}}
+    end
     local bar = string.find(v, '|', 1, true)
     local prev, d = v, ''
     if bar then prev, d = string.sub(v, 1, bar - 1), string.sub(v, bar + 1) end
     if d ~= '' and d ~= ARGV[17] then return {2, prev, 'idempotency_key', '', {}} end
+    duplicate(prev, 'idempotency_key')
     return {1, prev, 'idempotency_key', '', {}}
   end
 end
 local why, earlier = '', ''
 -- An update (it supersedes alerts) is never absorbed: what it replaces must
 -- be fenced, and its own text sent.
-if KEYS[2] ~= '-' and #ARGV < 22 then
+if KEYS[2] ~= '-' and #ARGV < sup then
   local prev = redis.call('GET', KEYS[2])
   if prev then
     local a = redis.call('HMGET', ARGV[1] .. ':{a:' .. prev .. '}', 'fence', 'expires', 'sev', 'urg', 'ch', 'lowered')
@@ -238,6 +271,7 @@ if KEYS[2] ~= '-' and #ARGV < 22 then
       -- The request's key now names the alert that absorbed it, so its
       -- repeat (or a CAP Cancel of it) finds that alert.
       if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], prev .. '|' .. ARGV[17], 'PX', ARGV[4]) end
+      duplicate(prev, 'fingerprint')
       return {1, prev, 'fingerprint', '', {}}
     end
   end
@@ -259,10 +293,15 @@ redis.call('PEXPIREAT', KEYS[3], ARGV[7])
 if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
+local detail = {why = why, earlier = earlier, fingerprint = ARGV[24]}
+for i = 26, sup - 1, 2 do detail[ARGV[i]] = ARGV[i + 1] end
+record('alert.accepted', id, detail)
 local fenced = {}
-for i = 22, #ARGV do
+for i = sup, #ARGV do
   local old = ARGV[1] .. ':{a:' .. ARGV[i] .. '}'
   if redis.call('EXISTS', old) == 1 and redis.call('HGET', old, 'fence') ~= '1' then
+    record('alert.retracted', ARGV[i], {reason = 'superseded', note = 'superseded by ' .. id, superseded_by = id,
+      before_delivery = tostring(not tocsin_reached(old))})
     redis.call('HSET', old, 'fence', '1', 'reason', 'superseded', 'note', 'superseded by ' .. id,
       'retracted', ARGV[6], 'sweep', '0', 'superseded_by', id)
     redis.call('PUBLISH', ARGV[19], ARGV[i])
@@ -331,12 +370,20 @@ return 1
 // their retraction. Expired jobs are dropped: targets never attempted are
 // marked expired, attempted ones failed.
 //
+// The first time it drops an expired job of an alert's original with
+// targets never attempted, it appends alert.expired (subject the alert;
+// detail: kind and unsent, that job's kind and its targets never attempted —
+// Status has the alert's totals); the alert's hash remembers it
+// ("audit_expired"), so the alert gets one such entry.
+//
 // KEYS[1] ready   KEYS[2] jobs   KEYS[3] leases   KEYS[4] delayed
+// KEYS[5] audit seq   KEYS[6] audit log
 // ARGV[1] key prefix   ARGV[2] now ms   ARGV[3] lease ms   ARGV[4] retraction batch
 // ARGV[5] retraction expiry ms   ARGV[6] minimum priority (0 takes any job)
+// ARGV[7] audit entry time (JSON; "" appends none)   ARGV[8] actor
 //
 // Returns the job JSON, or false when no job at or above the minimum is ready.
-var claimCmd = ledgerScript(`
+var claimCmd = auditedLedgerScript(`
 local now = tonumber(ARGV[2])
 -- ready moves the jobs of a sorted set whose score (lease deadline or
 -- not-before time) has passed back onto the ready set.
@@ -392,15 +439,21 @@ while true do
       end
       redis.call('HDEL', KEYS[2], jid)
     elseif now >= j.x then
+      local unsent = 0
       for _, t in ipairs(j.t) do
         local st = redis.call('HGET', ledger, field(t))
         if st == 'queued' then
           set_state(ledger, field(t), st, 'expired')
+          unsent = unsent + 1
         elseif st == 'in_flight' or st == 'retry' then
           set_state(ledger, field(t), st, 'failed')
         end
       end
       redis.call('HDEL', KEYS[2], jid)
+      if unsent > 0 and j.m == 'a' and ARGV[7] ~= '' and redis.call('EXISTS', akey) == 1
+        and redis.call('HSETNX', akey, 'audit_expired', '1') == 1 then
+        tocsin_record(KEYS[5], KEYS[6], ARGV[7], ARGV[8], 'alert.expired', j.a, {kind = j.k, unsent = tostring(unsent)})
+      end
     else
       -- Only targets still open go out: one a late callback settled while
       -- it waited for a retry is not sent again.
@@ -525,19 +578,29 @@ end
 // by sweepCmd, so fencing takes the same time for ten targets or a million.
 // The alert goes on the retracting set until the sweep is done.
 //
+// When the fence takes effect it appends alert.retracted (subject the alert;
+// detail: reason, note, before_delivery "true" when no target of it had
+// been handed out yet). A retraction of an alert already fenced changes
+// nothing and appends nothing (see audit.go).
+//
 // KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] retracting set
+// KEYS[4] audit seq    KEYS[5] audit log
 // ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] now ms   ARGV[4] reason
 // ARGV[5] note   ARGV[6] retraction batch   ARGV[7] retraction expiry ms
-// ARGV[8] fence channel   ARGV[9] sweep deadline ms   ARGV[10:] ledger fields to settle now
+// ARGV[8] fence channel   ARGV[9] sweep deadline ms
+// ARGV[10] audit entry time (JSON; "" appends none)   ARGV[11] actor
+// ARGV[12:] ledger fields to settle now
 //
 // Returns {status, queued}: status 1 fenced now, 0 already fenced, -1 unknown alert.
-var retractCmd = ledgerScript(retractLua + `
+var retractCmd = auditedLedgerScript(retractLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 if redis.call('HGET', KEYS[1], 'fence') == '1' then return {0, 0} end
+tocsin_record(KEYS[4], KEYS[5], ARGV[10], ARGV[11], 'alert.retracted', ARGV[2],
+  {reason = ARGV[4], note = ARGV[5], before_delivery = tostring(not tocsin_reached(KEYS[1]))})
 redis.call('HSET', KEYS[1], 'fence', '1', 'reason', ARGV[4], 'note', ARGV[5], 'retracted', ARGV[3], 'sweep', '0')
 redis.call('PUBLISH', ARGV[8], ARGV[2])
 local by_kind = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
   local st = redis.call('HGET', KEYS[2], ARGV[i])
   if st then retract_field(KEYS[2], ARGV[i], st, by_kind) end
 end

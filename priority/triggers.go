@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/audit"
 )
 
 // SeenEvent records a trigger source's event id for ttl and reports whether
@@ -44,17 +45,86 @@ type Maintenance struct {
 	Until  time.Time `json:"until"`
 }
 
+// maintenanceCmd stores a source's maintenance window, expiring at its
+// end, and appends its maintenance.started entry.
+//
+// KEYS[1] maintenance key   KEYS[2] audit seq   KEYS[3] audit log
+// ARGV[1] window JSON   ARGV[2] TTL ms   ARGV[3] entry body ("" appends none)
+var maintenanceCmd = redis.NewScript(audit.Lua + `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' then tocsin_audit(KEYS[2], KEYS[3], ARGV[3]) end
+return 1
+`)
+
+// endMaintenanceCmd ends a maintenance window early, if it is still the one
+// the caller read, and appends its maintenance.ended entry.
+//
+// KEYS[1] maintenance key   KEYS[2] audit seq   KEYS[3] audit log
+// ARGV[1] window JSON as read   ARGV[2] entry body ("" appends none)
+// Returns 1 if ended, 0 if there was none, -1 if the window changed since.
+var endMaintenanceCmd = redis.NewScript(audit.Lua + `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if v ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then tocsin_audit(KEYS[2], KEYS[3], ARGV[2]) end
+return 1
+`)
+
+// body is an entry's audit.Entry.Body, or "" when q appends no entries.
+func (q *Queue) body(e audit.Entry) string {
+	if q.noAudit {
+		return ""
+	}
+	return e.Body()
+}
+
+// maintenanceDetail is the detail of a maintenance entry.
+func maintenanceDetail(m Maintenance) map[string]string {
+	return detailOf("reason", m.Reason, "until", auditDetailTime(m.Until), "by", m.By)
+}
+
 // SetMaintenance puts a source into maintenance until m.Until; the window
-// ends by itself then (the key expires).
+// ends by itself then (the key expires). It appends maintenance.started
+// (subject the source; detail: reason, until, by) in the same step. A
+// window whose end has passed is stored for a millisecond.
 func (q *Queue) SetMaintenance(ctx context.Context, m Maintenance) error {
 	b, _ := json.Marshal(m)
-	return q.rdb.Set(ctx, q.k.maintenance(m.Source), b, time.Until(m.Until)).Err()
+	ttl := max(time.Until(m.Until).Milliseconds(), 1)
+	e := audit.Entry{Time: q.opts.Now(), Kind: "maintenance.started", Actor: actor(ctx), Subject: m.Source, Detail: maintenanceDetail(m)}
+	err := maintenanceCmd.Run(ctx, q.rdb, append([]string{q.k.maintenance(m.Source)}, q.auditKeys()...), b, ttl, q.body(e)).Err()
+	if err != nil {
+		return fmt.Errorf("maintenance: %w", err)
+	}
+	return nil
 }
 
 // EndMaintenance ends a source's maintenance early; false if there was none.
+// It appends maintenance.ended (subject the source; detail: the window's
+// reason, until and by) in the same step. A window that runs out ends by
+// itself, without an entry: its maintenance.started says when.
 func (q *Queue) EndMaintenance(ctx context.Context, source string) (bool, error) {
-	n, err := q.rdb.Del(ctx, q.k.maintenance(source)).Result()
-	return n == 1, err
+	key := q.k.maintenance(source)
+	for range 10 { // another caller replacing the window meanwhile: read it again
+		raw, err := q.rdb.Get(ctx, key).Result()
+		if errors.Is(err, redis.Nil) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("maintenance: %w", err)
+		}
+		var m Maintenance
+		_ = json.Unmarshal([]byte(raw), &m) // a window we cannot read is ended all the same
+		e := audit.Entry{Time: q.opts.Now(), Kind: "maintenance.ended", Actor: actor(ctx), Subject: source, Detail: maintenanceDetail(m)}
+		n, err := endMaintenanceCmd.Run(ctx, q.rdb, append([]string{key}, q.auditKeys()...), raw, q.body(e)).Int()
+		if err != nil {
+			return false, fmt.Errorf("maintenance: %w", err)
+		}
+		if n >= 0 {
+			return n == 1, nil
+		}
+	}
+	return false, errors.New("maintenance: the window kept changing while it was being ended")
 }
 
 // MaintenanceOf is the source's current maintenance window, or nil.
@@ -88,21 +158,35 @@ type AuditEntry struct {
 // auditKeep is how many entries each audit list keeps.
 const auditKeep = 10000
 
+// auditCmd records a trigger decision on a list of recent decisions and
+// appends its trigger.<status> entry, in one step.
+//
+// KEYS[1] list   KEYS[2] audit seq   KEYS[3] audit log
+// ARGV[1] decision JSON   ARGV[2] entries the list keeps   ARGV[3] entry body ("" appends none)
+var auditCmd = redis.NewScript(audit.Lua + `
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+if ARGV[3] ~= '' then tocsin_audit(KEYS[2], KEYS[3], ARGV[3]) end
+return 1
+`)
+
 // Audit records a decision. Rejections (forged, stale, replayed, flooding
 // triggers) go on a list of their own, so a flood of them never pushes a
-// real decision out of the audit.
+// real decision out of the list operators read. Every decision, rejections
+// too, also appends a trigger.<status> entry to the audit log (subject the
+// source; detail: event_id, trigger, zone, reason, alert_id, those set).
 func (q *Queue) Audit(ctx context.Context, e AuditEntry) error {
 	b, _ := json.Marshal(e)
 	key := q.k.audit()
 	if e.Status == "rejected" {
 		key = q.k.auditRejected()
 	}
-	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, key, b)
-		p.LTrim(ctx, key, 0, auditKeep-1)
-		return nil
-	})
-	return err
+	detail := detailOf("event_id", e.EventID, "trigger", e.Trigger, "zone", e.Zone, "reason", e.Reason, "alert_id", string(e.AlertID))
+	entry := audit.Entry{Time: q.opts.Now(), Kind: "trigger." + e.Status, Actor: actor(ctx), Subject: e.Source, Detail: detail}
+	if err := auditCmd.Run(ctx, q.rdb, append([]string{key}, q.auditKeys()...), b, auditKeep, q.body(entry)).Err(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
 }
 
 // AuditLog returns up to n recent decisions, newest first: rejections only

@@ -1,0 +1,178 @@
+package priority
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/audit"
+)
+
+// The queue's scripts append their audit entries (audit package) in the
+// step that makes the change they record. What each appends:
+//
+//   - enqueueCmd: alert.accepted for a new alert (subject its id); one
+//     alert.retracted for every alert it supersedes and fences now (reason
+//     "superseded"); alert.duplicate when an idempotency key or fingerprint
+//     answers with an existing alert (subject that alert). A conflict or a
+//     replayed trigger event changes nothing and appends nothing.
+//   - retractCmd (Fence, Retract): alert.retracted when the fence takes
+//     effect. A second retraction of a fenced alert changes nothing, is
+//     answered ErrRetracted and appends nothing: the log records changes, and
+//     a caller repeating a retraction cannot grow it.
+//   - claimCmd: alert.expired, once per alert, when a claim drops an expired
+//     job of the alert's original with targets never attempted.
+//   - maintenanceCmd, endMaintenanceCmd: maintenance.started and
+//     maintenance.ended (early, by a call; a window that runs out ends by
+//     itself and its end is the until of its maintenance.started).
+//   - auditCmd (Queue.Audit): trigger.<status> for every trigger decision,
+//     besides the list of recent decisions operators read.
+//
+// The actor is audit.ActorFrom of the call's context; the time is the
+// queue's clock, the same now the script gets. Bodies are built in Lua by
+// string concatenation (auditLua), byte for byte as audit.Entry.Body writes
+// them: cjson's key order is not canonical.
+
+// auditLua is the audit's prelude: audit.Lua, then tocsin_json (a string as
+// encoding/json writes it), tocsin_body (audit.Entry.Body) and tocsin_record
+// (both, appended).
+const auditLua = audit.Lua + `
+local tocsin_esc = {[34] = '\\"', [92] = '\\\\', [8] = '\\b', [12] = '\\f', [10] = '\\n', [13] = '\\r',
+  [9] = '\\t', [60] = '\\u003c', [62] = '\\u003e', [38] = '\\u0026'}
+
+local function tocsin_cont(x) return x ~= nil and x >= 128 and x <= 191 end
+
+-- tocsin_json quotes s as encoding/json does: ", \ and control characters
+-- escaped, <, > and & as \u00XX, U+2028 and U+2029 escaped, and every byte
+-- that does not start a valid UTF-8 sequence replaced by \ufffd.
+local function tocsin_json(s)
+  if not string.find(s, '[%c"\\<>&\128-\255]') then return '"' .. s .. '"' end
+  local out, i, n = {'"'}, 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    if c < 128 then
+      local e = tocsin_esc[c]
+      if e then
+        out[#out + 1] = e
+      elseif c < 32 then
+        out[#out + 1] = string.format('\\u%04x', c)
+      else
+        out[#out + 1] = string.char(c)
+      end
+      i = i + 1
+    else
+      local c2, c3, c4 = string.byte(s, i + 1, i + 3)
+      local len = 0
+      if c >= 194 and c <= 223 then
+        if tocsin_cont(c2) then len = 2 end
+      elseif c >= 224 and c <= 239 then
+        local lo, hi = 128, 191
+        if c == 224 then lo = 160 elseif c == 237 then hi = 159 end
+        if c2 and c2 >= lo and c2 <= hi and tocsin_cont(c3) then len = 3 end
+      elseif c >= 240 and c <= 244 then
+        local lo, hi = 128, 191
+        if c == 240 then lo = 144 elseif c == 244 then hi = 143 end
+        if c2 and c2 >= lo and c2 <= hi and tocsin_cont(c3) and tocsin_cont(c4) then len = 4 end
+      end
+      if len == 0 then
+        out[#out + 1] = '\\ufffd'
+        i = i + 1
+      elseif len == 3 and c == 226 and c2 == 128 and (c3 == 168 or c3 == 169) then
+        if c3 == 168 then out[#out + 1] = '\\u2028' else out[#out + 1] = '\\u2029' end
+        i = i + 3
+      else
+        out[#out + 1] = string.sub(s, i, i + len - 1)
+        i = i + len
+      end
+    end
+  end
+  out[#out + 1] = '"'
+  return table.concat(out)
+end
+
+-- tocsin_less orders strings by their bytes, as Go sorts map keys (Lua's <
+-- follows the server's collation locale).
+local function tocsin_less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- tocsin_body is audit.Entry.Body of an entry: time is its JSON (from Go),
+-- subject "" is left out, and so is every detail value that is "" or nil
+-- (and detail itself when nothing is left).
+local function tocsin_body(time, kind, actor, subject, detail)
+  local b = '{"time":' .. time .. ',"kind":' .. tocsin_json(kind) .. ',"actor":' .. tocsin_json(actor)
+  if subject and subject ~= '' then b = b .. ',"subject":' .. tocsin_json(subject) end
+  local keys = {}
+  for k, v in pairs(detail) do
+    if v ~= '' then keys[#keys + 1] = k end
+  end
+  if #keys == 0 then return b .. '}' end
+  table.sort(keys, tocsin_less)
+  for i, k in ipairs(keys) do keys[i] = tocsin_json(k) .. ':' .. tocsin_json(tostring(detail[k])) end
+  return b .. ',"detail":{' .. table.concat(keys, ',') .. '}}'
+end
+
+-- tocsin_record appends an entry and returns its number. A time of ""
+-- appends nothing (a queue built without the audit: benchmarks only).
+local function tocsin_record(seq_key, log_key, time, actor, kind, subject, detail)
+  if time == '' then return 0 end
+  return tocsin_audit(seq_key, log_key, tocsin_body(time, kind, actor, subject, detail))
+end
+
+-- tocsin_reached reports whether any original target of the alert whose
+-- hash is akey was ever handed out (its counters, "n|kind|state").
+local function tocsin_reached(akey)
+  local f = redis.call('HGETALL', akey)
+  for i = 1, #f, 2 do
+    local k = f[i]
+    if string.sub(k, 1, 2) == 'n|' and string.sub(k, 1, 4) ~= 'n|r|' and tonumber(f[i + 1]) > 0 then
+      local st = string.match(k, '|([^|]*)$')
+      if st == 'in_flight' or st == 'sent' or st == 'delivered' or st == 'failed' or st == 'retry' then return true end
+    end
+  end
+  return false
+end
+`
+
+// auditTime is an entry's time as JSON, as audit.Entry.Body writes it (UTC,
+// whole milliseconds), or "" when q appends no entries.
+func (q *Queue) auditTime(t time.Time) string {
+	if q.noAudit {
+		return ""
+	}
+	b, _ := json.Marshal(t.UTC().Truncate(time.Millisecond)) // a time in range: cannot fail
+	return string(b)
+}
+
+// auditKeys are the audit's seq and log keys, for a script's KEYS.
+func (q *Queue) auditKeys() []string {
+	k := audit.KeysFor(q.opts.Prefix)
+	return []string{k.Seq, k.Log}
+}
+
+// actor is who acts in ctx.
+func actor(ctx context.Context) string { return audit.ActorFrom(ctx) }
+
+// auditDetailTime writes a time in a detail as the entry's own time is written.
+func auditDetailTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
+}
+
+// detailOf builds an entry's detail from key, value pairs, leaving out
+// empty values as the scripts' entries do.
+func detailOf(kv ...string) map[string]string {
+	d := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			d[kv[i]] = kv[i+1]
+		}
+	}
+	return d
+}
