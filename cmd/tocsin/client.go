@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -61,11 +62,15 @@ func (c *client) do(method, path string, body any, header map[string]string) err
 	return nil
 }
 
+// statuses are the alert statuses send accepts; it has no default, so that
+// nobody sends a live alert by leaving the flag out.
+var statuses = []string{"actual", "exercise", "test"}
+
 func send(args []string) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	c := newClient(fs)
 	body := map[string]any{}
-	status := fs.String("status", "actual", "actual, exercise or test")
+	status := fs.String("status", "", "actual, exercise or test (required: there is no default)")
 	event := fs.String("event", "", "what happened (required)")
 	severity := fs.String("severity", "Extreme", "Extreme, Severe, Moderate, Minor, Unknown")
 	urgency := fs.String("urgency", "Immediate", "Immediate, Expected, Future, Past, Unknown")
@@ -75,6 +80,12 @@ func send(args []string) error {
 	idem := fs.String("idempotency-key", "", "Idempotency-Key header")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch {
+	case *status == "":
+		return errors.New("--status is required: actual, exercise or test (there is no default: say whether this alert is live)")
+	case !slices.Contains(statuses, *status):
+		return fmt.Errorf("--status %q is not one of actual, exercise, test", *status)
 	}
 	body["status"], body["event"], body["severity"], body["urgency"] = *status, *event, *severity, *urgency
 	if *headline != "" {
