@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,10 +27,10 @@ func newClient(fs *flag.FlagSet) *client {
 	return c
 }
 
-// do sends a request and prints the answer, pretty; a problem answer is an error.
-func (c *client) do(method, path string, body any, header map[string]string) error {
+// request sends a request and returns the answer's status code and body.
+func (c *client) request(method, path string, body any, header map[string]string) (int, []byte, error) {
 	if c.key == "" {
-		return errors.New("no API key: set TOCSIN_KEY")
+		return 0, nil, errors.New("no API key: set TOCSIN_KEY")
 	}
 	var r io.Reader
 	if body != nil {
@@ -38,7 +39,7 @@ func (c *client) do(method, path string, body any, header map[string]string) err
 	}
 	req, err := http.NewRequest(method, strings.TrimRight(c.url, "/")+path, r)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	req.Header.Set("Content-Type", "application/json")
@@ -47,18 +48,39 @@ func (c *client) do(method, path string, body any, header map[string]string) err
 	}
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, b, "", "  ") != nil {
-		pretty.Write(b)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("%s: reading the answer: %w", resp.Status, err)
 	}
-	if resp.StatusCode >= 400 {
-		return fmt.Errorf("%s\n%s", resp.Status, pretty.String())
+	return resp.StatusCode, b, nil
+}
+
+// answerError is the error for a problem answer: the status and the problem, pretty.
+func answerError(code int, b []byte) error {
+	return fmt.Errorf("%d %s\n%s", code, http.StatusText(code), pretty(b))
+}
+
+func pretty(b []byte) string {
+	var out bytes.Buffer
+	if json.Indent(&out, b, "", "  ") != nil {
+		return string(b)
 	}
-	fmt.Println(pretty.String())
+	return out.String()
+}
+
+// do sends a request and prints the answer, pretty; a problem answer is an error.
+func (c *client) do(method, path string, body any, header map[string]string) error {
+	code, b, err := c.request(method, path, body, header)
+	if err != nil {
+		return err
+	}
+	if code >= 400 {
+		return answerError(code, b)
+	}
+	fmt.Println(pretty(b))
 	return nil
 }
 
@@ -105,24 +127,62 @@ func send(args []string) error {
 }
 
 func retract(args []string) error {
+	return runRetract(context.Background(), args, os.Stdout)
+}
+
+// runRetract retracts an alert and, with --follow, watches its retractions
+// reach everyone the alert reached.
+func runRetract(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("retract", flag.ContinueOnError)
 	c := newClient(fs)
 	reason := fs.String("reason", "false_alarm", "false_alarm, all_clear or superseded")
 	note := fs.String("note", "", "free text for the record")
+	follow := fs.Bool("follow", false, "then watch the retractions until every channel shows retracted n/n")
+	w := watchFlags(fs)
+	id, err := parseWithID(fs, args)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return errors.New("usage: tocsin retract ID [--reason R] [--note N] [--follow]")
+	}
+	if !*follow {
+		return c.do("POST", "/v1/alerts/"+id+"/retract", map[string]string{"reason": *reason, "note": *note}, nil)
+	}
+	if err := w.check(); err != nil {
+		return err
+	}
+	code, b, err := c.request("POST", "/v1/alerts/"+id+"/retract", map[string]string{"reason": *reason, "note": *note}, nil)
+	if err != nil {
+		return err
+	}
+	if code >= 400 {
+		err := answerError(code, b)
+		if code == http.StatusConflict {
+			err = fmt.Errorf("%w\n(to follow the earlier retraction: tocsin watch %s)", err, id)
+		}
+		return err
+	}
+	if !w.json {
+		fmt.Fprintf(out, "retraction of %s accepted (%s); following it until every channel shows retracted n/n\n", id, *reason)
+	}
+	return c.watchLoop(ctx, id, w, out)
+}
+
+// parseWithID parses args whose first word may be an id before the flags
+// (tocsin retract ID --reason R), or after them.
+func parseWithID(fs *flag.FlagSet, args []string) (string, error) {
 	id, rest := "", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, rest = args[0], args[1:]
 	}
 	if err := fs.Parse(rest); err != nil {
-		return err
+		return "", err
 	}
 	if id == "" && fs.NArg() > 0 {
 		id = fs.Arg(0)
 	}
-	if id == "" {
-		return errors.New("usage: tocsin retract ID [--reason R] [--note N]")
-	}
-	return c.do("POST", "/v1/alerts/"+id+"/retract", map[string]string{"reason": *reason, "note": *note}, nil)
+	return id, nil
 }
 
 func status(args []string) error {
