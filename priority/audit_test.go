@@ -91,17 +91,17 @@ type logged struct {
 // auditLog reads the audit log under prefix and checks what every entry
 // must satisfy: numbered 1, 2, … without gaps, the seq key at the last
 // number, and each body byte-identical to its Entry's Body.
-func auditLog(t testing.TB, rdb *redis.Client, prefix string) []logged {
+func auditLog(t fataler, rdb *redis.Client, prefix string) []logged {
 	t.Helper()
 	ctx := context.Background()
 	k := audit.KeysFor(prefix)
 	lines, err := rdb.LRange(ctx, k.Log, 0, -1).Result()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("audit log: %v", err)
 	}
 	seq, err := rdb.Get(ctx, k.Seq).Int64()
 	if err != nil && err != redis.Nil {
-		t.Fatal(err)
+		t.Fatalf("audit seq: %v", err)
 	}
 	if seq != int64(len(lines)) {
 		t.Fatalf("audit seq is %d, the log has %d lines", seq, len(lines))
@@ -125,6 +125,12 @@ func auditLog(t testing.TB, rdb *redis.Client, prefix string) []logged {
 		out[i] = l
 	}
 	return out
+}
+
+// fataler is a *testing.T or a *rapid.T.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
 }
 
 // ofKind are the entries of kind.

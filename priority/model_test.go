@@ -40,7 +40,10 @@ import (
 //   - every job is on exactly one of its lane's ready, leases and delayed sets,
 //     no target is on two jobs of one message, and every open ledger entry
 //     is held by a job (no target is stranded);
-//   - Status counters agree with the ledger (Deliveries) kind by kind.
+//   - Status counters agree with the ledger (Deliveries) kind by kind;
+//   - the audit log has one alert.accepted per alert accepted and one
+//     alert.retracted per alert fenced (none per repeat), its entries
+//     numbered without gaps up to its seq, each body canonical.
 //
 // Alerts go to two sirens, and to one PA zone when their channels include PA.
 // Each rapid iteration uses its own key prefix on one Redis and a fake clock
@@ -810,6 +813,21 @@ func (m *model) check(t *rapid.T) {
 	}
 	for _, id := range m.stored {
 		m.checkAlert(t, m.alerts[id], holds)
+	}
+	// The audit: numbered without gaps, canonical (auditLog), and one
+	// alert.accepted per alert stored.
+	log := auditLog(t, m.rdb, m.prefix)
+	if n := len(ofKind(log, "alert.accepted")); n != len(m.stored) {
+		t.Fatalf("AUDIT: %d alert.accepted entries for %d alerts accepted", n, len(m.stored))
+	}
+	retracted := map[string]int{}
+	for _, e := range ofKind(log, "alert.retracted") {
+		retracted[e.Subject]++
+	}
+	for _, id := range m.stored {
+		if want := btoi(m.alerts[id].fenced); retracted[string(id)] != want {
+			t.Fatalf("AUDIT: %s has %d alert.retracted entries, want %d", id, retracted[string(id)], want)
+		}
 	}
 }
 
