@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
@@ -36,8 +37,15 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, p *config.Principa
 // handle authenticates the request and turns a returned error into problem+json.
 func (g *Gateway) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := g.authenticate(r)
+		var p *config.Principal
+		var err error
+		if tok := bearer(r); strings.HasPrefix(tok, sessionPrefix) {
+			p, r, err = g.authenticateSession(r, tok)
+		} else {
+			p, err = g.authenticate(r)
+		}
 		if err == nil {
+			r = r.WithContext(audit.WithActor(r.Context(), actorName(p)))
 			limit := int64(maxBody)
 			if strings.Contains(r.Header.Get("Content-Type"), "xml") { // the handler parses it properly
 				limit = cap.MaxSize // CAP documents with many areas run to hundreds of KB
@@ -342,6 +350,12 @@ func (g *Gateway) postAlert(w http.ResponseWriter, r *http.Request, p *config.Pr
 // answers: 202 with the new alert, or 200 with the one that absorbed it.
 // extra, if set, adds fields to the answer.
 func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Principal, a *alert.Alert, idem string, supersedes []alert.ID, extra map[string]any) (priority.Enqueued, error) {
+	if o := p.Operator(); o != nil && !o.Has(config.RoleAuthor) {
+		return priority.Enqueued{}, forbidden("role", p.ID+" is not an author")
+	}
+	if pol := g.policyFor(p); pol != config.PolicyAuto {
+		return priority.Enqueued{}, g.holdAlert(w, r.Context(), a, p, pol)
+	}
 	targets := g.route(a)
 	if len(targets) == 0 {
 		what := "no target"
@@ -688,6 +702,7 @@ func (g *Gateway) retract(w http.ResponseWriter, r *http.Request, p *config.Prin
 	if err := g.retractAlert(r.Context(), alert.ID(id), req.Reason, req.Note, p); err != nil {
 		return err
 	}
+	g.draftRetracted(r.Context(), alert.ID(id), p, req.Reason)
 	if st, err = g.q.Status(r.Context(), alert.ID(id)); err != nil {
 		return unavailable(err.Error())
 	}

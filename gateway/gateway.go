@@ -17,13 +17,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
 	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/operator"
 	"github.com/tocsin-alert/tocsin/priority"
+	"github.com/tocsin-alert/tocsin/release"
 )
 
 // Gateway is one Tocsin instance. Any number of them may share one Redis.
@@ -58,6 +61,12 @@ type Gateway struct {
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter // alerts per principal (limit)
+
+	// ops keeps operators' credentials and sessions, drafts the alerts
+	// waiting for people; both nil without Options.Redis.
+	ops    *operator.Store
+	drafts *release.Store
+	rdb    redis.UniversalClient
 }
 
 // Options are a Gateway's collaborators.
@@ -85,6 +94,9 @@ type Options struct {
 	Retry adapters.RetryOptions
 	// Breaker tunes the breakers; its OnStateChange is set by New.
 	Breaker adapters.BreakerOptions
+	// Redis, if set, keeps operators' sessions and drafts (the queue's
+	// Redis, under the same key prefix).
+	Redis redis.UniversalClient
 }
 
 // New builds a Gateway.
@@ -96,6 +108,21 @@ func New(o Options) *Gateway {
 		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{}, limits: map[string]*rate.Limiter{},
 	}
 	g.m = newMetrics(o.Queue)
+	if o.Redis != nil {
+		cfg := o.Config
+		g.rdb = o.Redis
+		g.drafts = release.NewStore(o.Redis, cfg.Redis.KeyPrefix)
+		g.ops = operator.New(o.Redis, cfg.Redis.KeyPrefix, operator.Options{
+			IdleTimeout: cfg.Sessions.Idle, AbsoluteTimeout: cfg.Sessions.Absolute, StepUpWindow: cfg.Sessions.StepUp,
+			LockoutFailures: cfg.Sessions.LockoutAfter, LockoutFor: cfg.Sessions.LockoutFor, InviteTTL: cfg.Sessions.InviteTTL,
+			Known: func(id string) (string, bool) {
+				if op := cfg.Operator(id); op != nil {
+					return op.Name, true
+				}
+				return "", false
+			},
+		})
+	}
 	for _, z := range o.Config.Zones {
 		g.zones[z.ID] = true
 	}
@@ -301,23 +328,83 @@ func (g *Gateway) Kinds() []alert.Kind {
 	return ks
 }
 
+// endpoint is one route of the HTTP API with how it is authorised.
+type endpoint struct {
+	pattern string
+	// auth is "principal" (an API key or an operator session, checked by
+	// handle before the handler runs) or, for the few routes that cannot
+	// carry one, what they are checked with instead.
+	auth string
+	h    http.HandlerFunc
+}
+
+// Authorisation of the routes that take no API key or session.
+const (
+	authPrincipal = "principal"
+	authHMAC      = "signature of the provider or centre (checked by the handler)"
+	authPublic    = "public: says nothing about alerts or people"
+	authSignIn    = "credentials in the body (sign-in, enrolment token)"
+	authMetrics   = "metrics token when configured"
+)
+
+// endpoints are every route of the HTTP API; Handler serves them and a test
+// checks each one's authorisation.
+func (g *Gateway) endpoints() []endpoint {
+	p := func(pattern string, h handlerFunc) endpoint { return endpoint{pattern, authPrincipal, g.handle(h)} }
+	// Operators' routes need the stores (a gateway built without Redis, in
+	// some tests, has none).
+	op := func(pattern string, h handlerFunc) endpoint {
+		return p(pattern, func(w http.ResponseWriter, r *http.Request, pr *config.Principal) error {
+			if g.drafts == nil {
+				return notFound("this gateway keeps no operators or drafts")
+			}
+			return h(w, r, pr)
+		})
+	}
+	return []endpoint{
+		p("POST /v1/alerts", g.postAlert),
+		p("GET /v1/alerts", g.listAlerts),
+		p("GET /v1/alerts/{id}", g.getAlert),
+		p("GET /v1/alerts/{id}/deliveries", g.getDeliveries),
+		p("POST /v1/alerts/{id}/retract", g.retract),
+		{"POST /v1/callbacks/twilio/{delivery}", authHMAC, g.twilioCallback},
+		{"POST /v1/callbacks/cap/{centre}", authHMAC, g.capAck},
+		p("GET /v1/sources", g.listSources),
+		p("PUT /v1/sources/{source}/maintenance", g.putMaintenance),
+		p("DELETE /v1/sources/{source}/maintenance", g.deleteMaintenance),
+		p("GET /v1/triggers", g.listTriggers),
+		{"POST /v1/session", authSignIn, g.postSession},
+		op("GET /v1/session", g.getSession),
+		op("DELETE /v1/session", g.deleteSession),
+		op("POST /v1/session/step-up", g.postStepUp),
+		{"POST /v1/enrol", authSignIn, g.postEnrol},
+		op("GET /v1/operators", g.listOperators),
+		op("POST /v1/operators/{id}/invite", g.operatorAction("invite")),
+		op("POST /v1/operators/{id}/disable", g.operatorAction("disable")),
+		op("POST /v1/operators/{id}/enable", g.operatorAction("enable")),
+		p("GET /v1/templates", g.listTemplates),
+		op("GET /v1/drafts", g.listDrafts),
+		op("POST /v1/drafts", g.postDraft),
+		op("GET /v1/drafts/{id}", g.getDraft),
+		op("PUT /v1/drafts/{id}", g.putDraft),
+		op("POST /v1/drafts/{id}/submit", g.draftAction(release.ActSubmit)),
+		op("POST /v1/drafts/{id}/approve", g.draftAction(release.ActApprove)),
+		op("POST /v1/drafts/{id}/release", g.draftAction(release.ActRelease)),
+		op("POST /v1/drafts/{id}/return", g.draftAction(release.ActReturn)),
+		op("POST /v1/drafts/{id}/reject", g.draftAction(release.ActReject)),
+		op("GET /v1/audit", g.getAudit),
+		{"GET /healthz", authPublic, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) }},
+		{"GET /readyz", authPublic, g.readyz},
+		{"GET /metrics", authMetrics, g.metricsHandler().ServeHTTP},
+	}
+}
+
 // Handler is the HTTP API.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/alerts", g.handle(g.postAlert))
-	mux.HandleFunc("GET /v1/alerts", g.handle(g.listAlerts))
-	mux.HandleFunc("GET /v1/alerts/{id}", g.handle(g.getAlert))
-	mux.HandleFunc("GET /v1/alerts/{id}/deliveries", g.handle(g.getDeliveries))
-	mux.HandleFunc("POST /v1/alerts/{id}/retract", g.handle(g.retract))
-	mux.HandleFunc("POST /v1/callbacks/twilio/{delivery}", g.twilioCallback)
-	mux.HandleFunc("POST /v1/callbacks/cap/{centre}", g.capAck)
-	mux.HandleFunc("GET /v1/sources", g.handle(g.listSources))
-	mux.HandleFunc("PUT /v1/sources/{source}/maintenance", g.handle(g.putMaintenance))
-	mux.HandleFunc("DELETE /v1/sources/{source}/maintenance", g.handle(g.deleteMaintenance))
-	mux.HandleFunc("GET /v1/triggers", g.handle(g.listTriggers))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	mux.HandleFunc("GET /readyz", g.readyz)
-	mux.Handle("GET /metrics", g.metricsHandler())
+	for _, e := range g.endpoints() {
+		mux.HandleFunc(e.pattern, e.h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, notFound("no such endpoint: "+r.Method+" "+r.URL.Path+" (see README.md)"))
 	})

@@ -35,6 +35,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	// Two connection pools to the same Redis: one for the phone channels'
 	// bulk, one for everything urgent (API, triggers, sirens, PA, dispatch).
 	var closers []func()
+	var first redis.UniversalClient
 	newQueue := func() *priority.Queue {
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
@@ -43,6 +44,9 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			MaxRetries: 1,
 		})
 		closers = append(closers, func() { rdb.Close() })
+		if first == nil {
+			first = rdb
+		}
 		return priority.New(rdb, priority.Options{
 			Prefix: cfg.Redis.KeyPrefix, DedupWindow: cfg.Queue.DedupWindow, IdempotencyTTL: cfg.Queue.IdempotencyTTL,
 			Lease: cfg.Queue.Lease, BatchSize: cfg.Queue.BatchSize,
@@ -163,7 +167,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		ads[k] = a
 	}
 	gw = New(Options{
-		Config: cfg, Queue: q, BulkQueue: bulk, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
+		Config: cfg, Queue: q, BulkQueue: bulk, Redis: first, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
 		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax, Hold: cfg.Delivery.Hold},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
 	})

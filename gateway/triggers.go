@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
+	"github.com/tocsin-alert/tocsin/release"
 )
 
 // Trigger is what a building system publishes on tocsin/v1/trigger/{source}.
@@ -168,6 +170,20 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	targets := g.route(a)
 	if len(targets) == 0 {
 		return reject("no target in zone %q for template %q", t.Zone, t.Trigger)
+	}
+	if pol := g.cfg.Release.SourcePolicy(src.ID); pol != config.PolicyAuto && g.drafts != nil {
+		// Held for people: nothing is queued. The draft's id comes from the
+		// source and event id, so a resend finds it instead of holding twice.
+		sum := sha256.Sum256([]byte(src.ID + "\x00" + t.EventID))
+		id := alert.ID(fmt.Sprintf("%011x-%s", ts.UnixMilli(), strings.ToLower(base32.StdEncoding.EncodeToString(sum[:5]))))
+		d, err := g.hold(ctx, a, p, pol, id)
+		if errors.Is(err, release.ErrConflict) {
+			return reject("replay: event_id %s was already seen", t.EventID)
+		}
+		if err != nil {
+			return reject("cannot hold the alert right now: %v", err)
+		}
+		return TriggerAck{EventID: t.EventID, Status: "held", AlertID: d.ID, Reason: fmt.Sprintf("release policy %s: waits in /v1/drafts/%s, nothing sounded", pol, d.ID)}, t
 	}
 	res, err := g.q.Enqueue(ctx, priority.Plan{Alert: a, Fingerprint: priority.Fingerprint(a), Targets: targets,
 		Trigger: &priority.TriggerEvent{Source: src.ID, Event: t.EventID, TTL: keep}})
@@ -330,6 +346,11 @@ func (g *Gateway) deleteMaintenance(w http.ResponseWriter, r *http.Request, p *c
 	src, err := g.canMaintain(p, r.PathValue("source"))
 	if err != nil {
 		return err
+	}
+	// A person ends maintenance only with a fresh second factor: the
+	// source's triggers sound again from here on.
+	if p.Operator() != nil && !sessionOf(r.Context()).Fresh(time.Now(), g.cfg.Sessions.StepUp) {
+		return refusal(release.ErrStepUp)
 	}
 	ended, err := g.q.EndMaintenance(r.Context(), src.ID)
 	if err != nil {
