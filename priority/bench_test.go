@@ -3,6 +3,8 @@ package priority_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
 	"github.com/tocsin-alert/tocsin/priority"
 )
@@ -167,4 +170,128 @@ func BenchmarkPlan10k(b *testing.B) {
 		})
 		rdb.Close()
 	}
+}
+
+// BenchmarkAuditCost is what the audit adds to accepting an alert: the
+// enqueue script (idempotency key, fingerprint, 3 sirens) with its
+// alert.accepted entry, against the same script told to append nothing
+// (priority.WithoutAudit). b.N alerts go each way, in alternating blocks of
+// 10 so that the noise of a shared machine falls on both alike. It reports
+// Redis time per alert each way (INFO commandstats: usec of EVALSHA and
+// EVAL, read around every block) and their difference, the main thread's
+// CPU time per alert each way (INFO cpu, read around every block: it
+// includes reading, parsing and answering the call, and the INFO calls),
+// and the log's memory per
+// entry (MEMORY USAGE of the log list / entries) and mean line length.
+var costRun atomic.Int64
+
+func BenchmarkAuditCost(b *testing.B) {
+	srv := testenv.Redis(b, true)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	ctx := audit.WithActor(context.Background(), "principal:leitstelle")
+	prefix := fmt.Sprintf("cost%d", costRun.Add(1))
+	queues := []*priority.Queue{
+		priority.New(rdb, priority.Options{Prefix: prefix}),
+		priority.WithoutAudit(priority.New(rdb, priority.Options{Prefix: prefix + "-none"})),
+	}
+	var usec [2]int64
+	var cpu [2]float64
+	var done [2]int
+	const block = 10
+	for v, q := range queues { // load the script before measuring
+		a := newAlert("warm-up", alert.SeverityMinor, alert.UrgencyFuture)
+		if _, err := q.Enqueue(ctx, priority.Plan{Alert: a, Targets: sirens(3)}); err != nil {
+			b.Fatal(err)
+		}
+		done[v] = 0
+	}
+	b.ResetTimer()
+	for i := 0; done[0] < b.N || done[1] < b.N; i++ {
+		v := i % 2
+		n := min(block, b.N-done[v])
+		before, cpuBefore := scriptUsec(b, rdb), mainThreadCPU(b, rdb)
+		for range n {
+			a := newAlert(fmt.Sprintf("event-%d-%d", v, done[v]), alert.SeveritySevere, alert.UrgencyImmediate)
+			if _, err := queues[v].Enqueue(ctx, priority.Plan{Alert: a, IdempotencyKey: string(a.ID),
+				Fingerprint: priority.Fingerprint(a), Targets: sirens(3)}); err != nil {
+				b.Fatal(err)
+			}
+			done[v]++
+		}
+		usec[v] += scriptUsec(b, rdb) - before
+		cpu[v] += mainThreadCPU(b, rdb) - cpuBefore
+	}
+	b.StopTimer()
+	with, without := float64(usec[0])/float64(b.N), float64(usec[1])/float64(b.N)
+	b.ReportMetric(with, "redis-µs/alert")
+	b.ReportMetric(without, "redis-µs/alert-no-audit")
+	b.ReportMetric(with-without, "redis-µs/entry")
+	b.ReportMetric(cpu[0]*1e6/float64(b.N), "cpu-µs/alert")
+	b.ReportMetric(cpu[1]*1e6/float64(b.N), "cpu-µs/alert-no-audit")
+	log := audit.KeysFor(prefix).Log
+	entries, err := rdb.LLen(ctx, log).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if none, _ := rdb.LLen(ctx, audit.KeysFor(prefix+"-none").Log).Result(); entries != int64(b.N)+1 || none != 0 {
+		b.Fatalf("%d and %d entries for %d alerts each way", entries, none, b.N)
+	}
+	mem, err := rdb.MemoryUsage(ctx, log, 0).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines, err := rdb.LRange(ctx, log, 0, -1).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	for _, l := range lines {
+		total += len(l)
+	}
+	b.ReportMetric(float64(mem)/float64(entries), "mem-B/entry")
+	b.ReportMetric(float64(total)/float64(entries), "line-B/entry")
+}
+
+// mainThreadCPU is the CPU time Redis's main thread has used (INFO cpu:
+// used_cpu_sys_main_thread + used_cpu_user_main_thread), in seconds: unlike
+// commandstats' usec, which is wall time, it does not grow while another
+// process has the core.
+func mainThreadCPU(b *testing.B, rdb *redis.Client) float64 {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (name == "used_cpu_sys_main_thread" || name == "used_cpu_user_main_thread") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return total
+}
+
+// scriptUsec is the Redis CPU time spent in EVALSHA and EVAL since the last
+// CONFIG RESETSTAT (INFO commandstats), in µs.
+func scriptUsec(b *testing.B, rdb *redis.Client) int64 {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		for _, f := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
 }
