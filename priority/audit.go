@@ -3,6 +3,8 @@ package priority
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tocsin-alert/tocsin/audit"
@@ -116,6 +118,26 @@ local function tocsin_body(time, kind, actor, subject, detail)
   return b .. ',"detail":{' .. table.concat(keys, ',') .. '}}'
 end
 
+-- tocsin_frag is a detail's '"key":value' ('' for an empty value); key is
+-- plain ASCII.
+local function tocsin_frag(k, v)
+  if v == nil or v == '' then return '' end
+  return '"' .. k .. '":' .. tocsin_json(v)
+end
+
+-- tocsin_close ends a body whose head (built in Go, auditParts) runs up to
+-- its detail: the detail's fragments in order, those not '' joined by
+-- commas. A hot path (enqueue) builds its entries so, escaping and sorting
+-- only what the script decides.
+local function tocsin_close(head, ...)
+  local parts = {}
+  for _, p in ipairs({...}) do
+    if p ~= '' then parts[#parts + 1] = p end
+  end
+  if #parts == 0 then return head .. '}' end
+  return head .. ',"detail":{' .. table.concat(parts, ',') .. '}}'
+end
+
 -- tocsin_record appends an entry and returns its number. A time of ""
 -- appends nothing (a queue built without the audit: benchmarks only).
 local function tocsin_record(seq_key, log_key, time, actor, kind, subject, detail)
@@ -163,6 +185,40 @@ func auditDetailTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
+}
+
+// auditParts splits e's canonical body for a script that decides the values
+// of the detail keys named in at (sorted): head is the body up to its
+// detail, and frags the detail's '"key":value' fragments, commas between,
+// before at[0], between at[0] and at[1], …, after the last (each may be
+// ""). The script joins them with its own fragments (tocsin_close). With
+// q appending no entries, head is "".
+func (q *Queue) auditParts(e audit.Entry, at ...string) (head string, frags []string) {
+	d := e.Detail
+	e.Detail = nil
+	body := e.Body()
+	head = body[:len(body)-1]
+	keys := slices.Sorted(maps.Keys(d))
+	frags = make([]string, len(at)+1)
+	seg := 0
+	for _, k := range keys {
+		for seg < len(at) && k > at[seg] {
+			seg++
+		}
+		if d[k] == "" {
+			continue
+		}
+		kb, _ := json.Marshal(k)
+		vb, _ := json.Marshal(d[k])
+		if frags[seg] != "" {
+			frags[seg] += ","
+		}
+		frags[seg] += string(kb) + ":" + string(vb)
+	}
+	if q.noAudit {
+		head = ""
+	}
+	return head, frags
 }
 
 // detailOf builds an entry's detail from key, value pairs, leaving out

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/audit"
 )
 
 // Sentinel errors.
@@ -262,11 +263,13 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
 		len(specs), now.Add(q.opts.Lease).UnixMilli(),
 		int(a.Severity), int(a.Urgency), channelSet(a.Channels), digest,
-		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli(), triggerSource(p.Trigger),
-		q.auditTime(now), actor(ctx), fpSum}
-	detail := acceptedDetail(p)
-	args = append(args, len(detail)/2)
-	args = append(args, detail...)
+		eventTTL, q.k.fence(), now.Add(q.opts.Lease).UnixMilli(), triggerSource(p.Trigger)}
+	who := actor(ctx)
+	accHead, acc := q.auditParts(audit.Entry{Time: now, Kind: "alert.accepted", Actor: who, Subject: string(a.ID),
+		Detail: acceptedDetail(p, fpSum)}, "earlier", "why")
+	dupHead, dup := q.auditParts(audit.Entry{Time: now, Kind: "alert.duplicate", Actor: who,
+		Detail: detailOf("request", string(a.ID), "fingerprint", fpSum, "trigger", triggerSource(p.Trigger))}, "reason")
+	args = append(args, accHead, acc[0], acc[1], acc[2], dupHead, dup[0], dup[1], q.auditTime(now), who)
 	for _, id := range p.Supersedes {
 		args = append(args, string(id))
 	}
@@ -294,10 +297,9 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 	return res, specs, planned, nil
 }
 
-// acceptedDetail is the detail of an alert.accepted entry that Go knows, as
-// key, value pairs (the script adds why, earlier and fingerprint, and
-// leaves out empty values).
-func acceptedDetail(p Plan) []any {
+// acceptedDetail is the detail of an alert.accepted entry that Go knows
+// (the script adds why and earlier).
+func acceptedDetail(p Plan, fingerprint string) map[string]string {
 	a := p.Alert
 	kinds := make([]string, len(a.Channels))
 	for i, k := range a.Channels {
@@ -307,14 +309,14 @@ func acceptedDetail(p Plan) []any {
 	for i, id := range p.Supersedes {
 		sup[i] = string(id)
 	}
-	return []any{
+	return detailOf(
 		"status", string(a.Status), "msg_type", a.MsgType, "event", a.Event,
 		"severity", a.Severity.String(), "urgency", a.Urgency.String(), "priority", strconv.Itoa(int(a.Priority)),
 		"zones", strings.Join(a.Zones, ","), "channels", strings.Join(kinds, ","),
 		"principal", a.Principal, "source", a.Source, "trigger", triggerSource(p.Trigger),
 		"targets", strconv.Itoa(len(p.Targets)), "expires", auditDetailTime(a.Expires),
-		"supersedes", strings.Join(sup, ","),
-	}
+		"supersedes", strings.Join(sup, ","), "fingerprint", fingerprint,
+	)
 }
 
 func triggerSource(t *TriggerEvent) string {

@@ -185,13 +185,18 @@ end
 // ARGV[18] trigger event TTL ms   ARGV[19] fence channel   ARGV[20] sweep deadline ms
 // ARGV[21] trigger source (recorded as holding the alert raised)
 // KEYS[9] audit seq   KEYS[10] audit log
-// ARGV[22] audit entry time (JSON; "" appends none)   ARGV[23] actor
-// ARGV[24] fingerprint sum ("" none)   ARGV[25] n: accepted-entry detail pairs that follow
-// ARGV[26..25+2n] key, value pairs of the alert.accepted detail
-// ARGV[26+2n..] ids of the alerts this one supersedes
+// ARGV[22..25] the alert.accepted body, built in Go but for why and
+// earlier (auditParts): its head ("" appends no entries at all) and its
+// detail's fragments before earlier, between earlier and why, after why
+// ARGV[26..28] the alert.duplicate body but for subject and reason: its
+// head, its detail's fragments before reason and after it
+// ARGV[29] audit entry time (JSON)   ARGV[30] actor
+// ARGV[31..] ids of the alerts this one supersedes
 //
-// It appends alert.accepted for a new alert (detail: the pairs, and why and
-// earlier when an earlier alert with its fingerprint did not absorb it),
+// It appends alert.accepted for a new alert (detail: status, msg_type,
+// event, severity, urgency, priority, zones, channels, principal, source,
+// trigger, targets, expires, supersedes, fingerprint — those not empty — and
+// why and earlier when an earlier alert with its fingerprint did not absorb it),
 // alert.retracted for each superseded alert it fences (reason superseded,
 // note, superseded_by, before_delivery), and alert.duplicate for an answer
 // with an existing alert (subject that alert; detail: reason
@@ -205,12 +210,11 @@ end
 // replayed trigger event. fenced lists the superseded alerts fenced now.
 var enqueueCmd = auditedLedgerScript(`
 local now = tonumber(ARGV[6])
-local sup = 26 + 2 * tonumber(ARGV[25])
-local function record(kind, subject, detail)
-  return tocsin_record(KEYS[9], KEYS[10], ARGV[22], ARGV[23], kind, subject, detail)
-end
+local sup = 31
 local function duplicate(of, reason)
-  record('alert.duplicate', of, {reason = reason, request = ARGV[2], fingerprint = ARGV[24], trigger = ARGV[21]})
+  if ARGV[22] == '' then return end
+  tocsin_audit(KEYS[9], KEYS[10], tocsin_close(ARGV[26] .. ',"subject":' .. tocsin_json(of),
+    ARGV[27], tocsin_frag('reason', reason), ARGV[28]))
 end
 if KEYS[7] ~= '-' and redis.call('EXISTS', KEYS[7]) == 1 then
   return {3, redis.call('GET', KEYS[7]), 'replay', '', {}}
@@ -293,14 +297,16 @@ redis.call('PEXPIREAT', KEYS[3], ARGV[7])
 if #jobs > 0 then redis.call('PEXPIREAT', KEYS[4], ARGV[7]) end
 redis.call('ZADD', KEYS[5], ARGV[6], id)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[11])
-local detail = {why = why, earlier = earlier, fingerprint = ARGV[24]}
-for i = 26, sup - 1, 2 do detail[ARGV[i]] = ARGV[i + 1] end
-record('alert.accepted', id, detail)
+if ARGV[22] ~= '' then
+  tocsin_audit(KEYS[9], KEYS[10], tocsin_close(ARGV[22], ARGV[23], tocsin_frag('earlier', earlier),
+    ARGV[24], tocsin_frag('why', why), ARGV[25]))
+end
 local fenced = {}
 for i = sup, #ARGV do
   local old = ARGV[1] .. ':{a:' .. ARGV[i] .. '}'
   if redis.call('EXISTS', old) == 1 and redis.call('HGET', old, 'fence') ~= '1' then
-    record('alert.retracted', ARGV[i], {reason = 'superseded', note = 'superseded by ' .. id, superseded_by = id,
+    tocsin_record(KEYS[9], KEYS[10], ARGV[29], ARGV[30], 'alert.retracted', ARGV[i],
+      {reason = 'superseded', note = 'superseded by ' .. id, superseded_by = id,
       before_delivery = tostring(not tocsin_reached(old))})
     redis.call('HSET', old, 'fence', '1', 'reason', 'superseded', 'note', 'superseded by ' .. id,
       'retracted', ARGV[6], 'sweep', '0', 'superseded_by', id)
