@@ -200,14 +200,22 @@ func newAuditEnv(t *testing.T, addr string, o priority.Options) (*auditEnv, *pri
 	return env, priority.New(rdb, o)
 }
 
+// onBoth runs a test on Redis and on miniredis (the in-process demo's).
+func onBoth(t *testing.T, test func(t *testing.T, addr string)) {
+	t.Run("redis", func(t *testing.T) { test(t, testenv.Redis(t, true).Addr()) })
+	t.Run("miniredis", func(t *testing.T) { test(t, miniredis.RunT(t).Addr()) })
+}
+
 // TestAuditEnqueue: a new alert appends alert.accepted with its plan; the
 // same alert again (its idempotency key, or its fingerprint) appends
 // alert.duplicate naming the alert that answered; an update appends
 // alert.accepted and alert.retracted for the alert it supersedes.
-func TestAuditEnqueue(t *testing.T) {
-	env, q := newAuditEnv(t, testenv.Redis(t, true).Addr(), priority.Options{})
+func TestAuditEnqueue(t *testing.T) { onBoth(t, testAuditEnqueue) }
+
+func testAuditEnqueue(t *testing.T, addr string) {
+	env, q := newAuditEnv(t, addr, priority.Options{})
 	ctx := audit.WithActor(context.Background(), "principal:leitstelle")
-	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
+	a := newAlert("fire <&> \"x\"\u2028", alert.SeveritySevere, alert.UrgencyImmediate)
 	a.Zones, a.Channels, a.Source = []string{"z1", "z2"}, []alert.Kind{alert.KindSiren, alert.KindSMS}, "cad"
 	plan := priority.Plan{Alert: a, IdempotencyKey: "k1", Fingerprint: priority.Fingerprint(a), Targets: sirens(3)}
 	if res, err := q.Enqueue(ctx, plan); err != nil || res.Duplicate {
@@ -236,7 +244,7 @@ func TestAuditEnqueue(t *testing.T) {
 	}
 	acc := one(t, log, "alert.accepted")
 	wantEntry(t, acc, "principal:leitstelle", string(a.ID), env.now, map[string]string{
-		"status": string(alert.StatusActual), "msg_type": "Alert", "event": "fire", "severity": "Severe", "urgency": "Immediate",
+		"status": string(alert.StatusActual), "msg_type": "Alert", "event": a.Event, "severity": "Severe", "urgency": "Immediate",
 		"priority": strconv.Itoa(int(a.Priority)), "zones": "z1,z2", "channels": "siren,sms", "principal": "leitstelle",
 		"source": "cad", "targets": "3", "expires": a.Expires.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano),
 	})
@@ -261,7 +269,7 @@ func TestAuditEnqueue(t *testing.T) {
 
 	// An update supersedes a: accepted, then a retracted (superseded).
 	env.advance(time.Second)
-	upd := newAlert("fire", alert.SeverityExtreme, alert.UrgencyImmediate)
+	upd := newAlert(a.Event, alert.SeverityExtreme, alert.UrgencyImmediate)
 	if _, err := q.Enqueue(ctx, priority.Plan{Alert: upd, Targets: sirens(1), Supersedes: []alert.ID{a.ID, "gone"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -285,8 +293,10 @@ func TestAuditEnqueue(t *testing.T) {
 // TestAuditRetract: a retraction appends alert.retracted once, with the
 // actor, reason, note and whether anything had gone out; a repeated one
 // appends nothing; of retractions racing each other exactly one appends.
-func TestAuditRetract(t *testing.T) {
-	env, q := newAuditEnv(t, testenv.Redis(t, true).Addr(), priority.Options{})
+func TestAuditRetract(t *testing.T) { onBoth(t, testAuditRetract) }
+
+func testAuditRetract(t *testing.T, addr string) {
+	env, q := newAuditEnv(t, addr, priority.Options{})
 	bg := context.Background()
 	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
 	b := newAlert("flood", alert.SeveritySevere, alert.UrgencyImmediate)
@@ -342,8 +352,10 @@ func TestAuditRetract(t *testing.T) {
 
 // TestAuditExpired: an alert whose jobs expire unsent gets one alert.expired
 // (by the system, when a claim drops the first of them).
-func TestAuditExpired(t *testing.T) {
-	env, q := newAuditEnv(t, testenv.Redis(t, true).Addr(), priority.Options{BatchSize: 2})
+func TestAuditExpired(t *testing.T) { onBoth(t, testAuditExpired) }
+
+func testAuditExpired(t *testing.T, addr string) {
+	env, q := newAuditEnv(t, addr, priority.Options{BatchSize: 2})
 	bg := context.Background()
 	a := newAlert("fire", alert.SeveritySevere, alert.UrgencyImmediate)
 	a.Expires = env.now.Add(time.Minute)
@@ -365,8 +377,10 @@ func TestAuditExpired(t *testing.T) {
 
 // TestAuditMaintenanceAndTriggers: maintenance windows and trigger decisions
 // append their entries, and the list of recent decisions stays as it was.
-func TestAuditMaintenanceAndTriggers(t *testing.T) {
-	env, q := newAuditEnv(t, testenv.Redis(t, true).Addr(), priority.Options{})
+func TestAuditMaintenanceAndTriggers(t *testing.T) { onBoth(t, testAuditMaintenanceAndTriggers) }
+
+func testAuditMaintenanceAndTriggers(t *testing.T, addr string) {
+	env, q := newAuditEnv(t, addr, priority.Options{})
 	op := audit.WithActor(context.Background(), "operator:caretaker")
 	until := time.Now().Add(time.Hour).Round(0)
 	m := priority.Maintenance{Source: "panel-3", Reason: "battery swap", By: "caretaker", Since: time.Now(), Until: until}
