@@ -151,12 +151,19 @@ func (e *env) wantAudit(from int, want ...string) {
 	}
 }
 
+// noSecretsInAudit also checks that every key carries the {audit} hash tag.
 func (e *env) noSecretsInAudit() {
 	lines, err := e.rdb.LRange(context.Background(), prefix+":{audit}:log", 0, -1).Result()
 	if err != nil {
 		return // Redis already gone: the test failed elsewhere
 	}
 	all := strings.Join(lines, "\n")
+	// Each script's keys and the audit's share a Redis Cluster slot.
+	for _, k := range e.rdb.Keys(context.Background(), "*").Val() {
+		if !strings.HasPrefix(k, prefix+":{audit}:") {
+			e.t.Errorf("key %q lacks the {audit} hash tag", k)
+		}
+	}
 	for _, bad := range []string{"$argon2id", "tsn_", "tsi_"} {
 		if strings.Contains(all, bad) {
 			e.t.Errorf("audit contains %q:\n%s", bad, all)
@@ -638,5 +645,26 @@ func TestReenrolment(t *testing.T) {
 	e.signIn("alice", pwB, key.Secret())
 	if en := e.entries(); en[len(en)-3].Kind != "operator.enrolled" || en[len(en)-3].Detail["reenrolment"] != "true" {
 		t.Errorf("enrolled entry = %+v", en[len(en)-3])
+	}
+}
+
+// An unknown id costs a password hash like a known one, so that timing does
+// not tell who exists (the bound is loose: the machine is shared).
+func TestUnknownIDCostsAHash(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, operator.Options{LockoutFailures: 100})
+	secret := e.enrol("alice", pwA)
+	fastest := func(id string) time.Duration {
+		best := time.Hour
+		for range 3 {
+			start := time.Now()
+			e.st.SignIn(ctx, id, "not the password", e.code(secret))
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	known, unknown := fastest("alice"), fastest("mallory")
+	if unknown < known/2 {
+		t.Errorf("sign-in as an unknown id took %v, as a known one %v", unknown, known)
 	}
 }
