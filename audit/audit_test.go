@@ -601,3 +601,73 @@ func TestKeeperSegments(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
 }
+
+func TestVerifyKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	e.append(10)
+	e.step()
+	oldV := e.vkey
+	e.skey, e.vkey = keys(t, "tocsin-test-2")
+	e.k = e.keeper(e.dir)
+	e.append(10)
+	e.step()
+	if _, err := Verify(e.dir, nil, "", e.vkey); err == nil || !strings.Contains(err.Error(), "checkpoints note 1: checkpoint not signed by tocsin-test-2+") {
+		t.Fatalf("new key only: %v", err)
+	}
+	rep, err := Verify(e.dir, nil, "", oldV+","+e.vkey)
+	if err != nil || rep.VerifiedTo != 20 || rep.Signer != "tocsin-test-2" || rep.Checkpoints != 3 {
+		t.Fatalf("both keys: %+v %v", rep, err)
+	}
+}
+
+func TestKeeperRun(t *testing.T) {
+	e := newEnv(t)
+	k, err := NewKeeper(KeeperOptions{Rdb: e.rdb, Keys: e.keys, Dir: e.dir, Signer: e.skey, Poll: 10 * time.Millisecond,
+		Syslog: true, Log: zerolog.New(zerolog.NewTestWriter(t))}) // syslog may be missing here: a warning, not an error
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- k.Run(ctx) }() // exits when ctx is cancelled
+	e.append(7)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.rdb.LLen(ctx, e.keys.Log).Val() > 0 || e.rdb.Get(ctx, e.keys.Seq).Val() != "7" {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not archive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.append(2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The last round archived and checkpointed everything.
+	rep, err := e.verify("")
+	if err != nil || rep.Entries != 9 || rep.VerifiedTo != 9 || rep.Unanchored != 0 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+}
+
+func TestKeeperWithoutSigner(t *testing.T) {
+	e := newEnv(t)
+	k, err := NewKeeper(KeeperOptions{Rdb: e.rdb, Keys: e.keys, Dir: e.dir, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewKeeper(KeeperOptions{Rdb: e.rdb, Keys: e.keys, Dir: e.dir, Signer: "not a key"}); err == nil || strings.Contains(err.Error(), "not a key") {
+		t.Fatalf("bad signer key: %v", err) // and the key is not echoed
+	}
+	e.append(3)
+	if err := k.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(e.dir, nil, "", e.vkey)
+	if err != nil || rep.Entries != 3 || rep.VerifiedTo != 0 || rep.Unanchored != 3 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, latestFile)); !os.IsNotExist(err) {
+		t.Fatal("checkpoint without a signer")
+	}
+}

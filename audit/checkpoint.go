@@ -79,18 +79,48 @@ func signCheckpoint(c Checkpoint, s note.Signer) ([]byte, error) {
 	return note.Sign(&note.Note{Text: c.Text()}, s)
 }
 
-// OpenCheckpoint checks that msg is a checkpoint note signed by the key
-// verifierKey names (a note verifier key, "name+hash+key") and parses it.
+// OpenCheckpoint checks that msg is a checkpoint note signed by a key that
+// verifierKey names and parses it. verifierKey is a note verifier key
+// ("name+hash+key", from tocsin audit keygen) or several separated by commas,
+// for checkpoints signed before and after a key rotation.
 func OpenCheckpoint(msg []byte, verifierKey string) (Checkpoint, error) {
-	v, err := note.NewVerifier(verifierKey)
+	vs, err := verifiers(verifierKey)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("checkpoint: bad verifier key: %v", err)
+		return Checkpoint{}, err
 	}
-	return openCheckpoint(msg, v)
+	return openCheckpoint(msg, vs)
 }
 
-func openCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
-	n, err := note.Open(msg, note.VerifierList(v))
+// verifiers parses one or more comma-separated verifier keys.
+func verifiers(keys string) (*knownKeys, error) {
+	var k knownKeys
+	for _, s := range strings.Split(keys, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		v, err := note.NewVerifier(s)
+		if err != nil {
+			return nil, fmt.Errorf("bad verifier key: %v", err)
+		}
+		k.list = append(k.list, v)
+		k.names = append(k.names, fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash()))
+	}
+	if len(k.list) == 0 {
+		return nil, errors.New("no verifier key")
+	}
+	k.Verifiers = note.VerifierList(k.list...)
+	return &k, nil
+}
+
+// knownKeys are the verifier keys a checkpoint may be signed with.
+type knownKeys struct {
+	note.Verifiers
+	list  []note.Verifier
+	names []string
+}
+
+func openCheckpoint(msg []byte, known *knownKeys) (Checkpoint, error) {
+	n, err := note.Open(msg, known)
 	if err != nil {
 		var unv *note.UnverifiedNoteError
 		if errors.As(err, &unv) {
@@ -98,8 +128,8 @@ func openCheckpoint(msg []byte, v note.Verifier) (Checkpoint, error) {
 			for _, s := range unv.Note.UnverifiedSigs {
 				names = append(names, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
 			}
-			return Checkpoint{}, fmt.Errorf("checkpoint not signed by %s+%08x (signed by unknown key %s)",
-				v.Name(), v.KeyHash(), strings.Join(names, ", "))
+			return Checkpoint{}, fmt.Errorf("checkpoint not signed by %s (signed by unknown key %s)",
+				strings.Join(known.names, " or "), strings.Join(names, ", "))
 		}
 		return Checkpoint{}, fmt.Errorf("checkpoint: %v", err)
 	}

@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 // Report is what Verify found.
@@ -42,7 +40,7 @@ type Report struct {
 // and that every checkpoint — checkpoint (note text; may be empty), the
 // checkpoints file and latest.checkpoint in dir — is signed by verifierKey
 // and matches the recomputed chain at its entry and that the chain reaches
-// it. The error names the first bad entry ("entry 17: …") as an *EntryError,
+// it. verifierKey may list several keys separated by commas (a rotation). The error names the first bad entry ("entry 17: …") as an *EntryError,
 // or the bad checkpoint.
 func Verify(dir string, tail []string, checkpoint string, verifierKey string) (Report, error) {
 	var rep Report
@@ -206,9 +204,9 @@ func loadCheckpoints(dir, given, verifierKey string) ([]Checkpoint, error) {
 	if verifierKey == "" {
 		return nil, errors.New("there are checkpoints but no verifier key to check them with")
 	}
-	v, err := note.NewVerifier(verifierKey)
+	v, err := verifiers(verifierKey)
 	if err != nil {
-		return nil, fmt.Errorf("bad verifier key: %v", err)
+		return nil, err
 	}
 	var cps []Checkpoint
 	for i, s := range srcs {
