@@ -377,8 +377,8 @@ func (c *Config) validateOperators(v *validator, zones map[string]bool, principa
 		v.add("sessions.invite_ttl", "must be between 1m and 168h")
 	}
 	r := c.Release
-	if r.ApprovalTTL < time.Minute || r.ApprovalTTL > 24*time.Hour {
-		v.add("release.approval_ttl", "must be between 1m and 24h")
+	if r.ApprovalTTL < time.Second || r.ApprovalTTL > 24*time.Hour {
+		v.add("release.approval_ttl", "must be between 1s and 24h")
 	}
 	if r.Approvers < 1 || r.Approvers > 10 {
 		v.add("release.approvers", "must be between 1 and 10")

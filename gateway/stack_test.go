@@ -102,6 +102,9 @@ type stackOptions struct {
 	// triggers adds trigger sources school-button and school-panel-2 (zone
 	// school) and townhall-panel, with template amok-button (sirens).
 	triggers bool
+	// extra is YAML appended to the configuration (operators, templates,
+	// release policy).
+	extra string
 	// capCert, if set, adds principal "signed-ils" (key signedKey, all zones)
 	// that must sign CAP with the certificate in this PEM file.
 	capCert string
@@ -304,6 +307,7 @@ triggers:
 	if o.window != "" {
 		yml = strings.Replace(yml, "dedup_window: 2s", "dedup_window: "+o.window, 1)
 	}
+	yml += o.extra
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		t.Fatalf("config: %v", err)

@@ -1,0 +1,264 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/tocsin-alert/tocsin/audit"
+	"github.com/tocsin-alert/tocsin/operator"
+)
+
+// operatorsConfig: an author, two approvers (one also an author), a viewer
+// and an admin; a template; school-panel's alerts held for approval;
+// townhall alerts need two approvers.
+const operatorsConfig = `
+operators:
+  - {id: anna, name: Anna Author, roles: [author], zones: ["*"]}
+  - {id: ben, name: Ben Approver, roles: [approver], zones: ["*"]}
+  - {id: carla, name: Carla Both, roles: [author, approver], zones: ["*"]}
+  - {id: vic, name: Vic Viewer, roles: [viewer], zones: ["*"]}
+  - {id: adam, name: Adam Admin, roles: [admin], zones: ["*"]}
+release:
+  approval_ttl: 3s
+  rules:
+    - {zones: [townhall], approvers: 2}
+  principals: {school-panel: approval}
+templates:
+  - id: amok
+    name: Amok at the school
+    event: Amok
+    severity: Extreme
+    urgency: Immediate
+    headline: Amokalarm Schule
+    language: de
+    zones: [school]
+    channels: [siren]
+    retraction:
+      - {key: false_alarm, language: de, text: "Fehlalarm: {headline}"}
+`
+
+// person is a signed-in operator in a test.
+type person struct {
+	s      *stack
+	id     string
+	secret string
+	token  string
+}
+
+// enrol invites, enrols and signs in id. TOTP codes: enrolment uses the
+// step before now, sign-in now's, and one step-up the next (the replay
+// guard takes each step once).
+func enrol(t *testing.T, s *stack, id string) *person {
+	t.Helper()
+	ops := operator.New(s.rdb, s.cfg.Redis.KeyPrefix, operator.Options{Known: func(x string) (string, bool) { return x, s.cfg.Operator(x) != nil }})
+	inv, err := ops.Invite(context.Background(), id, "admin-cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := id + "-correct-horse-battery"
+	r := s.do("POST", "/v1/enrol", "", "application/json", fmt.Sprintf(`{"token":%q,"password":%q}`, inv, pw))
+	if r.Code != 200 {
+		t.Fatalf("enrol %s: %d %s", id, r.Code, r.Raw)
+	}
+	p := &person{s: s, id: id, secret: r.Body["secret"].(string)}
+	if r := s.do("POST", "/v1/enrol", "", "application/json", fmt.Sprintf(`{"token":%q,"code":%q}`, inv, p.code(-30*time.Second))); r.Code != 200 {
+		t.Fatalf("enrol %s, code: %d %s", id, r.Code, r.Raw)
+	}
+	r = s.do("POST", "/v1/session", "", "application/json", fmt.Sprintf(`{"operator":%q,"password":%q,"code":%q}`, id, pw, p.code(0)))
+	if r.Code != 201 || !strings.HasPrefix(fmt.Sprint(r.Body["token"]), "tsn_") {
+		t.Fatalf("sign-in %s: %d %s", id, r.Code, r.Raw)
+	}
+	p.token = r.Body["token"].(string)
+	return p
+}
+
+func (p *person) code(offset time.Duration) string {
+	c, err := totp.GenerateCode(p.secret, time.Now().Add(offset))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func (p *person) do(method, path, body string) response {
+	return p.s.do(method, path, p.token, "application/json", body)
+}
+
+// sirenCommands counts the commands the fleet received for alert id.
+func sirenCommands(s *stack, id string) int {
+	n := 0
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.AlertID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// auditKinds are the kinds of the audit entries about subject, in order.
+func auditKinds(t *testing.T, s *stack, subject string) []string {
+	t.Helper()
+	lines, err := s.rdb.LRange(context.Background(), audit.KeysFor(s.cfg.Redis.KeyPrefix).Log, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, l := range lines {
+		_, body, err := audit.ParseLine(l)
+		if err != nil {
+			t.Fatalf("audit line %q: %v", l, err)
+		}
+		var e audit.Entry
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Subject == subject {
+			kinds = append(kinds, e.Kind+" by "+e.Actor)
+		}
+	}
+	return kinds
+}
+
+// TestFourEyesStory is the operators' story: an author composes from a
+// template and submits; the author, a viewer and a stale review cannot
+// approve; an approver approves with the digest they saw and the alert goes
+// live; the author alone retracts it; the audit tells every step with who.
+func TestFourEyesStory(t *testing.T) {
+	s := newStack(t, stackOptions{extra: operatorsConfig})
+	anna, ben, carla, vic := enrol(t, s, "anna"), enrol(t, s, "ben"), enrol(t, s, "carla"), enrol(t, s, "vic")
+
+	r := anna.do("GET", "/v1/templates", "")
+	if r.Code != 200 || !strings.Contains(r.Raw, `"counts":{"siren":3}`) {
+		t.Fatalf("templates: %d %s", r.Code, r.Raw)
+	}
+	// Status is never guessed.
+	if r := anna.do("POST", "/v1/drafts", `{"template":"amok"}`); r.Code != 400 || r.Body["field"] != "status" {
+		t.Fatalf("draft without status: %d %s", r.Code, r.Raw)
+	}
+	r = anna.do("POST", "/v1/drafts", `{"template":"amok","status":"actual"}`)
+	if r.Code != 201 || r.Body["state"] != "draft" {
+		t.Fatalf("draft: %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	pkg := r.Body["package"].(map[string]any)
+	if pkg["counts"].(map[string]any)["siren"] != float64(3) || pkg["retraction"] == nil {
+		t.Fatalf("package without counts or retraction texts: %s", r.Raw)
+	}
+	if r := anna.do("POST", "/v1/drafts/"+id+"/submit", ""); r.Code != 200 || r.Body["state"] != "pending" {
+		t.Fatalf("submit: %d %s", r.Code, r.Raw)
+	}
+	first := r.Body["digest"].(string)
+	// Edited while pending: back to draft, a new digest, submitted again.
+	r = carla.do("PUT", "/v1/drafts/"+id, `{"template":"amok","status":"actual","headline":"Amokalarm Schule Nord"}`)
+	if r.Code != 200 || r.Body["state"] != "draft" || r.Body["digest"] == first || r.Body["editor"] != "carla" {
+		t.Fatalf("edit: %d %s", r.Code, r.Raw)
+	}
+	digest := r.Body["digest"].(string)
+	if r := anna.do("POST", "/v1/drafts/"+id+"/submit", ""); r.Code != 200 {
+		t.Fatalf("submit again: %d %s", r.Code, r.Raw)
+	}
+	approve := func(p *person, digest string) response {
+		return p.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+digest+`"}`)
+	}
+	refusals := []struct {
+		name string
+		r    response
+		code int
+		what string
+	}{
+		{"author is no approver", approve(anna, digest), 403, "approver"},
+		{"approval by the last editor", approve(carla, digest), 403, "four-eyes"},
+		{"viewer", approve(vic, digest), 403, "approver"},
+		{"approval of the version before the edit", approve(ben, first), 409, "changed since you reviewed"},
+		{"no digest", ben.do("POST", "/v1/drafts/"+id+"/approve", `{}`), 400, "digest"},
+		{"API key approves", s.do("POST", "/v1/drafts/"+id+"/approve", operatorKey, "application/json", `{"digest":"`+digest+`"}`), 403, "signed-in approver"},
+		{"return without reason", ben.do("POST", "/v1/drafts/"+id+"/return", `{}`), 400, "reason"},
+	}
+	for _, x := range refusals {
+		if x.r.Code != x.code || !strings.Contains(x.r.Raw, x.what) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", x.name, x.r.Code, x.r.Raw, x.code, x.what)
+		}
+	}
+	// An approver who composed an alert cannot approve it either.
+	own := carla.do("POST", "/v1/drafts", `{"template":"amok","status":"actual"}`)
+	carla.do("POST", "/v1/drafts/"+own.Body["id"].(string)+"/submit", "")
+	if r := carla.do("POST", "/v1/drafts/"+own.Body["id"].(string)+"/approve", `{"digest":"`+own.Body["digest"].(string)+`"}`); r.Code != 403 || !strings.Contains(r.Raw, "author cannot approve") {
+		t.Errorf("self-approval: %d %s", r.Code, r.Raw)
+	}
+	// Held: stored, visible, and nothing reached any siren.
+	time.Sleep(300 * time.Millisecond)
+	if n := sirenCommands(s, id); n != 0 {
+		t.Fatalf("a pending alert reached %d sirens", n)
+	}
+	if r := s.get(id); r.Code != 404 {
+		t.Fatalf("a pending alert is in the queue: %d %s", r.Code, r.Raw)
+	}
+	r = approve(ben, digest)
+	if r.Code != 200 || r.Body["state"] != "live" || r.Body["alert"] != "/v1/alerts/"+id {
+		t.Fatalf("approve: %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "the approved alert sounds all 3 school sirens", func() bool { return sirenCommands(s, id) >= 3 })
+	// The author retracts alone, in one step.
+	if r := anna.do("POST", "/v1/alerts/"+id+"/retract", `{"reason":"false_alarm","note":"drill mix-up"}`); r.Code != 202 {
+		t.Fatalf("retract: %d %s", r.Code, r.Raw)
+	}
+	if r := anna.do("GET", "/v1/drafts/"+id, ""); r.Body["state"] != "retracted" || r.Body["reasonBy"] != "anna" {
+		t.Fatalf("draft after retraction: %s", r.Raw)
+	}
+	got := strings.Join(auditKinds(t, s, id), "\n")
+	for _, want := range []string{"draft.created by operator:anna", "draft.submitted by operator:anna", "draft.edited by operator:carla",
+		"draft.approved by operator:ben", "draft.released by operator:ben", "alert.accepted", "alert.retracted by operator:anna", "draft.retracted by operator:anna"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("audit of %s lacks %q:\n%s", id, want, got)
+		}
+	}
+}
+
+// TestHeldAlertsNeverLeak: an API principal under the approval policy gets
+// 202 pending; nothing reaches a siren until two approvals (townhall) of the
+// same digest, each younger than approval_ttl; an expired approval does not
+// count and release is refused.
+func TestHeldAlertsNeverLeak(t *testing.T) {
+	s := newStack(t, stackOptions{extra: strings.Replace(operatorsConfig, "principals: {school-panel: approval}", "principals: {leitstelle: approval}", 1)})
+	ben, carla := enrol(t, s, "ben"), enrol(t, s, "carla")
+	r := s.post(amok("townhall"))
+	if r.Code != 202 || r.Body["state"] != "pending" || r.Body["needed"] != float64(2) {
+		t.Fatalf("held alert: %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	d := ben.do("GET", "/v1/drafts/"+id, "")
+	digest := d.Body["digest"].(string)
+	if r := ben.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+digest+`"}`); r.Code != 200 || r.Body["state"] != "pending" || r.Body["validApprovals"] != float64(1) {
+		t.Fatalf("first approval: %d %s", r.Code, r.Raw)
+	}
+	time.Sleep(3200 * time.Millisecond) // approval_ttl 3s
+	if r := carla.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+digest+`"}`); r.Code != 200 || r.Body["state"] != "pending" || r.Body["validApprovals"] != float64(1) {
+		t.Fatalf("second approval after the first expired: %d %s", r.Code, r.Raw)
+	}
+	if r := carla.do("POST", "/v1/drafts/"+id+"/release", `{"digest":"`+digest+`"}`); r.Code != 409 || !strings.Contains(r.Raw, "1 of 2") {
+		t.Fatalf("release with an expired approval: %d %s", r.Code, r.Raw)
+	}
+	if n := sirenCommands(s, id); n != 0 {
+		t.Fatalf("a held alert reached %d sirens", n)
+	}
+	if r := s.get(id); r.Code != 404 {
+		t.Fatalf("a held alert is in the queue: %d %s", r.Code, r.Raw)
+	}
+	// Rejected with a reason: terminal, nothing queued, and nothing more is allowed.
+	if r := ben.do("POST", "/v1/drafts/"+id+"/reject", `{"reason":"no incident at the town hall"}`); r.Code != 200 || r.Body["state"] != "rejected" {
+		t.Fatalf("reject: %d %s", r.Code, r.Raw)
+	}
+	if r := carla.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+digest+`"}`); r.Code != 409 {
+		t.Fatalf("approve a rejected alert: %d %s", r.Code, r.Raw)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := sirenCommands(s, id); n != 0 || s.get(id).Code != 404 {
+		t.Fatalf("a rejected alert reached %d sirens", n)
+	}
+}
