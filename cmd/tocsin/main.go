@@ -17,13 +17,21 @@ Usage:
   tocsin loadtest SCENARIO [flags]    load a running gateway over HTTP and MQTT (ingest, pickup)
   tocsin fake KIND [flags]            run a fake Twilio, PA controller, dispatch centre or siren fleet
   tocsin config check FILE            print every problem in a config file (exit 1 if any)
-  tocsin send [flags]                 send an alert (tocsin send -h)
-  tocsin retract ID --reason R        retract an alert (false_alarm, all_clear, superseded)
+  tocsin send --status S [flags]      send an alert; S is actual, exercise or test, no default (tocsin send -h)
+  tocsin retract ID --reason R [--follow]
+                                      retract an alert (false_alarm, all_clear, superseded); --follow watches its retractions
+  tocsin watch ID [--interval 500ms] [--json]
+                                      live per-channel progress bars until the alert is finished
   tocsin status [ID]                  list alerts, or show one with per-channel counts
   tocsin maintenance SOURCE --reason R --for 4h | --end
                                       quarantine a trigger source's triggers, or stop
   tocsin sources                      trigger sources and their maintenance
   tocsin triggers [--status S]        recent trigger decisions (quarantined, rejected, …)
+  tocsin operator invite|list|disable|enable [ID] --config FILE
+                                      manage operators on the server (prints enrolment links)
+  tocsin audit keygen NAME            make the audit checkpoint signing key pair
+  tocsin audit verify --dir DIR --key KEY [--redis ADDR --prefix P]
+                                      check the audit chain against its signed checkpoints
 
 The client commands read TOCSIN_URL (default http://127.0.0.1:8080) and TOCSIN_KEY.
 `
@@ -62,6 +70,12 @@ func main() {
 		err = sources(args)
 	case "triggers":
 		err = triggers(args)
+	case "watch":
+		err = watch(args)
+	case "operator":
+		err = operatorCmd(args)
+	case "audit":
+		err = auditCmd(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
