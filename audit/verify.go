@@ -44,6 +44,9 @@ type Report struct {
 // or the bad checkpoint.
 func Verify(dir string, tail []string, checkpoint string, verifierKey string) (Report, error) {
 	var rep Report
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return rep, fmt.Errorf("archive directory %s: not a directory (%v)", dir, err)
+	}
 	cps, err := loadCheckpoints(dir, checkpoint, verifierKey)
 	if err != nil {
 		return rep, err

@@ -64,7 +64,7 @@ func auditKeygen(args []string) error {
 func auditVerify(args []string) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	dir := fs.String("dir", "", "the keeper's archive directory (required)")
-	key := fs.String("key", os.Getenv("TOCSIN_AUDIT_VERIFIER_KEY"), "verifier key (TOCSIN_AUDIT_VERIFIER_KEY)")
+	key := fs.String("key", os.Getenv("TOCSIN_AUDIT_VERIFIER_KEY"), "verifier key, or several separated by commas after a rotation (TOCSIN_AUDIT_VERIFIER_KEY)")
 	cpFile := fs.String("checkpoint", "", "a checkpoint kept off the host: a note, or a syslog file whose last tocsin-audit line is used")
 	addr := fs.String("redis", "", "Redis address or redis:// URL, to include the entries not yet archived")
 	prefix := fs.String("prefix", "tocsin", "Redis key prefix (redis.key_prefix)")
