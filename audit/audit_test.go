@@ -538,6 +538,25 @@ func TestKeeperLock(t *testing.T) {
 			wantEntry(t, err, 1, "missing: the Redis log goes on with entry 6")
 		}
 	}
+	// Two keepers sharing the directory, racing round after round: every
+	// entry is archived exactly once.
+	k3 := e.keeper(e.dir)
+	for round := range 20 {
+		e.append(2)
+		for i, k := range []*Keeper{e.k, k3} {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = k.Step(ctx) }() // one round
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v", round, errs)
+		}
+	}
+	e.step()
+	rep, err := e.verify("")
+	if err != nil || rep.Archived != 48 || rep.Entries != 48 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
 }
 
 func TestKeeperRecovery(t *testing.T) {
