@@ -69,7 +69,12 @@ type Config struct {
 	Audit AuditConf `yaml:"audit"`
 
 	texts *alert.Texts
+	// digest is the SHA-256 of the file the configuration was parsed from.
+	digest string
 }
+
+// Digest is the hex SHA-256 of the configuration file, as the audit records it.
+func (c *Config) Digest() string { return c.digest }
 
 // Redis says how to reach the queue's Redis.
 type Redis struct {
@@ -402,6 +407,8 @@ func Parse(b []byte) (*Config, error) {
 		}
 	}
 	applyEnv(&c)
+	sum := sha256.Sum256(b)
+	c.digest = hex.EncodeToString(sum[:])
 	c.Defaults()
 	ps = append(ps, c.validate(&root)...)
 	if len(ps) > 0 {

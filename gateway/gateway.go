@@ -23,6 +23,7 @@ import (
 
 	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/operator"
 	"github.com/tocsin-alert/tocsin/priority"
@@ -67,6 +68,8 @@ type Gateway struct {
 	ops    *operator.Store
 	drafts *release.Store
 	rdb    redis.UniversalClient
+	// keeper archives the audit and signs checkpoints (config audit.dir).
+	keeper *audit.Keeper
 }
 
 // Options are a Gateway's collaborators.

@@ -23,6 +23,7 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/twilioapi"
 	"github.com/tocsin-alert/tocsin/adapters/voice"
 	"github.com/tocsin-alert/tocsin/alert"
+	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
 )
@@ -172,6 +173,9 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
 	})
 	gw.Ready = ready
+	if err := gw.openAudit(log); err != nil {
+		return fail(err)
+	}
 	startPool()
 	gw.closers = closers
 	return gw, nil
@@ -258,3 +262,27 @@ func closeAll(fs []func()) {
 
 // Close releases the connections Open made, the adapters' first. Call it after Run returns.
 func (g *Gateway) Close() { closeAll(g.closers) }
+
+// openAudit records the configuration this instance runs with (its digest)
+// and, with audit.dir set, builds the keeper that archives the audit and
+// signs its checkpoints.
+func (g *Gateway) openAudit(log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys := audit.KeysFor(g.cfg.Redis.KeyPrefix)
+	host, _ := os.Hostname()
+	if _, err := audit.Append(ctx, g.rdb, keys, audit.Entry{Time: time.Now(), Kind: "config.loaded", Actor: "system",
+		Subject: host, Detail: map[string]string{"digest": g.cfg.Digest()}}); err != nil {
+		log.Warn().Err(err).Msg("Configuration digest not audited (Redis not reachable yet)")
+	}
+	if g.cfg.Audit.Dir == "" {
+		return nil
+	}
+	k, err := audit.NewKeeper(audit.KeeperOptions{Rdb: g.rdb, Keys: keys, Dir: g.cfg.Audit.Dir, Signer: g.cfg.Audit.SigningKey(),
+		Every: g.cfg.Audit.CheckpointEvery, Interval: g.cfg.Audit.CheckpointInterval, Syslog: g.cfg.Audit.Syslog, Log: log})
+	if err != nil {
+		return fmt.Errorf("audit.dir: %w", err)
+	}
+	g.keeper = k
+	return nil
+}

@@ -2,13 +2,17 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp/totp"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/operator"
@@ -130,7 +134,13 @@ func auditKinds(t *testing.T, s *stack, subject string) []string {
 // approve; an approver approves with the digest they saw and the alert goes
 // live; the author alone retracts it; the audit tells every step with who.
 func TestFourEyesStory(t *testing.T) {
-	s := newStack(t, stackOptions{extra: operatorsConfig})
+	signer, verifier, err := note.GenerateKey(rand.Reader, "test-audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOCSIN_TEST_AUDIT_KEY", signer)
+	dir := t.TempDir()
+	s := newStack(t, stackOptions{extra: operatorsConfig + fmt.Sprintf("audit: {dir: %s, signing_key_env: TOCSIN_TEST_AUDIT_KEY, checkpoint_every: 5}\n", dir)})
 	anna, ben, carla, vic := enrol(t, s, "anna"), enrol(t, s, "ben"), enrol(t, s, "carla"), enrol(t, s, "vic")
 
 	r := anna.do("GET", "/v1/templates", "")
@@ -212,6 +222,27 @@ func TestFourEyesStory(t *testing.T) {
 		t.Fatalf("draft after retraction: %s", r.Raw)
 	}
 	got := strings.Join(auditKinds(t, s, id), "\n")
+	// The chain verifies against the signed checkpoint the keeper writes
+	// when the gateway stops, and holds every step of the story.
+	s.cancel()
+	tail, err := s.rdb.LRange(context.Background(), audit.KeysFor(s.cfg.Redis.KeyPrefix).Log, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := os.ReadFile(filepath.Join(dir, "latest.checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(dir, tail, string(cp), verifier)
+	if err != nil || rep.VerifiedTo < 10 || rep.Unanchored != 0 {
+		t.Fatalf("audit verify: %+v, %v", rep, err)
+	}
+	archived, _ := os.ReadFile(filepath.Join(dir, "audit-000001.log"))
+	for _, kind := range []string{"config.loaded", "signin", "draft.approved", "alert.retracted"} {
+		if !strings.Contains(string(archived), `"kind":"`+kind+`"`) {
+			t.Errorf("archive lacks %s", kind)
+		}
+	}
 	for _, want := range []string{"draft.created by operator:anna", "draft.submitted by operator:anna", "draft.edited by operator:carla",
 		"draft.approved by operator:ben", "draft.released by operator:ben", "alert.accepted", "alert.retracted by operator:anna", "draft.retracted by operator:anna"} {
 		if !strings.Contains(got, want) {

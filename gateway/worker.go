@@ -27,6 +27,14 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	hard, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stop(nil)
 	fences := g.q.Fences(hard)
+	kept := make(chan struct{})
+	if g.keeper != nil {
+		// Archives and checkpoints the audit; its last round after ctx ends
+		// checkpoints everything archived, and Run waits for it.
+		go func() { g.keeper.Run(ctx); close(kept) }()
+	} else {
+		close(kept)
+	}
 	go func() { // exits when hard is cancelled and Fences closes its channel
 		for id := range fences {
 			g.cutShort(id)
@@ -56,6 +64,7 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 		stop(errShutdown)
 		<-done
 	}
+	<-kept // the keeper's last round saw every entry the jobs appended
 	return nil
 }
 
