@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"html"
@@ -11,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,7 +22,11 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/pquerna/otp/totp"
+	"github.com/rs/zerolog"
+	"golang.org/x/mod/sumdb/note"
 
+	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/loadtest"
 )
@@ -102,6 +109,35 @@ dispatch:
       url: "%s"
       insecure_http: true   # the simulated centre listens on loopback only
       hmac_key_env: TOCSIN_DEMO_DISPATCH_HMAC
+# Two people: Anna composes, Ben approves (four-eyes). An author's drafts
+# wait for one approver; the dispatch centre's key and the amok button stay
+# auto (machines that must not wait).
+operators:
+  - {id: anna, name: Anna Author, roles: [author], zones: ["*"]}
+  - {id: ben, name: Ben Approver, roles: [approver], zones: ["*"]}
+release:
+  approvers: 1
+  approval_ttl: 15m
+  roles: {author: approval}
+templates:
+  - id: school-amok
+    name: Amok at the education centre
+    event: Amok
+    severity: Extreme
+    urgency: Immediate
+    headline: Amokalarm Bildungszentrum
+    instruction: Türen verschließen, vom Flur fernhalten, auf die Polizei warten.
+    language: de
+    info:
+      - {language: en, event: Amok, headline: Amok alarm at the education centre,
+         instruction: "Lock the doors, keep away from the corridors, wait for the police."}
+    zones: [soest-school]
+    channels: [siren, pa, sms, voice, dispatch]
+    retraction:
+      - {key: false_alarm, language: de, text: "FEHLALARM: Der Amokalarm am Bildungszentrum war ein Fehlalarm. Es besteht keine Gefahr."}
+      - {key: false_alarm, language: en, text: "FALSE ALARM: The amok alarm at the education centre was a false alarm. There is no danger."}
+      - {key: all_clear, language: de, text: "ENTWARNUNG Bildungszentrum: Die Polizei hat die Lage beendet."}
+      - {key: all_clear, language: en, text: "ALL CLEAR at the education centre: the police have ended the operation."}
 `
 
 // The demo's fake Twilio account; its token lives only in this process.
@@ -113,6 +149,9 @@ const (
 )
 
 func demo(args []string) error {
+	if len(args) > 0 && args[0] == "code" {
+		return demoCodeCmd(args[1:], os.Stdout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return runDemo(ctx, args, os.Stdout)
@@ -234,6 +273,11 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
+	ops, err := startDemoOperators(ctx, cfg, tmp, newLogger(*logLevel))
+	if err != nil {
+		return err
+	}
+	defer ops.wait() // the keeper's last round, before Redis and the directory go
 	var ids []string
 	for _, s := range cfg.Sirens {
 		ids = append(ids, s.ID)
@@ -299,10 +343,9 @@ stop.
 
    Put the button into maintenance first and the same trigger is quarantined:
    TOCSIN_URL=%s TOCSIN_KEY=%s go run ./cmd/tocsin maintenance school-amok-button --reason 'IT work' --for 1h
-
-What each siren, PA zone, phone and dispatch centre receives appears below.
 `, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey,
 			demoButtonKey, mqttHost, mqttPort, url, demoOperatorKey)
+		ops.printWalkthrough(out, url)
 	}, true)
 }
 
@@ -325,4 +368,172 @@ func startBroker() (addr string, closeFn func(), err error) {
 		return "", nil, fmt.Errorf("in-process MQTT broker: %w", err)
 	}
 	return addr, func() { srv.Close() }, nil
+}
+
+// demoPassword is what the walkthrough has each person choose at enrolment.
+func demoPassword(id string) string { return id + "-demo-password" }
+
+// demoOperators is the demo's people: their enrolment tokens, and the audit
+// keeper archiving and checkpointing the log into a directory of this run.
+type demoOperators struct {
+	invites  map[string]string // operator id → invite token
+	auditDir string
+	verifier string // the checkpoints' verifier key
+	redis    string
+	prefix   string
+	done     chan struct{}
+}
+
+func (d *demoOperators) wait() { <-d.done }
+
+// demoAuditPoll is how often the demo's audit keeper archives the Redis log
+// and signs a checkpoint: GET /v1/audit shows what is not yet archived.
+const demoAuditPoll = time.Minute
+
+// startDemoOperators invites the demo's people (as `tocsin operator invite`
+// does, on the demo's Redis) and runs an audit keeper with a signing key made
+// for this run until ctx ends.
+func startDemoOperators(ctx context.Context, cfg *config.Config, tmp string, log zerolog.Logger) (*demoOperators, error) {
+	rdb := operatorRedis(cfg)
+	st := operatorStore(cfg, rdb, time.Now)
+	d := &demoOperators{invites: map[string]string{}, auditDir: filepath.Join(tmp, "audit"),
+		redis: cfg.Redis.Addrs[0], prefix: cfg.Redis.KeyPrefix, done: make(chan struct{})}
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, o := range cfg.Operators {
+		tok, err := st.Invite(ictx, o.ID, "admin-cli")
+		if err != nil {
+			rdb.Close()
+			return nil, fmt.Errorf("demo: invite %s: %w", o.ID, err)
+		}
+		d.invites[o.ID] = tok
+	}
+	signer, verifier, err := note.GenerateKey(rand.Reader, "tocsin-demo")
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	d.verifier = verifier
+	k, err := audit.NewKeeper(audit.KeeperOptions{Rdb: rdb, Keys: audit.KeysFor(cfg.Redis.KeyPrefix), Dir: d.auditDir,
+		Signer: signer, Every: 1000, Interval: demoAuditPoll, Poll: demoAuditPoll, Log: log})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	go func() {
+		defer close(d.done)
+		defer rdb.Close()
+		k.Run(ctx) // returns when ctx ends, after a last checkpointed round
+	}()
+	return d, nil
+}
+
+// printWalkthrough prints the operators' part of the walkthrough: enrol,
+// sign in, compose from a template, submit, approve, watch, retract, audit.
+func (d *demoOperators) printWalkthrough(out io.Writer, url string) {
+	fmt.Fprintf(out, `
+5. Four-eyes release by people. Anna (author) composes from a template, Ben
+   (approver) approves the exact package he saw, Anna alone retracts. Both
+   are invited (as "tocsin operator invite" does). In a second terminal, in
+   this repository (jq shortens the answers; bin/tocsin demo code prints the
+   TOTP code an authenticator app would show for a secret — a demo helper,
+   each 30-second code works once per person, so enrolment uses the one
+   before now, --step -1):
+
+   make build
+   U=%[1]s
+   ANNA_INVITE=%[2]s
+   BEN_INVITE=%[3]s
+
+   a. Anna enrols: invite token and password give her a TOTP secret; a code
+      from it finishes enrolment. Then she signs in:
+
+   ANNA_SECRET=$(curl -s -X POST $U/v1/enrol -H 'Content-Type: application/json' \
+     -d "{\"token\":\"$ANNA_INVITE\",\"password\":\"%[4]s\"}" | jq -r .secret)
+   curl -s -X POST $U/v1/enrol -H 'Content-Type: application/json' \
+     -d "{\"token\":\"$ANNA_INVITE\",\"code\":\"$(bin/tocsin demo code $ANNA_SECRET --step -1)\"}"
+   ANNA=$(curl -s -X POST $U/v1/session -H 'Content-Type: application/json' \
+     -d "{\"operator\":\"anna\",\"password\":\"%[4]s\",\"code\":\"$(bin/tocsin demo code $ANNA_SECRET)\"}" | jq -r .token)
+
+   b. The templates, with the targets a release would reach:
+
+   curl -s -H "Authorization: Bearer $ANNA" $U/v1/templates | jq -c '.templates[] | {ID, Version, counts}'
+
+   c. A draft from the template (status is never guessed), then submit it:
+      nothing sounds, it waits for an approver:
+
+   ID=$(curl -s -X POST $U/v1/drafts -H "Authorization: Bearer $ANNA" -H 'Content-Type: application/json' \
+     -d '{"template":"school-amok","status":"actual"}' | jq -r .id)
+   curl -s -X POST -H "Authorization: Bearer $ANNA" $U/v1/drafts/$ID/submit | jq '{state, needed, digest, counts: .package.counts}'
+
+   d. Ben enrols and signs in the same way (signing in counts as the step-up
+      an approval needs, for 2 minutes; later: POST $U/v1/session/step-up
+      with {"code": …}):
+
+   BEN_SECRET=$(curl -s -X POST $U/v1/enrol -H 'Content-Type: application/json' \
+     -d "{\"token\":\"$BEN_INVITE\",\"password\":\"%[5]s\"}" | jq -r .secret)
+   curl -s -X POST $U/v1/enrol -H 'Content-Type: application/json' \
+     -d "{\"token\":\"$BEN_INVITE\",\"code\":\"$(bin/tocsin demo code $BEN_SECRET --step -1)\"}"
+   BEN=$(curl -s -X POST $U/v1/session -H 'Content-Type: application/json' \
+     -d "{\"operator\":\"ben\",\"password\":\"%[5]s\",\"code\":\"$(bin/tocsin demo code $BEN_SECRET)\"}" | jq -r .token)
+
+   e. Ben reviews the package and approves the digest he saw; that releases it:
+
+   DIGEST=$(curl -s -H "Authorization: Bearer $BEN" $U/v1/drafts/$ID | jq -r .digest)
+   curl -s -X POST $U/v1/drafts/$ID/approve -H "Authorization: Bearer $BEN" \
+     -H 'Content-Type: application/json' -d "{\"digest\":\"$DIGEST\"}" | jq '{state, alert}'
+
+   f. Watch it live, then Anna retracts it alone, in one step, and follows
+      the retractions to retracted n/n (a session token works wherever an
+      API key does):
+
+   TOCSIN_URL=$U TOCSIN_KEY=$ANNA bin/tocsin watch $ID
+   TOCSIN_URL=$U TOCSIN_KEY=$ANNA bin/tocsin retract $ID --reason false_alarm --follow
+
+   g. The audit: who did what, newest entries still in Redis (an audit
+      keeper archives them every %[6]v and signs a checkpoint with a key
+      made for this run), then the whole chain verified:
+
+   curl -s -H "Authorization: Bearer $ANNA" "$U/v1/audit?limit=50" | jq -c '.entries[] | [.seq, .entry.kind, .entry.actor, .entry.subject]'
+   bin/tocsin audit verify --dir %[7]s --redis %[8]s --prefix %[9]s \
+     --key %[10]s
+
+What each siren, PA zone, phone and dispatch centre receives appears below.
+`, url, d.invites["anna"], d.invites["ben"], demoPassword("anna"), demoPassword("ben"), demoAuditPoll,
+		d.auditDir, d.redis, d.prefix, d.verifier)
+}
+
+// demoCodeCmd is `tocsin demo code SECRET [--step N]`: the TOTP code of a
+// secret now (or N 30-second steps away), as an authenticator app shows
+// it. A demo helper: real operators use their app.
+func demoCodeCmd(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo code", flag.ContinueOnError)
+	step := fs.Int("step", 0, "30-second steps from now (-1: the code before this one)")
+	var secret string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		secret, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if secret == "" && fs.NArg() == 1 {
+		secret = fs.Arg(0)
+	} else if secret == "" || fs.NArg() > 0 {
+		return errors.New("usage: tocsin demo code SECRET [--step N]")
+	}
+	code, err := demoCode(secret, *step, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, code)
+	return nil
+}
+
+// demoCode is secret's TOTP code step 30-second steps from now.
+func demoCode(secret string, step int, now time.Time) (string, error) {
+	code, err := totp.GenerateCode(secret, now.Add(time.Duration(step)*30*time.Second))
+	if err != nil {
+		return "", fmt.Errorf("not a TOTP secret: %w", err)
+	}
+	return code, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -117,5 +118,154 @@ func TestDemoWalkthrough(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("demo did not stop")
+	}
+}
+
+// TestDemoFourEyes is step 5 of the demo's walkthrough over HTTP, as a
+// newcomer follows it: both people enrol with the invites the demo printed
+// and TOTP codes from `tocsin demo code`, Anna drafts from the template and
+// submits (nothing sounds), Ben approves the digest he saw, the alert reaches
+// the sirens, Anna retracts alone with her session token through `tocsin
+// retract --follow`, GET /v1/audit names who did what, and the printed
+// `tocsin audit verify` command checks the chain.
+func TestDemoFourEyes(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runDemo(ctx, []string{"--listen", addr, "--log-level", "error"}, out) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("demo = %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("demo did not stop")
+		}
+	}()
+	waitFor(t, out, "centre receives appears below", 1)
+	printed := func(re string) []string {
+		t.Helper()
+		m := regexp.MustCompile(re).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("the walkthrough lacks %s:\n%s", re, out.String())
+		}
+		return m
+	}
+	invites := map[string]string{"anna": printed(`ANNA_INVITE=(\S+)`)[1], "ben": printed(`BEN_INVITE=(\S+)`)[1]}
+
+	call := func(method, path, token, body string, want int) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s = %d %v, want %d", method, path, resp.StatusCode, m, want)
+		}
+		return m
+	}
+	code := func(secret string, step int) string {
+		t.Helper()
+		var b bytes.Buffer
+		args := []string{secret}
+		if step != 0 {
+			args = append(args, "--step", fmt.Sprint(step))
+		}
+		if err := demoCodeCmd(args, &b); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(b.String())
+	}
+	// Enrolment takes the code before now, sign-in now's: each step once.
+	signIn := func(id string) string {
+		r := call("POST", "/v1/enrol", "", fmt.Sprintf(`{"token":%q,"password":%q}`, invites[id], demoPassword(id)), 200)
+		secret, _ := r["secret"].(string)
+		call("POST", "/v1/enrol", "", fmt.Sprintf(`{"token":%q,"code":%q}`, invites[id], code(secret, -1)), 200)
+		r = call("POST", "/v1/session", "", fmt.Sprintf(`{"operator":%q,"password":%q,"code":%q}`, id, demoPassword(id), code(secret, 0)), 201)
+		return r["token"].(string)
+	}
+	anna := signIn("anna")
+
+	tm := call("GET", "/v1/templates", anna, "", 200)["templates"].([]any)[0].(map[string]any)
+	if tm["ID"] != "school-amok" || fmt.Sprint(tm["counts"]) != "map[dispatch:1 pa:2 siren:3 sms:3 voice:2]" {
+		t.Fatalf("template: %v", tm)
+	}
+	d := call("POST", "/v1/drafts", anna, `{"template":"school-amok","status":"actual"}`, 201)
+	id := d["id"].(string)
+	if d["package"].(map[string]any)["retraction"] == nil {
+		t.Fatalf("draft without the template's retraction texts: %v", d)
+	}
+	if d = call("POST", "/v1/drafts/"+id+"/submit", anna, "", 200); d["state"] != "pending" || d["needed"] != float64(1) {
+		t.Fatalf("submitted: %v", d)
+	}
+	// Anna cannot approve her own alert.
+	call("POST", "/v1/drafts/"+id+"/approve", anna, `{"digest":"`+d["digest"].(string)+`"}`, 403)
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(out.String(), "(alert "+id+")") {
+		t.Fatalf("a pending alert reached a siren:\n%s", out.String())
+	}
+
+	ben := signIn("ben")
+	digest := call("GET", "/v1/drafts/"+id, ben, "", 200)["digest"].(string)
+	if d = call("POST", "/v1/drafts/"+id+"/approve", ben, `{"digest":"`+digest+`"}`, 200); d["state"] != "live" {
+		t.Fatalf("approved: %v", d)
+	}
+	waitFor(t, out, "← alarm (alert "+id+")", 3)
+	waitFor(t, out, "← WARNING: Amok alarm at the education centre", 1) // the English speaker, in the template's English
+
+	// Anna retracts alone, with her session token as TOCSIN_KEY.
+	t.Setenv("TOCSIN_URL", "http://"+addr)
+	t.Setenv("TOCSIN_KEY", anna)
+	var follow bytes.Buffer
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := runRetract(rctx, []string{id, "--reason", "false_alarm", "--follow"}, &follow); err != nil {
+		t.Fatalf("retract --follow: %v\n%s", err, follow.String())
+	}
+	for _, want := range []string{"siren    [####################] retracted 3/3", "pa       [####################] retracted 2/2"} {
+		if !strings.Contains(follow.String(), want) {
+			t.Errorf("retract --follow lacks %q:\n%s", want, follow.String())
+		}
+	}
+	waitFor(t, out, "← all_clear (alert "+id+")", 3)
+	waitFor(t, out, "← FEHLALARM: Der Amokalarm am Bildungszentrum", 1)
+	waitFor(t, out, "← FALSE ALARM: The amok alarm at the education centre", 1)
+
+	var seen []string
+	for _, e := range call("GET", "/v1/audit?limit=50", anna, "", 200)["entries"].([]any) {
+		en := e.(map[string]any)["entry"].(map[string]any)
+		if en["subject"] == id {
+			seen = append(seen, fmt.Sprint(en["kind"], " by ", en["actor"]))
+		}
+	}
+	got := strings.Join(seen, "\n")
+	for _, want := range []string{"draft.created by operator:anna", "draft.submitted by operator:anna", "draft.approved by operator:ben",
+		"draft.released by operator:ben", "alert.retracted by operator:anna", "draft.retracted by operator:anna"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("GET /v1/audit about %s lacks %q:\n%s", id, want, got)
+		}
+	}
+
+	// The printed verify command checks the chain: archive, checkpoint, Redis tail.
+	v := printed(`audit verify --dir (\S+) --redis (\S+) --prefix (\S+) \\\s+--key (\S+)`)
+	var vout bytes.Buffer
+	auditOut = &vout
+	defer func() { auditOut = os.Stdout }()
+	if err := auditVerify([]string{"--dir", v[1], "--redis", v[2], "--prefix", v[3], "--key", v[4]}); err != nil {
+		t.Fatalf("audit verify: %v\n%s", err, vout.String())
+	}
+	if !strings.Contains(vout.String(), "audit: chain verified to entry") {
+		t.Fatalf("audit verify: %s", vout.String())
 	}
 }
