@@ -428,6 +428,8 @@ func (g *Gateway) act(ctx context.Context, id alert.ID, act release.Action, p *c
 	switch {
 	case act == release.ActSubmit && g.policyOf(d) == config.PolicyAuto:
 		return g.releaseDraft(ctx, d, p, true)
+	case act == release.ActSubmit:
+		g.page(ctx, d)
 	case act == release.ActApprove && len(d.Valid(now, ttl)) >= d.Needed:
 		return g.releaseDraft(ctx, d, p, false)
 	case act == release.ActRelease:
@@ -587,6 +589,9 @@ func (g *Gateway) hold(ctx context.Context, a *alert.Alert, p *config.Principal,
 		return nil, unavailable(err.Error())
 	}
 	g.log.Info().Str("draft", string(d.ID)).Str("principal", p.ID).Str("policy", string(pol)).Msg("Alert held")
+	if d.State == release.StatePending {
+		g.page(ctx, d)
+	}
 	return d, nil
 }
 
@@ -635,4 +640,50 @@ func (g *Gateway) draftRetracted(ctx context.Context, id alert.ID, p *config.Pri
 	if err != nil && !errors.Is(err, release.ErrNotFound) {
 		g.log.Warn().Err(err).Str("alert_id", string(id)).Msg("Draft not marked retracted (the alert is)")
 	}
+}
+
+// operatorGroup names operators as phone targets ("~operators.ben"): no
+// contact group id can start with "~", and ledgers carry the id, never the
+// number.
+const operatorGroup = "~operators"
+
+// page tells the on-duty approvers who may approve d (its zones, not its
+// author) on the configured channels that an alert waits for them: a notice
+// through Tocsin's own SMS and voice routes, never anything of the alert
+// itself beyond its event and id.
+func (g *Gateway) page(ctx context.Context, d *release.Draft) {
+	if len(g.cfg.Release.Page) == 0 {
+		return
+	}
+	var targets []alert.Target
+	for i := range g.cfg.Operators {
+		o := &g.cfg.Operators[i]
+		if !o.OnDuty || o.Phone == "" || !o.Has(config.RoleApprover) || o.ID == d.Author {
+			continue
+		}
+		who := release.Actor{ID: o.ID, Zones: o.Zones, Approver: true, Person: true, SteppedUp: true}
+		if release.Check(d, release.ActReturn, who) != nil { // outside their zones
+			continue
+		}
+		for _, k := range g.cfg.Release.Page {
+			if g.adapters[k] != nil {
+				targets = append(targets, alert.Target{Kind: k, ID: operatorGroup + "." + o.ID})
+			}
+		}
+	}
+	if len(targets) == 0 {
+		g.log.Warn().Str("draft", string(d.ID)).Msg("Nobody on duty to page for a pending alert")
+		return
+	}
+	now := time.Now()
+	a := &alert.Alert{ID: newID(now), Principal: "system", Source: "release", Status: alert.StatusActual, MsgType: "Alert",
+		Event: "Freigabe nötig / Approval needed", Severity: alert.SeverityMinor, Urgency: alert.UrgencyImmediate,
+		Headline: fmt.Sprintf("Tocsin: %q (%s) wartet auf Freigabe / waits for approval", d.Package.Event, d.ID),
+		Zones: d.Package.Zones, Channels: g.cfg.Release.Page, Sent: now.UTC(), Expires: now.Add(g.cfg.Release.ApprovalTTL).UTC()}
+	a.Priority = alert.PriorityOf(a.Severity, a.Urgency)
+	if _, err := g.q.Enqueue(ctx, priority.Plan{Alert: a, Fingerprint: "page\x00" + string(d.ID), Targets: targets}); err != nil {
+		g.log.Error().Err(err).Str("draft", string(d.ID)).Msg("Approvers not paged")
+		return
+	}
+	g.log.Info().Str("draft", string(d.ID)).Int("pages", len(targets)).Msg("On-duty approvers paged")
 }

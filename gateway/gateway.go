@@ -198,6 +198,12 @@ type canceller interface {
 // the last moment, so ledgers and logs only carry "group.person").
 func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
 	group, id, ok := strings.Cut(targetID, ".")
+	if group == operatorGroup {
+		if o := g.cfg.Operator(id); o != nil && o.Phone != "" {
+			return adapters.Recipient{Phone: o.Phone}, true
+		}
+		return adapters.Recipient{}, false
+	}
 	grp := g.groups[group]
 	if !ok || grp == nil {
 		return adapters.Recipient{}, false

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tocsin-alert/tocsin/audit"
+	"github.com/tocsin-alert/tocsin/loadtest"
 	"github.com/tocsin-alert/tocsin/operator"
 )
 
@@ -291,5 +292,32 @@ func TestHeldAlertsNeverLeak(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n := sirenCommands(s, id); n != 0 || s.get(id).Code != 404 {
 		t.Fatalf("a rejected alert reached %d sirens", n)
+	}
+}
+
+// TestApproversPaged: an alert held for approval pages the on-duty approver
+// by SMS through Tocsin's own route, and reaches none of its own recipients.
+func TestApproversPaged(t *testing.T) {
+	tw := fakeTwilio(t, loadtest.TwilioOptions{})
+	extra := strings.Replace(operatorsConfig, "principals: {school-panel: approval}", "principals: {leitstelle: approval}\n  page: [sms]", 1)
+	extra = strings.Replace(extra, "{id: ben, name: Ben Approver, roles: [approver], zones: [\"*\"]}", "{id: ben, name: Ben Approver, roles: [approver], zones: [\"*\"], phone: \"+4915199999999\", on_duty: true}", 1)
+	s := newStack(t, stackOptions{phones: 3, twilio: tw, extra: extra})
+	r := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["school"]}`)
+	if r.Code != 202 || r.Body["state"] != "pending" {
+		t.Fatalf("held: %d %s", r.Code, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	eventually(t, 10*time.Second, "the on-duty approver is paged", func() bool {
+		for _, m := range tw.Messages() {
+			if m.To == "+4915199999999" && strings.Contains(m.Body, id) && strings.Contains(m.Body, "approval") {
+				return true
+			}
+		}
+		return false
+	})
+	for _, m := range tw.Messages() {
+		if m.To != "+4915199999999" {
+			t.Errorf("a held alert reached %s: %q", m.To, m.Body)
+		}
 	}
 }
