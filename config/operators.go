@@ -283,7 +283,6 @@ type AuditConf struct {
 // SigningKey is the checkpoint signing key read from SigningKeyEnv.
 func (a *AuditConf) SigningKey() string { return a.signingKey }
 
-
 func (c *Config) defaultsOperators() {
 	s := &c.Sessions
 	if s.Idle == 0 {

@@ -679,7 +679,7 @@ func (g *Gateway) page(ctx context.Context, d *release.Draft) {
 	a := &alert.Alert{ID: newID(now), Principal: "system", Source: "release", Status: alert.StatusActual, MsgType: "Alert",
 		Event: "Freigabe nötig / Approval needed", Severity: alert.SeverityMinor, Urgency: alert.UrgencyImmediate,
 		Headline: fmt.Sprintf("Tocsin: %q (%s) wartet auf Freigabe / waits for approval", d.Package.Event, d.ID),
-		Zones: d.Package.Zones, Channels: g.cfg.Release.Page, Sent: now.UTC(), Expires: now.Add(g.cfg.Release.ApprovalTTL).UTC()}
+		Zones:    d.Package.Zones, Channels: g.cfg.Release.Page, Sent: now.UTC(), Expires: now.Add(g.cfg.Release.ApprovalTTL).UTC()}
 	a.Priority = alert.PriorityOf(a.Severity, a.Urgency)
 	if _, err := g.q.Enqueue(ctx, priority.Plan{Alert: a, Fingerprint: "page\x00" + string(d.ID), Targets: targets}); err != nil {
 		g.log.Error().Err(err).Str("draft", string(d.ID)).Msg("Approvers not paged")

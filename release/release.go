@@ -200,7 +200,9 @@ type Actor struct {
 	Person bool
 }
 
-func (a Actor) zone(z string) bool { return slices.Contains(a.Zones, "*") || slices.Contains(a.Zones, z) }
+func (a Actor) zone(z string) bool {
+	return slices.Contains(a.Zones, "*") || slices.Contains(a.Zones, z)
+}
 
 // ErrStepUp asks for a fresh second factor.
 var ErrStepUp = &Refusal{Status: 403, Field: "step_up", Msg: "this action needs a fresh second factor: POST /v1/session/step-up with a current code, then repeat"}

@@ -26,7 +26,7 @@ func NewStore(rdb redis.UniversalClient, prefix string) *Store {
 }
 
 func (s *Store) key(id alert.ID) string { return s.prefix + ":draft:" + string(id) }
-func (s *Store) index() string         { return s.prefix + ":drafts" }
+func (s *Store) index() string          { return s.prefix + ":drafts" }
 
 // putScript writes a draft if its revision is still the one the change was
 // decided on, and appends the change's audit entry in the same step.
