@@ -321,3 +321,33 @@ func TestApproversPaged(t *testing.T) {
 		}
 	}
 }
+
+// TestTriggerHeldForApproval: a source under the approval policy has its
+// trigger held (ack "held"), sounding nothing; its resend is a replay, not a
+// second held alert; an approver releases it and the sirens sound.
+func TestTriggerHeldForApproval(t *testing.T) {
+	extra := strings.Replace(operatorsConfig, "principals: {school-panel: approval}", "sources: {school-button: approval}", 1)
+	s := newStack(t, stackOptions{triggers: true, extra: extra})
+	ben := enrol(t, s, "ben")
+	p := newPanel(t, s)
+	tr := trigger("school-button", "amok-button", "school", time.Now())
+	p.send("school-button", tr)
+	a := p.ack(tr.EventID)
+	if a.Status != "held" || a.AlertID == "" {
+		t.Fatalf("trigger under approval: %+v", a)
+	}
+	id := string(a.AlertID)
+	p.send("school-button", tr) // QoS 1 resend
+	time.Sleep(300 * time.Millisecond)
+	if r := ben.do("GET", "/v1/drafts?state=pending", ""); strings.Count(r.Raw, `"author":"source:school-button"`) != 1 {
+		t.Fatalf("pending drafts after a resend: %s", r.Raw)
+	}
+	if n := sirenCommands(s, id); n != 0 {
+		t.Fatalf("a held trigger sounded %d sirens", n)
+	}
+	d := ben.do("GET", "/v1/drafts/"+id, "")
+	if r := ben.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+d.Body["digest"].(string)+`"}`); r.Code != 200 || r.Body["state"] != "live" {
+		t.Fatalf("approve: %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "the released trigger alert sounds the sirens", func() bool { return sirenCommands(s, id) >= 3 })
+}
