@@ -196,29 +196,29 @@ func (r *Release) ApproversFor(zones []string, sev alert.Severity) int {
 // Template is a prepared alert operators compose from: everything but what
 // the moment fills in, with the texts its retraction will use.
 type Template struct {
-	ID string `yaml:"id"`
+	ID string `yaml:"id" json:"id"`
 	// Version goes up with every change; a draft keeps the version it was
 	// made from.
-	Version     int          `yaml:"version"`
-	Name        string       `yaml:"name"`
-	Event       string       `yaml:"event"`
-	Severity    string       `yaml:"severity"`
-	Urgency     string       `yaml:"urgency"`
-	Certainty   string       `yaml:"certainty"`
-	Headline    string       `yaml:"headline"`
-	Description string       `yaml:"description"`
-	Instruction string       `yaml:"instruction"`
-	Language    string       `yaml:"language"`
-	Info        []alert.Info `yaml:"info"`
-	Zones       []string     `yaml:"zones"`
-	Channels    []alert.Kind `yaml:"channels"`
+	Version     int          `yaml:"version" json:"version"`
+	Name        string       `yaml:"name" json:"name"`
+	Event       string       `yaml:"event" json:"event"`
+	Severity    string       `yaml:"severity" json:"severity"`
+	Urgency     string       `yaml:"urgency" json:"urgency"`
+	Certainty   string       `yaml:"certainty" json:"certainty"`
+	Headline    string       `yaml:"headline" json:"headline"`
+	Description string       `yaml:"description" json:"description"`
+	Instruction string       `yaml:"instruction" json:"instruction"`
+	Language    string       `yaml:"language" json:"language"`
+	Info        []alert.Info `yaml:"info" json:"info"`
+	Zones       []string     `yaml:"zones" json:"zones"`
+	Channels    []alert.Kind `yaml:"channels" json:"channels"`
 	// Expires is how long alerts from the template last (default: the
 	// queue's default_expiry).
-	Expires time.Duration `yaml:"expires"`
+	Expires time.Duration `yaml:"expires" json:"expires"`
 	// Retraction are the texts a retraction of the alert sends, per reason
 	// (false_alarm, all_clear, superseded), language and optionally channel
 	// kind; what is missing comes from the configuration's texts.
-	Retraction []Text `yaml:"retraction"`
+	Retraction []Text `yaml:"retraction" json:"retraction"`
 }
 
 // RetractionTexts are the template's retraction texts as an alert carries

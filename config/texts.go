@@ -14,13 +14,13 @@ import (
 // for every channel kind or one.
 type Text struct {
 	// Key is exercise, alert, false_alarm, all_clear or superseded.
-	Key string `yaml:"key"`
+	Key string `yaml:"key" json:"key"`
 	// Language is a base language code ("de", "pl").
-	Language string `yaml:"language"`
+	Language string `yaml:"language" json:"language"`
 	// Kind, if set, limits the text to one channel kind (sms, voice, pa).
-	Kind alert.Kind `yaml:"kind"`
+	Kind alert.Kind `yaml:"kind" json:"kind"`
 	// Text may contain {headline} and {time}.
-	Text string `yaml:"text"`
+	Text string `yaml:"text" json:"text"`
 }
 
 // Texts are the texts messages are written with: the configured ones over

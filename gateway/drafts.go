@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +56,8 @@ func (g *Gateway) draftView(d *release.Draft) draftView {
 type templateView struct {
 	*config.Template
 	Counts map[alert.Kind]int `json:"counts"`
+	// Expires is the template's lifetime as a duration ("2h"), not nanoseconds.
+	Expires string `json:"expires,omitempty"`
 }
 
 func (g *Gateway) listTemplates(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
@@ -63,7 +66,11 @@ func (g *Gateway) listTemplates(w http.ResponseWriter, r *http.Request, p *confi
 		t := &g.cfg.Templates[i]
 		sev, _ := alert.ParseSeverity(t.Severity)
 		a := &alert.Alert{Status: alert.StatusActual, Severity: sev, Zones: t.Zones, Channels: t.Channels}
-		out = append(out, templateView{Template: t, Counts: counts(g.route(a))})
+		v := templateView{Template: t, Counts: counts(g.route(a))}
+		if t.Expires > 0 {
+			v.Expires = t.Expires.String()
+		}
+		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"templates": out})
 	return nil
@@ -257,6 +264,7 @@ func (g *Gateway) listDrafts(w http.ResponseWriter, r *http.Request, p *config.P
 	}
 	out := []draftView{}
 	for _, d := range ds {
+		g.completeIfDone(r.Context(), d)
 		if (state == "" || string(d.State) == state) && g.mayRead(p, d) {
 			out = append(out, g.draftView(d))
 		}
@@ -280,8 +288,34 @@ func (g *Gateway) getDraft(w http.ResponseWriter, r *http.Request, p *config.Pri
 		return notFound("no such draft")
 	}
 	g.expireIfDue(r.Context(), d)
+	g.completeIfDone(r.Context(), d)
 	writeJSON(w, http.StatusOK, g.draftView(d))
 	return nil
+}
+
+// completeIfDone moves a live draft whose alert is finished (every target
+// reached or given up, or the alert expired) to completed.
+func (g *Gateway) completeIfDone(ctx context.Context, d *release.Draft) {
+	if d.State != release.StateLive {
+		return
+	}
+	st, err := g.q.Status(ctx, d.ID)
+	if err != nil || (st.State != "completed" && st.State != "expired") {
+		return
+	}
+	nd, err := g.drafts.Change(ctx, d.ID, func(d *release.Draft) (audit.Entry, error) {
+		to, err := release.Next(d.State, release.ActComplete)
+		if err != nil {
+			return audit.Entry{}, err
+		}
+		d.State, d.Updated = to, time.Now()
+		e := entry("draft.completed", &config.Principal{ID: "system"}, d, map[string]string{"alert_state": st.State})
+		e.Actor = "system"
+		return e, nil
+	})
+	if err == nil {
+		*d = *nd
+	}
 }
 
 // expireIfDue moves a draft whose alert expired before release to expired.
@@ -595,29 +629,48 @@ func (g *Gateway) hold(ctx context.Context, a *alert.Alert, p *config.Principal,
 	return d, nil
 }
 
-// getAudit is the newest audit entries still in Redis (the archive holds
-// the rest): for operators, and API principals of kind operator.
+// getAudit is the newest audit entries, from the archive (when this
+// instance keeps it, audit.dir) and the Redis tail not yet archived; with
+// subject, only those about one alert, source or operator. For operators,
+// and API principals of kind operator.
 func (g *Gateway) getAudit(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
 	if p.Operator() == nil && p.Kind != "operator" {
 		return forbidden("audit", p.ID+" may not read the audit")
 	}
 	n := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 || n > 1000 {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
 			return badRequest("limit", "must be 1 to 1000")
 		}
 	}
+	subject := r.URL.Query().Get("subject")
+	keep := func(line string) bool {
+		_, body, err := audit.ParseLine(line)
+		return err == nil && (subject == "" || strings.Contains(body, `"subject":`+strconv.Quote(subject)))
+	}
 	k := audit.KeysFor(g.cfg.Redis.KeyPrefix)
-	lines, err := g.rdb.LRange(r.Context(), k.Log, int64(-n), -1).Result()
+	tail, err := g.rdb.LRange(r.Context(), k.Log, 0, -1).Result()
 	if err != nil {
 		return unavailable(err.Error())
 	}
+	tail = slices.DeleteFunc(tail, func(l string) bool { return !keep(l) })
+	lines := tail[max(0, len(tail)-n):]
+	if len(lines) < n && g.cfg.Audit.Dir != "" {
+		old, err := audit.Recent(g.cfg.Audit.Dir, n-len(lines), keep)
+		if err != nil {
+			return unavailable("cannot read the audit archive")
+		}
+		// The keeper may have archived lines still in this tail read.
+		if len(lines) > 0 && len(old) > 0 {
+			first, _, _ := audit.ParseLine(lines[0])
+			old = slices.DeleteFunc(old, func(l string) bool { s, _, _ := audit.ParseLine(l); return s >= first })
+		}
+		lines = append(old, lines...)
+	}
 	out := []json.RawMessage{}
 	for _, l := range lines {
-		seq, body, err := audit.ParseLine(l)
-		if err != nil {
-			continue
-		}
+		seq, body, _ := audit.ParseLine(l)
 		out = append(out, json.RawMessage(fmt.Sprintf(`{"seq":%d,"entry":%s}`, seq, body)))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out})

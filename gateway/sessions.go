@@ -147,8 +147,12 @@ func (g *Gateway) postStepUp(w http.ResponseWriter, r *http.Request, p *config.P
 		return err
 	}
 	switch err := g.ops.StepUp(r.Context(), bearer(r), req.Code); {
-	case errors.Is(err, operator.ErrStepUp), errors.Is(err, operator.ErrNoSession):
-		return unauthorized(operator.ErrStepUp.Error())
+	case errors.Is(err, operator.ErrNoSession):
+		return unauthorized("session ended: sign in again")
+	case errors.Is(err, operator.ErrStepUp):
+		// 403, not 401: the session goes on (unless the failures locked
+		// the person out, which the next request shows).
+		return forbidden("step_up", operator.ErrStepUp.Error())
 	case err != nil:
 		return unavailable(err.Error())
 	}

@@ -457,7 +457,7 @@ func (d *demoOperators) printWalkthrough(out io.Writer, url string) {
 
    b. The templates, with the targets a release would reach:
 
-   curl -s -H "Authorization: Bearer $ANNA" $U/v1/templates | jq -c '.templates[] | {ID, Version, counts}'
+   curl -s -H "Authorization: Bearer $ANNA" $U/v1/templates | jq -c '.templates[] | {id, version, counts}'
 
    c. A draft from the template (status is never guessed), then submit it:
       nothing sounds, it waits for an approver:

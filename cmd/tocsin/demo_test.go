@@ -198,7 +198,7 @@ func TestDemoFourEyes(t *testing.T) {
 	anna := signIn("anna")
 
 	tm := call("GET", "/v1/templates", anna, "", 200)["templates"].([]any)[0].(map[string]any)
-	if tm["ID"] != "school-amok" || fmt.Sprint(tm["counts"]) != "map[dispatch:1 pa:2 siren:3 sms:3 voice:2]" {
+	if tm["id"] != "school-amok" || fmt.Sprint(tm["counts"]) != "map[dispatch:1 pa:2 siren:3 sms:3 voice:2]" {
 		t.Fatalf("template: %v", tm)
 	}
 	d := call("POST", "/v1/drafts", anna, `{"template":"school-amok","status":"actual"}`, 201)
