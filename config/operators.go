@@ -276,6 +276,9 @@ type AuditConf struct {
 	// Syslog also writes every checkpoint to the local syslog, so a copy
 	// lives outside the gateway.
 	Syslog bool `yaml:"syslog"`
+	// ArchiveEvery is how often the keeper moves entries from Redis to the
+	// archive (default 5s).
+	ArchiveEvery time.Duration `yaml:"archive_every"`
 
 	signingKey string
 }
@@ -314,6 +317,9 @@ func (c *Config) defaultsOperators() {
 	}
 	if c.Audit.CheckpointInterval == 0 {
 		c.Audit.CheckpointInterval = time.Minute
+	}
+	if c.Audit.ArchiveEvery == 0 {
+		c.Audit.ArchiveEvery = 5 * time.Second
 	}
 	for i := range c.Templates {
 		if c.Templates[i].Version == 0 {
@@ -437,6 +443,9 @@ func (c *Config) validateOperators(v *validator, zones map[string]bool, principa
 	}
 	if c.Audit.CheckpointInterval < time.Second {
 		v.add("audit.checkpoint_interval", "must be at least 1s")
+	}
+	if c.Audit.ArchiveEvery < 100*time.Millisecond || c.Audit.ArchiveEvery > c.Audit.CheckpointInterval {
+		v.add("audit.archive_every", "must be at least 100ms and at most audit.checkpoint_interval")
 	}
 }
 

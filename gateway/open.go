@@ -279,7 +279,7 @@ func (g *Gateway) openAudit(log zerolog.Logger) error {
 		return nil
 	}
 	k, err := audit.NewKeeper(audit.KeeperOptions{Rdb: g.rdb, Keys: keys, Dir: g.cfg.Audit.Dir, Signer: g.cfg.Audit.SigningKey(),
-		Every: g.cfg.Audit.CheckpointEvery, Interval: g.cfg.Audit.CheckpointInterval, Syslog: g.cfg.Audit.Syslog, Log: log})
+		Every: g.cfg.Audit.CheckpointEvery, Interval: g.cfg.Audit.CheckpointInterval, Poll: g.cfg.Audit.ArchiveEvery, Syslog: g.cfg.Audit.Syslog, Log: log})
 	if err != nil {
 		return fmt.Errorf("audit.dir: %w", err)
 	}

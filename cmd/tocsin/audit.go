@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -69,6 +72,7 @@ func auditVerify(args []string) error {
 	addr := fs.String("redis", "", "Redis address or redis:// URL, to include the entries not yet archived")
 	prefix := fs.String("prefix", "tocsin", "Redis key prefix (redis.key_prefix)")
 	passEnv := fs.String("password-env", "", "environment variable holding the Redis password")
+	show := fs.String("show", "", "after verifying, list the entries about this subject (an alert, source or operator id), or all")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,6 +138,56 @@ func auditVerify(args []string) error {
 		rep.VerifiedTo, rep.CheckpointTime.Format(time.RFC3339), rep.Signer, rep.Unanchored)
 	fmt.Fprintf(auditOut, "audit: %d entries (%d archived, %d in Redis), %d checkpoints checked, head %s\n",
 		rep.Entries, rep.Archived, rep.Entries-rep.Archived, rep.Checkpoints, audit.HashString(rep.Head))
+	if *show != "" {
+		return showEntries(*dir, tail, *show, rep)
+	}
+	return nil
+}
+
+// showEntries lists the verified chain's entries about subject ("all": every
+// one), each marked as covered by a checkpoint or not yet.
+func showEntries(dir string, tail []string, subject string, rep audit.Report) error {
+	about := func(line string) bool {
+		_, body, err := audit.ParseLine(line)
+		if err != nil {
+			return false
+		}
+		var e audit.Entry
+		return json.Unmarshal([]byte(body), &e) == nil && (subject == "all" || e.Subject == subject || e.Actor == subject)
+	}
+	lines, err := audit.Recent(dir, math.MaxInt, about)
+	if err != nil {
+		return err
+	}
+	seen := map[int64]bool{}
+	for _, l := range lines {
+		n, _, _ := audit.ParseLine(l)
+		seen[n] = true
+	}
+	for _, l := range tail {
+		if n, _, err := audit.ParseLine(l); err == nil && !seen[n] && about(l) {
+			lines = append(lines, l)
+		}
+	}
+	for _, l := range lines {
+		n, body, _ := audit.ParseLine(l)
+		var e audit.Entry
+		json.Unmarshal([]byte(body), &e)
+		mark := "verified"
+		if n > rep.VerifiedTo {
+			mark = "not yet checkpointed"
+		}
+		keys := make([]string, 0, len(e.Detail))
+		for k := range e.Detail {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var detail strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&detail, " %s=%q", k, e.Detail[k])
+		}
+		fmt.Fprintf(auditOut, "%6d  %s  %-22s %-20s %s%s  [%s]\n", n, e.Time.UTC().Format(time.RFC3339), e.Kind, e.Actor, e.Subject, detail.String(), mark)
+	}
 	return nil
 }
 

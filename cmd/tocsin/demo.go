@@ -23,10 +23,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/pquerna/otp/totp"
-	"github.com/rs/zerolog"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/loadtest"
 )
@@ -269,15 +267,23 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	text := fmt.Sprintf(demoConfig, *listen, *redisAddr, *mqttURL,
 		hex.EncodeToString(config.HashKey(demoDispatchKey)), hex.EncodeToString(config.HashKey(demoOperatorKey)), tw.URL,
 		paFake.URL("school-pa"), paFake.URL("school-pa-spare"), signingCert, signingKey, centre.URL("leitstelle-soest"))
+	// The gateway keeps the audit: archive and checkpoints signed with a key
+	// made for this run, in the run's directory.
+	signer, verifier, err := note.GenerateKey(rand.Reader, "tocsin-demo")
+	if err != nil {
+		return err
+	}
+	os.Setenv("TOCSIN_DEMO_AUDIT_KEY", signer)
+	text += fmt.Sprintf("audit: {dir: %q, signing_key_env: TOCSIN_DEMO_AUDIT_KEY, archive_every: %v, checkpoint_interval: %v}\n",
+		filepath.Join(tmp, "audit"), demoAuditPoll, demoAuditPoll)
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	ops, err := startDemoOperators(ctx, cfg, tmp, newLogger(*logLevel))
+	ops, err := startDemoOperators(ctx, cfg, verifier)
 	if err != nil {
 		return err
 	}
-	defer ops.wait() // the keeper's last round, before Redis and the directory go
 	var ids []string
 	for _, s := range cfg.Sirens {
 		ids = append(ids, s.ID)
@@ -381,50 +387,31 @@ type demoOperators struct {
 	verifier string // the checkpoints' verifier key
 	redis    string
 	prefix   string
-	done     chan struct{}
 }
 
-func (d *demoOperators) wait() { <-d.done }
 
 // demoAuditPoll is how often the demo's audit keeper archives the Redis log
-// and signs a checkpoint: GET /v1/audit shows what is not yet archived.
-const demoAuditPoll = time.Minute
+// and signs a checkpoint.
+const demoAuditPoll = 5 * time.Second
 
 // startDemoOperators invites the demo's people (as `tocsin operator invite`
-// does, on the demo's Redis) and runs an audit keeper with a signing key made
-// for this run until ctx ends.
-func startDemoOperators(ctx context.Context, cfg *config.Config, tmp string, log zerolog.Logger) (*demoOperators, error) {
+// does, on the demo's Redis); the gateway keeps the audit in cfg.Audit.Dir,
+// checked with verifier.
+func startDemoOperators(ctx context.Context, cfg *config.Config, verifier string) (*demoOperators, error) {
 	rdb := operatorRedis(cfg)
+	defer rdb.Close()
 	st := operatorStore(cfg, rdb, time.Now)
-	d := &demoOperators{invites: map[string]string{}, auditDir: filepath.Join(tmp, "audit"),
-		redis: cfg.Redis.Addrs[0], prefix: cfg.Redis.KeyPrefix, done: make(chan struct{})}
+	d := &demoOperators{invites: map[string]string{}, auditDir: cfg.Audit.Dir, verifier: verifier,
+		redis: cfg.Redis.Addrs[0], prefix: cfg.Redis.KeyPrefix}
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, o := range cfg.Operators {
 		tok, err := st.Invite(ictx, o.ID, "admin-cli")
 		if err != nil {
-			rdb.Close()
 			return nil, fmt.Errorf("demo: invite %s: %w", o.ID, err)
 		}
 		d.invites[o.ID] = tok
 	}
-	signer, verifier, err := note.GenerateKey(rand.Reader, "tocsin-demo")
-	if err != nil {
-		rdb.Close()
-		return nil, err
-	}
-	d.verifier = verifier
-	k, err := audit.NewKeeper(audit.KeeperOptions{Rdb: rdb, Keys: audit.KeysFor(cfg.Redis.KeyPrefix), Dir: d.auditDir,
-		Signer: signer, Every: 1000, Interval: demoAuditPoll, Poll: demoAuditPoll, Log: log})
-	if err != nil {
-		rdb.Close()
-		return nil, err
-	}
-	go func() {
-		defer close(d.done)
-		defer rdb.Close()
-		k.Run(ctx) // returns when ctx ends, after a last checkpointed round
-	}()
 	return d, nil
 }
 
@@ -490,13 +477,13 @@ func (d *demoOperators) printWalkthrough(out io.Writer, url string) {
    TOCSIN_URL=$U TOCSIN_KEY=$ANNA bin/tocsin watch $ID
    TOCSIN_URL=$U TOCSIN_KEY=$ANNA bin/tocsin retract $ID --reason false_alarm --follow
 
-   g. The audit: who did what, newest entries still in Redis (an audit
-      keeper archives them every %[6]v and signs a checkpoint with a key
-      made for this run), then the whole chain verified:
+   g. The audit: who did what (the gateway archives the entries every %[6]v
+      and signs a checkpoint with a key made for this run), then the whole
+      chain verified, with every step of this alert's story:
 
-   curl -s -H "Authorization: Bearer $ANNA" "$U/v1/audit?limit=50" | jq -c '.entries[] | [.seq, .entry.kind, .entry.actor, .entry.subject]'
+   curl -s -H "Authorization: Bearer $ANNA" "$U/v1/audit?subject=$ID" | jq -c '.entries[] | [.seq, .entry.kind, .entry.actor]'
    bin/tocsin audit verify --dir %[7]s --redis %[8]s --prefix %[9]s \
-     --key %[10]s
+     --key %[10]s --show $ID
 
 What each siren, PA zone, phone and dispatch centre receives appears below.
 `, url, d.invites["anna"], d.invites["ben"], demoPassword("anna"), demoPassword("ben"), demoAuditPoll,
