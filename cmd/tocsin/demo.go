@@ -389,7 +389,6 @@ type demoOperators struct {
 	prefix   string
 }
 
-
 // demoAuditPoll is how often the demo's audit keeper archives the Redis log
 // and signs a checkpoint.
 const demoAuditPoll = 5 * time.Second
