@@ -89,7 +89,7 @@ var finishScript = script(`
 if redis.call('HGET', KEYS[4], 'totp') ~= ARGV[4] or (redis.call('HGET', KEYS[3], 'invite') or '') ~= ARGV[1] then return 'gone' end
 if (redis.call('HGET', KEYS[3], 'session') or '') ~= ARGV[2] then return 'stale' end
 if redis.call('HGET', KEYS[3], 'disabled') == '1' then return 'disabled' end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 redis.call('HDEL', KEYS[3], 'invite', 'session')
 redis.call('HSET', KEYS[3], 'pw', ARGV[3], 'totp', ARGV[4], 'step', ARGV[5], 'enrolled', ARGV[6])
 tocsin_audit(KEYS[1], KEYS[2], ARGV[7])
@@ -98,7 +98,8 @@ return 'ok'
 
 // FinishEnrol is enrolment's second step: code, from the authenticator app,
 // proves the person holds the secret BeginEnrol made. Their password and
-// secret then replace any earlier ones, their session (if any) ends, a
+// secret then replace any earlier ones, their security keys are dropped
+// (re-enrolment is how a lost key is revoked), their session (if any) ends, a
 // lockout is lifted, and the invite is used up. The code cannot be used
 // again to sign in.
 func (st *Store) FinishEnrol(ctx context.Context, token, code string) error {
@@ -116,7 +117,8 @@ func (st *Store) FinishEnrol(ctx context.Context, token, code string) error {
 		}
 		body := st.entry("operator.enrolled", actorOf(inv.id), inv.id, map[string]string{"reenrolment": strconv.FormatBool(inv.r.enrolled)})
 		res, err := finishScript.Run(ctx, st.rdb,
-			[]string{st.audit.Seq, st.audit.Log, st.k.rec(inv.id), st.k.invite(inv.sum), st.k.session(inv.r.sessionSum), st.k.fail(inv.id), st.k.lock(inv.id)},
+			[]string{st.audit.Seq, st.audit.Log, st.k.rec(inv.id), st.k.invite(inv.sum), st.k.session(inv.r.sessionSum), st.k.fail(inv.id), st.k.lock(inv.id),
+				st.k.webauthn(inv.id)},
 			inv.sum, inv.r.sessionSum, inv.pw, inv.totp, step, ms(st.opts.Now()), body).Text()
 		return outcome(res, err)
 	})

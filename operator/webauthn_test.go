@@ -393,3 +393,25 @@ func TestWebAuthnBeginSignInTellsNothing(t *testing.T) {
 		t.Errorf("bob's made-up id changed after a restart: %q, %q", bID, again)
 	}
 }
+
+// Re-enrolment (an admin's new invite, e.g. after a lost key) revokes every
+// security key: the old key no longer signs in.
+func TestReEnrolmentRevokesKeys(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, operator.Options{})
+	wa := e.webAuthn()
+	secret := e.enrol("alice", pwA)
+	tok, _ := e.signIn("alice", pwA, secret)
+	key := e.register(wa, tok)
+	e.clk.Add(time.Second)
+	if _, _, err := wa.SignIn(ctx, "alice", pwA, e.assert(wa, "alice", key)); err != nil {
+		t.Fatalf("SignIn with the key before re-enrolment: %v", err)
+	}
+	e.clk.Add(time.Minute)
+	e.enrol("alice", pwA)
+	e.clk.Add(time.Second)
+	// The key is no longer offered; signed anyway, it is refused.
+	if _, _, err := wa.SignIn(ctx, "alice", pwA, e.assertAny(wa, "alice", key)); !errors.Is(err, operator.ErrSignIn) {
+		t.Fatalf("SignIn with a key from before re-enrolment = %v; want ErrSignIn", err)
+	}
+}
