@@ -221,6 +221,8 @@ func entry(kind string, p *config.Principal, d *release.Draft, detail map[string
 // actorName is how the audit names a principal.
 func actorName(p *config.Principal) string {
 	switch {
+	case p.ID == "system":
+		return "system"
 	case p.Operator() != nil:
 		return "operator:" + p.ID
 	case strings.HasPrefix(p.ID, "source:"):
@@ -299,40 +301,28 @@ func (g *Gateway) completeIfDone(ctx context.Context, d *release.Draft) {
 	if d.State != release.StateLive {
 		return
 	}
-	st, err := g.q.Status(ctx, d.ID)
-	if err != nil || (st.State != "completed" && st.State != "expired") {
-		return
-	}
-	nd, err := g.drafts.Change(ctx, d.ID, func(d *release.Draft) (audit.Entry, error) {
-		to, err := release.Next(d.State, release.ActComplete)
-		if err != nil {
-			return audit.Entry{}, err
-		}
-		d.State, d.Updated = to, time.Now()
-		e := entry("draft.completed", &config.Principal{ID: "system"}, d, map[string]string{"alert_state": st.State})
-		e.Actor = "system"
-		return e, nil
-	})
-	if err == nil {
-		*d = *nd
+	if st, err := g.q.Status(ctx, d.ID); err == nil && (st.State == "completed" || st.State == "expired") {
+		g.systemAct(ctx, d, release.ActComplete, "draft.completed", map[string]string{"alert_state": st.State})
 	}
 }
 
 // expireIfDue moves a draft whose alert expired before release to expired.
 func (g *Gateway) expireIfDue(ctx context.Context, d *release.Draft) {
-	if _, err := release.Next(d.State, release.ActExpire); err != nil || time.Now().Before(d.Package.Expires) {
-		return
+	if _, err := release.Next(d.State, release.ActExpire); err == nil && !time.Now().Before(d.Package.Expires) {
+		g.systemAct(ctx, d, release.ActExpire, "draft.expired", nil)
 	}
-	sys := &config.Principal{ID: "system"}
+}
+
+// systemAct is Tocsin's own transition of d (expire, complete), audited as
+// by "system"; d is updated in place when it took effect.
+func (g *Gateway) systemAct(ctx context.Context, d *release.Draft, act release.Action, kind string, detail map[string]string) {
 	nd, err := g.drafts.Change(ctx, d.ID, func(d *release.Draft) (audit.Entry, error) {
-		to, err := release.Next(d.State, release.ActExpire)
+		to, err := release.Next(d.State, act)
 		if err != nil {
 			return audit.Entry{}, err
 		}
-		d.State = to
-		e := entry("draft.expired", sys, d, nil)
-		e.Actor = "system"
-		return e, nil
+		d.State, d.Updated = to, time.Now()
+		return entry(kind, &config.Principal{ID: "system"}, d, detail), nil
 	})
 	if err == nil {
 		*d = *nd
