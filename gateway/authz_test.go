@@ -18,6 +18,8 @@ var unauthenticated = map[string]int{
 	"POST /v1/callbacks/cap/{centre}":      404, // the centre's HMAC (an unknown centre is named as unknown)
 	"POST /v1/session":                     401, // credentials in the body, one vague answer
 	"POST /v1/enrol":                       400, // the invite token in the body
+	"POST /v1/session/key/options":         404, // a security key's challenge; 404 without public_url
+	"POST /v1/session/key":                 404, // password and a key's assertion in the body
 	"GET /healthz":                         200,
 	"GET /readyz":                          200,
 	"GET /metrics":                         200, // no metrics token configured here

@@ -68,6 +68,10 @@ type Gateway struct {
 	ops    *operator.Store
 	drafts *release.Store
 	rdb    redis.UniversalClient
+	// wa is the WebAuthn relying party, made on first use (webAuthn).
+	waOnce sync.Once
+	wa     *operator.WebAuthn
+	waErr  error
 	// keeper archives the audit and signs checkpoints (config audit.dir).
 	keeper *audit.Keeper
 }
@@ -386,6 +390,11 @@ func (g *Gateway) endpoints() []endpoint {
 		op("GET /v1/session", g.getSession),
 		op("DELETE /v1/session", g.deleteSession),
 		op("POST /v1/session/step-up", g.postStepUp),
+		op("POST /v1/session/step-up/options", g.postStepUpOptions),
+		{"POST /v1/session/key/options", authSignIn, g.needOps(g.postSignInOptions)},
+		{"POST /v1/session/key", authSignIn, g.needOps(g.postSignInKey)},
+		op("POST /v1/keys/options", g.postKeyOptions),
+		op("POST /v1/keys", g.postKey),
 		{"POST /v1/enrol", authSignIn, g.postEnrol},
 		op("GET /v1/operators", g.listOperators),
 		op("POST /v1/operators/{id}/invite", g.operatorAction("invite")),

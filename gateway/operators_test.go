@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tocsin-alert/tocsin/audit"
+	"github.com/tocsin-alert/tocsin/internal/softkey"
 	"github.com/tocsin-alert/tocsin/loadtest"
 	"github.com/tocsin-alert/tocsin/operator"
 )
@@ -350,4 +351,74 @@ func TestTriggerHeldForApproval(t *testing.T) {
 		t.Fatalf("approve: %d %s", r.Code, r.Raw)
 	}
 	eventually(t, 5*time.Second, "the released trigger alert sounds the sirens", func() bool { return sirenCommands(s, id) >= 3 })
+}
+
+// TestSecurityKeys: a signed-in person registers a security key (a software
+// authenticator), signs in with password and key, steps up with the key and
+// approves; a key from another origin and a wrong password are refused.
+func TestSecurityKeys(t *testing.T) {
+	const origin = "https://tocsin.example.test"
+	s := newStack(t, stackOptions{extra: operatorsConfig + "public_url: " + origin + "\n"})
+	carla, ben := enrol(t, s, "carla"), enrol(t, s, "ben")
+	key := softkey.New(origin)
+	r := ben.do("POST", "/v1/keys/options", "")
+	if r.Code != 200 {
+		t.Fatalf("key options: %d %s", r.Code, r.Raw)
+	}
+	resp, err := key.Create([]byte(r.Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ben.do("POST", "/v1/keys", `{"response":`+string(resp)+`}`); r.Code != 201 {
+		t.Fatalf("register key: %d %s", r.Code, r.Raw)
+	}
+	signIn := func(k *softkey.Authenticator, password string) response {
+		o := s.do("POST", "/v1/session/key/options", "", "application/json", `{"operator":"ben"}`)
+		if o.Code != 200 {
+			t.Fatalf("sign-in options: %d %s", o.Code, o.Raw)
+		}
+		a, err := k.Get([]byte(o.Raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.do("POST", "/v1/session/key", "", "application/json", fmt.Sprintf(`{"operator":"ben","password":%q,"response":%s}`, password, a))
+	}
+	if r := signIn(key, "ben-wrong-password-123"); r.Code != 401 || !strings.Contains(r.Raw, "sign-in failed") {
+		t.Fatalf("wrong password with the key: %d %s", r.Code, r.Raw)
+	}
+	// The same key material answering for another origin (a phishing page).
+	phished := key.Clone()
+	phished.Origin = "https://evil.example"
+	if r := signIn(phished, "ben-correct-horse-battery"); r.Code != 401 {
+		t.Fatalf("assertion for another origin: %d %s", r.Code, r.Raw)
+	}
+	r = signIn(key, "ben-correct-horse-battery")
+	if r.Code != 201 {
+		t.Fatalf("sign-in with the key: %d %s", r.Code, r.Raw)
+	}
+	ben.token = r.Body["token"].(string)
+	if ben.token == "" {
+		t.Fatal("no session from the key")
+	}
+	// Carla drafts and submits; Ben steps up with his key and approves.
+	d := carla.do("POST", "/v1/drafts", `{"template":"amok","status":"actual"}`)
+	id, digest := d.Body["id"].(string), d.Body["digest"].(string)
+	carla.do("POST", "/v1/drafts/"+id+"/submit", "")
+	o := ben.do("POST", "/v1/session/step-up/options", "")
+	a, err := key.Get([]byte(o.Raw))
+	if err != nil {
+		t.Fatalf("step-up options %d %s: %v", o.Code, o.Raw, err)
+	}
+	if r := ben.do("POST", "/v1/session/step-up", `{"response":`+string(a)+`}`); r.Code != 200 {
+		t.Fatalf("step-up with the key: %d %s", r.Code, r.Raw)
+	}
+	if r := ben.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+digest+`"}`); r.Code != 200 || r.Body["state"] != "live" {
+		t.Fatalf("approve after a key step-up: %d %s", r.Code, r.Raw)
+	}
+	kinds := strings.Join(auditKinds(t, s, "ben"), "\n")
+	for _, want := range []string{"webauthn.registered by operator:ben", "signin.failed by system", "signin by operator:ben", "stepup by operator:ben"} {
+		if !strings.Contains(kinds, want) {
+			t.Errorf("audit about ben lacks %q:\n%s", want, kinds)
+		}
+	}
 }

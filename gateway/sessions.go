@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -133,8 +135,11 @@ func (g *Gateway) deleteSession(w http.ResponseWriter, r *http.Request, p *confi
 	return nil
 }
 
+// codeRequest is the body of a step-up: a TOTP code, or a security key's
+// assertion (POST /v1/session/step-up/options first).
 type codeRequest struct {
-	Code string `json:"code"`
+	Code     string          `json:"code"`
+	Response json.RawMessage `json:"response"`
 }
 
 // postStepUp proves a fresh second factor for the actions that need one.
@@ -146,7 +151,15 @@ func (g *Gateway) postStepUp(w http.ResponseWriter, r *http.Request, p *config.P
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	switch err := g.ops.StepUp(r.Context(), bearer(r), req.Code); {
+	step := func() error { return g.ops.StepUp(r.Context(), bearer(r), req.Code) }
+	if len(req.Response) > 0 {
+		wa, err := g.webAuthn()
+		if err != nil {
+			return err
+		}
+		step = func() error { return wa.StepUp(r.Context(), bearer(r), req.Response) }
+	}
+	switch err := step(); {
 	case errors.Is(err, operator.ErrNoSession):
 		return unauthorized("session ended: sign in again")
 	case errors.Is(err, operator.ErrStepUp):
@@ -300,4 +313,154 @@ func (g *Gateway) enrolLink(token string) string {
 		base = "http://" + g.cfg.Listen
 	}
 	return strings.TrimSuffix(base, "/") + "/v1/enrol#" + token
+}
+
+// webAuthn is the WebAuthn relying party of this gateway: its public URL's
+// host and origin (a browser runs the ceremonies only in a secure context,
+// so without public_url there is none).
+func (g *Gateway) webAuthn() (*operator.WebAuthn, error) {
+	g.waOnce.Do(func() {
+		u, err := url.Parse(g.cfg.PublicURL)
+		if g.cfg.PublicURL == "" || err != nil || u.Hostname() == "" {
+			g.waErr = notFound("security keys need public_url (the origin browsers sign for)")
+			return
+		}
+		g.wa, g.waErr = g.ops.WebAuthn(u.Hostname(), u.Scheme+"://"+u.Host)
+	})
+	return g.wa, g.waErr
+}
+
+// writeCeremony answers a WebAuthn ceremony's options, or its error.
+func (g *Gateway) writeCeremony(w http.ResponseWriter, opts any, err error) error {
+	switch {
+	case errors.Is(err, operator.ErrNoSession):
+		return unauthorized("session ended: sign in again")
+	case errors.Is(err, operator.ErrNotFresh):
+		return forbidden("step_up", "registering a security key needs a fresh second factor: step up first")
+	case errors.Is(err, operator.ErrNoKeys):
+		return conflict("no security key registered: step up with a TOTP code")
+	case errors.Is(err, operator.ErrTooManyKeys):
+		return conflict(err.Error())
+	case err != nil:
+		return unavailable("cannot start the ceremony right now")
+	}
+	writeJSON(w, http.StatusOK, opts)
+	return nil
+}
+
+type credentialRequest struct {
+	Operator string          `json:"operator"`
+	Password string          `json:"password"`
+	Response json.RawMessage `json:"response"`
+}
+
+// postKeyOptions begins registering a security key for the signed-in person.
+func (g *Gateway) postKeyOptions(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	wa, err := g.webAuthn()
+	if err != nil {
+		return err
+	}
+	if sessionOf(r.Context()) == nil {
+		return forbidden("session", "security keys are for signed-in operators")
+	}
+	o, err := wa.BeginRegistration(r.Context(), bearer(r))
+	return g.writeCeremony(w, o, err)
+}
+
+// postKey finishes registering a security key.
+func (g *Gateway) postKey(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	wa, err := g.webAuthn()
+	if err != nil {
+		return err
+	}
+	if sessionOf(r.Context()) == nil {
+		return forbidden("session", "security keys are for signed-in operators")
+	}
+	var req credentialRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	switch err := wa.FinishRegistration(r.Context(), bearer(r), req.Response); {
+	case errors.Is(err, operator.ErrWebAuthn):
+		return badRequest("response", err.Error())
+	case errors.Is(err, operator.ErrNoSession):
+		return unauthorized("session ended: sign in again")
+	case err != nil:
+		return g.writeCeremony(w, nil, err)
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"status": "registered"})
+	return nil
+}
+
+// postSignInOptions begins a sign-in with a security key (unauthenticated:
+// the answer looks alike for every name).
+func (g *Gateway) postSignInOptions(w http.ResponseWriter, r *http.Request) {
+	wa, err := g.webAuthn()
+	if err != nil {
+		writeProblem(w, err.(*Problem))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	var req credentialRequest
+	if err := readJSON(r, &req); err != nil {
+		writeProblem(w, err.(*Problem))
+		return
+	}
+	o, err := wa.BeginSignIn(r.Context(), req.Operator)
+	if err != nil {
+		writeProblem(w, unavailable("cannot start the sign-in right now"))
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// postSignInKey signs in with name, password and a security key's assertion.
+func (g *Gateway) postSignInKey(w http.ResponseWriter, r *http.Request) {
+	wa, err := g.webAuthn()
+	if err != nil {
+		writeProblem(w, err.(*Problem))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	var req credentialRequest
+	if err := readJSON(r, &req); err != nil {
+		writeProblem(w, err.(*Problem))
+		return
+	}
+	token, s, err := wa.SignIn(r.Context(), req.Operator, req.Password, req.Response)
+	switch {
+	case errors.Is(err, operator.ErrSignIn):
+		writeProblem(w, unauthorized(operator.ErrSignIn.Error()))
+		return
+	case err != nil:
+		writeProblem(w, unavailable("cannot sign in right now"))
+		return
+	}
+	g.log.Info().Str("operator", s.Operator).Str("factor", "webauthn").Msg("Operator signed in")
+	writeJSON(w, http.StatusCreated, g.sessionView(s, token))
+}
+
+// postStepUpOptions begins a step-up with a security key.
+func (g *Gateway) postStepUpOptions(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	wa, err := g.webAuthn()
+	if err != nil {
+		return err
+	}
+	if sessionOf(r.Context()) == nil {
+		return forbidden("session", "step-up is for signed-in operators")
+	}
+	o, err := wa.BeginStepUp(r.Context(), bearer(r))
+	return g.writeCeremony(w, o, err)
+}
+
+// needOps answers 404 on a gateway that keeps no operators (built without
+// Redis, in some tests) instead of running h.
+func (g *Gateway) needOps(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if g.ops == nil {
+			writeProblem(w, notFound("this gateway has no operators configured"))
+			return
+		}
+		h(w, r)
+	}
 }
