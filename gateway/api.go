@@ -586,12 +586,15 @@ type retractionView struct {
 	Reason string    `json:"reason"`
 	Note   string    `json:"note,omitempty"`
 	At     time.Time `json:"at"`
+	// Sweeping: the retractions of the phones are still being queued, so
+	// the channels' retractions_owed may still grow.
+	Sweeping bool `json:"sweeping"`
 }
 
 func view(st *priority.Status) alertView {
 	v := alertView{Alert: st.Alert, State: st.State, Created: st.Created.UTC(), Counts: st.Counts}
 	if st.State == "retracted" {
-		v.Retracted = &retractionView{Reason: st.Reason, Note: st.Note, At: st.Retracted.UTC()}
+		v.Retracted = &retractionView{Reason: st.Reason, Note: st.Note, At: st.Retracted.UTC(), Sweeping: st.Sweeping}
 	}
 	return v
 }

@@ -723,13 +723,19 @@ type Counts struct {
 	// Owed is the number of targets that must be told of the retraction;
 	// Retracted those it has been handed to (delivered, or accepted by the
 	// provider).
-	Owed      int    `json:"retractions_owed,omitempty"`
-	Retracted int    `json:"retractions_delivered,omitempty"`
-	Summary   string `json:"retracted,omitempty"`
+	Owed      int `json:"retractions_owed,omitempty"`
+	Retracted int `json:"retractions_delivered,omitempty"`
+	// RetractFailed are retractions given up (failed, or not delivered
+	// within their hour): told nobody, and pending no more.
+	RetractFailed int    `json:"retractions_failed,omitempty"`
+	Summary       string `json:"retracted,omitempty"`
 }
 
 // Status is an alert and the state of its deliveries.
 type Status struct {
+	// Sweeping: the retraction's sweep is still queueing the retractions
+	// of the phones (the Owed counts are still growing).
+	Sweeping  bool
 	Alert     *alert.Alert
 	State     string
 	Reason    string
@@ -764,7 +770,7 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 	if err := json.Unmarshal([]byte(fields["doc"]), &a); err != nil {
 		return nil, fmt.Errorf("status: decode alert: %w", err)
 	}
-	s := &Status{Alert: &a, Reason: fields["reason"], Note: fields["note"], Counts: map[alert.Kind]*Counts{}}
+	s := &Status{Alert: &a, Reason: fields["reason"], Note: fields["note"], Counts: map[alert.Kind]*Counts{}, Sweeping: fields["sweep"] != ""}
 	if ms, err := strconv.ParseInt(fields["created"], 10, 64); err == nil {
 		s.Created = time.UnixMilli(ms)
 	}
@@ -792,8 +798,11 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 			c.Owed += n
 			// Handed over counts: delivered, or accepted by a provider that
 			// reports later (a failed one stays out of the count).
-			if st == string(alert.StateDelivered) || st == string(alert.StateSent) {
+			switch alert.State(st) {
+			case alert.StateDelivered, alert.StateSent:
 				c.Retracted += n
+			case alert.StateFailed, alert.StateExpired:
+				c.RetractFailed += n
 			}
 			continue
 		}

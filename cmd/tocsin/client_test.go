@@ -62,7 +62,7 @@ func TestBar(t *testing.T) {
 func answer(state string, ch map[alert.Kind]*priority.Counts) *alertAnswer {
 	a := &alertAnswer{ID: "A1", Event: "Fire", Status: "actual", State: state, Channels: ch}
 	if state == "retracted" {
-		a.Retraction = &struct{ Reason string }{"false_alarm"}
+		a.Retraction = &retractionAnswer{Reason: "false_alarm"}
 	}
 	return a
 }
@@ -118,6 +118,12 @@ func TestProgressLines(t *testing.T) {
 			"siren    [####################] retracted 2/2, done",
 			"sms      [##########..........] retracted 3/6, 4 never sent",
 		}, false},
+		{"retracted, one retraction failed: nothing more to wait for", answer("retracted", map[alert.Kind]*priority.Counts{
+			alert.KindSMS: {Targets: 6, Delivered: 6, Owed: 6, Retracted: 5, RetractFailed: 1},
+		}), []string{
+			"alert A1 Fire (actual): retracted (false_alarm), finished",
+			"sms      [################....] retracted 5/6, 1 failed, done",
+		}, true},
 		{"retracted, an attempt in flight", answer("retracted", map[alert.Kind]*priority.Counts{
 			alert.KindVoice: {Targets: 2, Delivered: 1, InFlight: 1, Owed: 2, Retracted: 1},
 		}), []string{

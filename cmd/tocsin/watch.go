@@ -69,8 +69,15 @@ type alertAnswer struct {
 	Event      string                          `json:"event"`
 	State      string                          `json:"state"`
 	Expires    time.Time                       `json:"expires"`
-	Retraction *struct{ Reason string }        `json:"retraction"`
+	Retraction *retractionAnswer               `json:"retraction"`
 	Channels   map[alert.Kind]*priority.Counts `json:"channels"`
+}
+
+// retractionAnswer is the retraction part of the answer: its reason, and
+// whether the phones' retractions are still being queued.
+type retractionAnswer struct {
+	Reason   string `json:"reason"`
+	Sweeping bool   `json:"sweeping"`
 }
 
 // barWidth is the number of cells in a progress bar.
@@ -112,9 +119,9 @@ func retractionDue(c *priority.Counts) int { return max(c.Owed, reached(c)) }
 
 // retractionDone says whether everyone a retracted channel reached has been
 // told: no target is left queued (the sweep cancels them) and the
-// retractions handed over reach the total due.
+// retractions handed over or given up (failed, expired) reach the total due.
 func retractionDone(c *priority.Counts) bool {
-	return c.Queued == 0 && c.Retracted >= retractionDue(c)
+	return c.Queued == 0 && c.Retracted+c.RetractFailed >= retractionDue(c)
 }
 
 // finished says whether watching can stop: the alert completed or expired,
@@ -124,6 +131,9 @@ func finished(a *alertAnswer) bool {
 	case "completed", "expired":
 		return true
 	case "retracted":
+		if a.Retraction != nil && a.Retraction.Sweeping {
+			return false // the phones' retractions are still being queued
+		}
 		for _, c := range a.Channels {
 			if !retractionDone(c) {
 				return false
@@ -169,6 +179,9 @@ func channelLine(k alert.Kind, c *priority.Counts, retracted bool) string {
 	if retracted {
 		due := retractionDue(c)
 		s := fmt.Sprintf("%-8s %s retracted %d/%d", k, bar(due, []cell{{'#', c.Retracted}}), c.Retracted, due)
+		if c.RetractFailed > 0 {
+			s += fmt.Sprintf(", %d failed", c.RetractFailed)
+		}
 		if c.Queued > 0 {
 			s += fmt.Sprintf(", %d queued (being cancelled)", c.Queued)
 		}
