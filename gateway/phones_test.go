@@ -88,6 +88,15 @@ func TestSMSAndVoiceEndToEnd(t *testing.T) {
 		}
 		return s.do("GET", "/v1/alerts/"+id+"/deliveries", dispatchKey, "", "").Raw != "" && strings.Count(s.do("GET", "/v1/alerts/"+id+"/deliveries", dispatchKey, "", "").Raw, `"retraction":"failed"`) == 2
 	})
+	// The failed retraction is counted as given up, and the sweep is over.
+	for _, k := range []string{"sms", "voice"} {
+		if c := s.counts(id, k); c["retractions_failed"] != float64(1) {
+			t.Errorf("%s counts %v; want retractions_failed 1", k, c)
+		}
+	}
+	if r := s.get(id); r.Body["retraction"].(map[string]any)["sweeping"] != false {
+		t.Errorf("retraction %v; want sweeping false once every retraction is queued", r.Body["retraction"])
+	}
 	for to, got := range byPhone(tw.Messages()) {
 		if len(got) != 2 || !strings.HasPrefix(got[0].Body, "WARN") || !strings.Contains(got[1].Body, "ALARM") && !strings.Contains(got[1].Body, "alarm") {
 			t.Errorf("%s received %d messages %v; want the warning, then the false-alarm notice", to, len(got), got)
