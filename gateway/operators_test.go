@@ -422,3 +422,27 @@ func TestSecurityKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestExerciseSelfApproval: an exercise may be approved by its own author
+// and reaches only the targets that take drills (one siren of three); the
+// same person's live alert may not be self-approved.
+func TestExerciseSelfApproval(t *testing.T) {
+	s := newStack(t, stackOptions{extra: operatorsConfig})
+	carla := enrol(t, s, "carla")
+	d := carla.do("POST", "/v1/drafts", `{"template":"amok","status":"exercise"}`)
+	if d.Code != 201 || d.Body["package"].(map[string]any)["counts"].(map[string]any)["siren"] != float64(1) {
+		t.Fatalf("exercise draft: %d %s (want 1 drill siren)", d.Code, d.Raw)
+	}
+	id := d.Body["id"].(string)
+	carla.do("POST", "/v1/drafts/"+id+"/submit", "")
+	if r := carla.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+d.Body["digest"].(string)+`"}`); r.Code != 200 || r.Body["state"] != "live" {
+		t.Fatalf("self-approval of an exercise: %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "the drill siren gets the exercise", func() bool { return sirenCommands(s, id) >= 1 })
+	time.Sleep(300 * time.Millisecond)
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.AlertID == id && (!rc.Cmd.Exercise || rc.Siren != sirenIDs("school", 3)[0]) {
+			t.Errorf("exercise reached %s (exercise flag %v); only the drill siren may get it, marked", rc.Siren, rc.Cmd.Exercise)
+		}
+	}
+}
