@@ -730,3 +730,24 @@ func (g *Gateway) page(ctx context.Context, d *release.Draft) {
 	}
 	g.log.Info().Str("draft", string(d.ID)).Int("pages", len(targets)).Msg("On-duty approvers paged")
 }
+
+// settleDrafts, every few seconds until ctx ends, expires the drafts whose
+// alert expired before release and completes the live ones whose alert is
+// done, so the audit records it even if nobody looks.
+func (g *Gateway) settleDrafts(ctx context.Context) {
+	if g.drafts == nil {
+		return
+	}
+	stop := every(ctx, 5*time.Second, func(ctx context.Context) {
+		ds, err := g.drafts.List(ctx, 1000)
+		if err != nil {
+			return
+		}
+		for _, d := range ds {
+			g.expireIfDue(ctx, d)
+			g.completeIfDone(ctx, d)
+		}
+	})
+	<-ctx.Done()
+	stop()
+}

@@ -446,3 +446,26 @@ func TestExerciseSelfApproval(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingDraftExpires: a pending alert whose expiry passes before anyone
+// approves it expires by itself (audited by system), and can no longer be
+// approved.
+func TestPendingDraftExpires(t *testing.T) {
+	s := newStack(t, stackOptions{extra: operatorsConfig})
+	carla, ben := enrol(t, s, "carla"), enrol(t, s, "ben")
+	d := carla.do("POST", "/v1/drafts", `{"template":"amok","status":"actual","expires":"`+time.Now().Add(1500*time.Millisecond).UTC().Format(time.RFC3339Nano)+`"}`)
+	if d.Code != 201 {
+		t.Fatalf("draft: %d %s", d.Code, d.Raw)
+	}
+	id := d.Body["id"].(string)
+	carla.do("POST", "/v1/drafts/"+id+"/submit", "")
+	eventually(t, 10*time.Second, "the pending draft expires by itself", func() bool {
+		return strings.Contains(strings.Join(auditKinds(t, s, id), "\n"), "draft.expired by system")
+	})
+	if r := ben.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+d.Body["digest"].(string)+`"}`); r.Code != 409 {
+		t.Fatalf("approve an expired draft: %d %s", r.Code, r.Raw)
+	}
+	if n := sirenCommands(s, id); n != 0 {
+		t.Fatalf("an expired draft reached %d sirens", n)
+	}
+}

@@ -47,6 +47,11 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 		defer loops.Done()
 		g.resumeUnfinished(ctx)
 	}()
+	loops.Add(1)
+	go func() { // exits when ctx ends
+		defer loops.Done()
+		g.settleDrafts(ctx)
+	}()
 	for kind, a := range g.adapters {
 		loops.Add(1)
 		go func() { // exits when ctx ends
