@@ -885,8 +885,11 @@ func (m *model) checkAlert(t *rapid.T, ma *mAlert, holds map[string]string) {
 		}
 		if d.Retraction != "" {
 			c.Owed++
-			if d.Retraction == alert.StateDelivered || d.Retraction == alert.StateSent {
+			switch d.Retraction {
+			case alert.StateDelivered, alert.StateSent:
 				c.Retracted++
+			case alert.StateFailed, alert.StateExpired:
+				c.RetractFailed++
 			}
 		}
 	}
