@@ -67,6 +67,8 @@ type Config struct {
 	Templates []Template `yaml:"templates"`
 	// Audit says where the audit's archive and signed checkpoints go.
 	Audit AuditConf `yaml:"audit"`
+	// Console is the web console's listener.
+	Console Console `yaml:"console"`
 
 	texts *alert.Texts
 	// digest is the SHA-256 of the file the configuration was parsed from.

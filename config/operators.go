@@ -261,6 +261,16 @@ func (c *Config) Operator(id string) *Operator {
 	return nil
 }
 
+// Console is the web console's own listener (package console).
+type Console struct {
+	// Listen is its address (default 127.0.0.1:8081 when operators are
+	// configured; "off" turns it off). Keep it on the control-room network.
+	Listen string `yaml:"listen"`
+	// PublicURL is where browsers reach it (https://…): its origin is
+	// allowed for security keys and it marks cookies Secure.
+	PublicURL string `yaml:"public_url"`
+}
+
 // AuditConf says where the audit's archive and checkpoints go.
 type AuditConf struct {
 	// Dir keeps the archived entries and the signed checkpoints (default:
@@ -287,6 +297,9 @@ type AuditConf struct {
 func (a *AuditConf) SigningKey() string { return a.signingKey }
 
 func (c *Config) defaultsOperators() {
+	if c.Console.Listen == "" && len(c.Operators) > 0 {
+		c.Console.Listen = "127.0.0.1:8081"
+	}
 	s := &c.Sessions
 	if s.Idle == 0 {
 		s.Idle = 30 * time.Minute

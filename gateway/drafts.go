@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -663,8 +665,42 @@ func (g *Gateway) getAudit(w http.ResponseWriter, r *http.Request, p *config.Pri
 		seq, body, _ := audit.ParseLine(l)
 		out = append(out, json.RawMessage(fmt.Sprintf(`{"seq":%d,"entry":%s}`, seq, body)))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+	answer := map[string]any{"entries": out}
+	if cp := g.lastCheckpoint(); cp != nil {
+		answer["checkpoint"] = cp
+	}
+	writeJSON(w, http.StatusOK, answer)
 	return nil
+}
+
+// checkpointView is the keeper's latest checkpoint as the audit answer
+// shows it: which entry it covers, when and by whom it was signed. Only
+// `tocsin audit verify` with the public key checks it.
+type checkpointView struct {
+	Seq    int64     `json:"seq"`
+	Time   time.Time `json:"time"`
+	Signer string    `json:"signer"`
+}
+
+// lastCheckpoint reads the keeper's latest checkpoint, nil if none.
+func (g *Gateway) lastCheckpoint() *checkpointView {
+	if g.cfg.Audit.Dir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(g.cfg.Audit.Dir, "latest.checkpoint"))
+	if err != nil {
+		return nil
+	}
+	text, sig, _ := strings.Cut(string(b), "\n\n")
+	c, err := audit.ParseCheckpoint(text + "\n")
+	if err != nil {
+		return nil
+	}
+	signer := ""
+	if f := strings.Fields(sig); len(f) > 1 {
+		signer = f[1] // "— name base64"
+	}
+	return &checkpointView{Seq: c.Seq, Time: c.Time, Signer: signer}
 }
 
 // draftRetracted moves a released draft to retracted when its alert is.

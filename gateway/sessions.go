@@ -320,12 +320,25 @@ func (g *Gateway) enrolLink(token string) string {
 // so without public_url there is none).
 func (g *Gateway) webAuthn() (*operator.WebAuthn, error) {
 	g.waOnce.Do(func() {
-		u, err := url.Parse(g.cfg.PublicURL)
-		if g.cfg.PublicURL == "" || err != nil || u.Hostname() == "" {
-			g.waErr = notFound("security keys need public_url (the origin browsers sign for)")
+		// The relying party is the console's host when it has a public URL
+		// (browsers sign there), else the API's; both origins may sign.
+		var rpID string
+		var origins []string
+		for _, s := range []string{g.cfg.Console.PublicURL, g.cfg.PublicURL} {
+			u, err := url.Parse(s)
+			if s == "" || err != nil || u.Hostname() == "" {
+				continue
+			}
+			if rpID == "" {
+				rpID = u.Hostname()
+			}
+			origins = append(origins, u.Scheme+"://"+u.Host)
+		}
+		if rpID == "" {
+			g.waErr = notFound("security keys need public_url or console.public_url (the origin browsers sign for)")
 			return
 		}
-		g.wa, g.waErr = g.ops.WebAuthn(u.Hostname(), u.Scheme+"://"+u.Host)
+		g.wa, g.waErr = g.ops.WebAuthn(rpID, origins...)
 	})
 	return g.wa, g.waErr
 }

@@ -160,6 +160,7 @@ func demo(args []string) error {
 func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "HTTP address of the gateway")
+	consoleListen := fs.String("console", "127.0.0.1:8081", `the web console's address ("off": none)`)
 	redisAddr := fs.String("redis", "", "use this Redis instead of the in-process stand-in")
 	mqttURL := fs.String("mqtt", "", "use this MQTT broker (tcp://host:port) instead of the in-process one")
 	logLevel := fs.String("log-level", "warn", "gateway log level")
@@ -280,6 +281,11 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
+	cfg.Console.Listen = *consoleListen
+	if _, port, err := net.SplitHostPort(*consoleListen); err == nil && port != "0" {
+		// Browsers treat localhost as a secure context (security keys work).
+		cfg.Console.PublicURL = "http://localhost:" + port
+	}
 	ops, err := startDemoOperators(ctx, cfg, verifier)
 	if err != nil {
 		return err
@@ -305,7 +311,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 
 	mqttHost, mqttPort, _ := net.SplitHostPort(strings.TrimPrefix(*mqttURL, "tcp://"))
 	log := newLogger(*logLevel)
-	return runGateway(ctx, cfg, log, func(addr string) {
+	return runGateway(ctx, cfg, log, func(addr, consoleAddr string) {
 		url := "http://" + addr
 		fmt.Fprintf(out, `
 Tocsin demo — %s.
@@ -351,6 +357,7 @@ stop.
    TOCSIN_URL=%s TOCSIN_KEY=%s go run ./cmd/tocsin maintenance school-amok-button --reason 'IT work' --for 1h
 `, keeps, url, len(ids), url, demoDispatchKey, demoDispatchKey, url, url, demoOperatorKey, url, demoOperatorKey,
 			demoButtonKey, mqttHost, mqttPort, url, demoOperatorKey)
+		ops.printConsole(out, consoleAddr, cfg.Console.PublicURL)
 		ops.printWalkthrough(out, url)
 	}, true)
 }
@@ -416,6 +423,30 @@ func startDemoOperators(ctx context.Context, cfg *config.Config, verifier string
 
 // printWalkthrough prints the operators' part of the walkthrough: enrol,
 // sign in, compose from a template, submit, approve, watch, retract, audit.
+// printConsole prints where the console is and how the demo's two people
+// enrol and sign in there.
+func (d *demoOperators) printConsole(out io.Writer, addr, public string) {
+	if addr == "" {
+		return
+	}
+	if public == "" {
+		public = "http://" + addr
+	}
+	fmt.Fprintf(out, `
+Console: %[1]s — the whole story in a browser. Each person enrols once from
+their link (the page shows a TOTP secret; bin/tocsin demo code SECRET prints
+its current code, or use an authenticator app), then signs in:
+
+   Anna (author):   %[1]s/enrol#%[2]s   password %[4]s
+   Ben (approver):  %[1]s/enrol#%[3]s   password %[5]s
+
+Anna composes from the template and submits; Ben (in another browser or a
+private window) opens it from his dashboard, types the zone's name and
+approves; the dashboard's Retract button retracts it in one click. (Each
+link works once: enrol in the browser or with step 5 below.)
+`, public, d.invites["anna"], d.invites["ben"], demoPassword("anna"), demoPassword("ben"))
+}
+
 func (d *demoOperators) printWalkthrough(out io.Writer, url string) {
 	fmt.Fprintf(out, `
 5. Four-eyes release by people. Anna (author) composes from a template, Ben

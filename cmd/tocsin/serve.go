@@ -20,6 +20,7 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/sms"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/console"
 	"github.com/tocsin-alert/tocsin/gateway"
 )
 
@@ -100,7 +101,7 @@ func newLogger(level string) zerolog.Logger {
 // the HTTP server stops taking requests, workers stop claiming, running jobs
 // finish or are handed back, and it returns nil. Without workers it serves
 // the API only.
-func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, started func(addr string), workers bool) error {
+func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, started func(api, console string), workers bool) error {
 	g, err := gateway.Open(cfg, log, nil)
 	if err != nil {
 		return err
@@ -110,11 +111,31 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	api := g.Handler()
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
 	go srv.Serve(ln) // exits when srv.Shutdown is called
 	log.Info().Str("listen", ln.Addr().String()).Strs("redis", cfg.Redis.Addrs).Str("mqtt", cfg.MQTT.Broker).Msg("Tocsin gateway serving")
+	// The console has its own listener, so it can face the control-room
+	// network only; it is a client of the API, and its outage leaves the
+	// API (and so every retraction) untouched.
+	consoleAddr := ""
+	if addr := cfg.Console.Listen; addr != "" && addr != "off" {
+		c, err := console.New(console.Options{API: api, Config: cfg, Log: log, Secure: strings.HasPrefix(cfg.Console.PublicURL, "https://")})
+		if err != nil {
+			return err
+		}
+		cln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("console.listen: %w", err)
+		}
+		csrv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+		go csrv.Serve(cln) // exits when csrv.Shutdown is called
+		defer csrv.Close()
+		log.Info().Str("listen", cln.Addr().String()).Msg("Tocsin console serving")
+		consoleAddr = cln.Addr().String()
+	}
 	if started != nil {
-		started(ln.Addr().String())
+		started(ln.Addr().String(), consoleAddr)
 	}
 	runDone := make(chan error, 1)
 	if workers {
