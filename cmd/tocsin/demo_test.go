@@ -55,7 +55,9 @@ func TestDemoWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, []string{"--listen", addr, "--console", "127.0.0.1:0", "--log-level", "error"}, out) }()
+	go func() {
+		done <- runDemo(ctx, []string{"--listen", addr, "--console", "127.0.0.1:0", "--log-level", "error"}, out)
+	}()
 	waitFor(t, out, "centre receives appears below", 1)
 
 	post := func(path, key, body string) map[string]any {
@@ -133,7 +135,9 @@ func TestDemoFourEyes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, []string{"--listen", addr, "--console", "127.0.0.1:0", "--log-level", "error"}, out) }()
+	go func() {
+		done <- runDemo(ctx, []string{"--listen", addr, "--console", "127.0.0.1:0", "--log-level", "error"}, out)
+	}()
 	defer func() {
 		cancel()
 		select {
