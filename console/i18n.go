@@ -33,7 +33,9 @@ var labels = map[string]map[string]string{
 		"signal": "Siren signal", "health": "Channels",
 		"enrol": "Enrol", "invite_token": "Invitation token (from the link)", "new_password": "New password (12 characters or more)",
 		"totp_secret": "Add this secret to an authenticator app, then enter its current code", "enrolled": "Enrolled: sign in now.",
-		"next": "Next",
+		"next": "Next", "keys": "Security key", "register_key": "Register a security key",
+		"key_help": "A security key (or the computer's own authenticator) signs you in instead of the code. Registering needs a sign-in or step-up within the last minutes.",
+		"key_done": "Security key registered.",
 	},
 	"de": {
 		"title": "Tocsin Leitstelle", "signin": "Anmelden", "operator": "Kennung", "password": "Passwort",
@@ -61,7 +63,9 @@ var labels = map[string]map[string]string{
 		"signal": "Sirenensignal", "health": "Kanäle",
 		"enrol": "Einrichten", "invite_token": "Einladungs-Token (aus dem Link)", "new_password": "Neues Passwort (mindestens 12 Zeichen)",
 		"totp_secret": "Dieses Geheimnis in eine Authenticator-App eintragen, dann den aktuellen Code eingeben", "enrolled": "Eingerichtet: jetzt anmelden.",
-		"next": "Weiter",
+		"next": "Weiter", "keys": "Sicherheitsschlüssel", "register_key": "Sicherheitsschlüssel registrieren",
+		"key_help": "Ein Sicherheitsschlüssel (oder der Authenticator des Rechners) ersetzt beim Anmelden den Code. Registrieren geht nur kurz nach Anmeldung oder Bestätigung.",
+		"key_done": "Sicherheitsschlüssel registriert.",
 	},
 }
 

@@ -224,6 +224,47 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// getKeys is where a signed-in person registers a security key.
+func (s *Server) getKeys(w http.ResponseWriter, r *http.Request, v *view) (string, error) {
+	return "keys", nil
+}
+
+// postKeyOptions and postKeys carry a key registration for the page's
+// script, as the signed-in person (CSRF token in a header: the script reads
+// it from the page).
+func (s *Server) postKeyOptions(w http.ResponseWriter, r *http.Request) {
+	s.relaySession(w, r, "/v1/keys/options")
+}
+
+func (s *Server) postKeys(w http.ResponseWriter, r *http.Request) {
+	s.relaySession(w, r, "/v1/keys")
+}
+
+func (s *Server) relaySession(w http.ResponseWriter, r *http.Request, path string) {
+	tok := token(r)
+	if tok == "" || !sameOrigin(r) || r.Header.Get("X-CSRF-Token") != s.csrf(tok) {
+		http.Error(w, `{"error":"forbidden: reload the page"}`, http.StatusForbidden)
+		return
+	}
+	var in json.RawMessage
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&in); err != nil {
+		in = nil
+	}
+	var body any
+	if len(in) > 0 && string(in) != "{}" {
+		body = in
+	}
+	var out map[string]any
+	err := s.call(r.Context(), tok, "POST", path, body, &out)
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(statusOf(err))
+		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	json.NewEncoder(w).Encode(out)
+}
+
 // getEnrol is enrolment's first page: the invite token (the link's
 // fragment, filled in by the script, or pasted) and a password.
 func (s *Server) getEnrol(w http.ResponseWriter, r *http.Request, v *view) (string, error) {

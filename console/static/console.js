@@ -45,6 +45,27 @@
   var inv = document.getElementById("invite-token");
   if (inv && !inv.value && location.hash.length > 1) { inv.value = decodeURIComponent(location.hash.slice(1)); }
 
+  // Registering a security key for the signed-in person.
+  var reg = document.getElementById("register-key");
+  if (reg && window.PublicKeyCredential && PublicKeyCredential.parseCreationOptionsFromJSON) {
+    reg.addEventListener("click", async function () {
+      var out = document.getElementById("key-result");
+      var post = function (url, body) {
+        return fetch(url, { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": reg.dataset.csrf }, body: JSON.stringify(body) })
+          .then(function (r) { return r.json().then(function (j) { if (!r.ok) { throw new Error(j.error || r.statusText); } return j; }); });
+      };
+      try {
+        var opts = await post("/keys/options", {});
+        var cred = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(opts.publicKey) });
+        await post("/keys", { response: cred.toJSON() });
+        out.textContent = reg.dataset.done;
+      } catch (e) {
+        out.textContent = e.message;
+        out.className = "error";
+      }
+    });
+  }
+
   // Sign-in with a security key (WebAuthn), beside the code.
   var key = document.getElementById("signin-key");
   if (key && window.PublicKeyCredential && PublicKeyCredential.parseRequestOptionsFromJSON) {
