@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -49,16 +50,26 @@ func waitFor(t *testing.T, out *syncBuffer, what string, n int) {
 }
 
 // The demo as `make demo` runs it (in-process Redis stand-in and broker): an
-// alert sounds the school's three sirens and its retraction gives them all_clear.
+// alert sounds the school's three sirens and its retraction gives them
+// all_clear. The console is down the whole time (its port is taken): an
+// outage of the console never blocks an alert or a retraction.
 func TestDemoWalkthrough(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- runDemo(ctx, []string{"--listen", addr, "--console", "127.0.0.1:0", "--log-level", "error"}, out)
+		done <- runDemo(ctx, []string{"--listen", addr, "--console", taken.Addr().String(), "--log-level", "fatal"}, out)
 	}()
 	waitFor(t, out, "centre receives appears below", 1)
+	if strings.Contains(out.String(), "Console:") {
+		t.Fatalf("the console claims to serve on a taken port:\n%s", out.String())
+	}
 
 	post := func(path, key, body string) map[string]any {
 		req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))

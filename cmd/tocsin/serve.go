@@ -124,15 +124,17 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 		if err != nil {
 			return err
 		}
-		cln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("console.listen: %w", err)
+		// A console that cannot listen is an outage of the console only: the
+		// gateway goes on, and the API and the CLI still retract.
+		if cln, err := net.Listen("tcp", addr); err != nil {
+			log.Error().Err(err).Str("listen", addr).Msg("Console not serving; the API serves on")
+		} else {
+			csrv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+			go csrv.Serve(cln) // exits when csrv.Close is called
+			defer csrv.Close()
+			log.Info().Str("listen", cln.Addr().String()).Msg("Tocsin console serving")
+			consoleAddr = cln.Addr().String()
 		}
-		csrv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
-		go csrv.Serve(cln) // exits when csrv.Shutdown is called
-		defer csrv.Close()
-		log.Info().Str("listen", cln.Addr().String()).Msg("Tocsin console serving")
-		consoleAddr = cln.Addr().String()
 	}
 	if started != nil {
 		started(ln.Addr().String(), consoleAddr)
