@@ -269,6 +269,10 @@ type Console struct {
 	// PublicURL is where browsers reach it (https://…): its origin is
 	// allowed for security keys and it marks cookies Secure.
 	PublicURL string `yaml:"public_url"`
+	// Exercise makes this console an exercise context: its own colours and
+	// the EXERCISE / ÜBUNG header on every page, and only exercise and test
+	// alerts can be composed in it.
+	Exercise bool `yaml:"exercise"`
 }
 
 // AuditConf says where the audit's archive and checkpoints go.

@@ -153,3 +153,45 @@ func TestFormsGuarded(t *testing.T) {
 		t.Fatalf("the same form twice made %d retractions, want 1", n)
 	}
 }
+
+// An exercise console shows the exercise header on every page and composes
+// no live alert.
+func TestExerciseContext(t *testing.T) {
+	a := &api{}
+	cfg := &config.Config{Console: config.Console{Exercise: true}}
+	c, err := New(Options{API: a, Config: cfg, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	cl := &http.Client{Jar: jar}
+	for _, path := range []string{"/login", "/"} {
+		resp, err := cl.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `class="exercise-banner"`) || !strings.Contains(string(b), "EXERCISE / ÜBUNG") {
+			t.Errorf("%s without the exercise header", path)
+		}
+		if path == "/login" {
+			cl.PostForm(srv.URL+"/login", url.Values{"operator": {"anna"}, "password": {"x"}, "code": {"1"}})
+		}
+	}
+	resp, _ := cl.Get(srv.URL + "/")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := csrfRe.FindStringSubmatch(string(b))[1]
+	resp, err = cl.PostForm(srv.URL+"/compose", url.Values{"csrf": {csrf}, "once": {"o1"}, "template": {"t"}, "status": {"actual"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(b), "exercise context") {
+		t.Errorf("a live alert composed in an exercise console: %d", resp.StatusCode)
+	}
+}

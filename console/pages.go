@@ -77,7 +77,7 @@ func (s *Server) page(h pageFunc, auth bool) http.HandlerFunc {
 			lang = l
 			http.SetCookie(w, &http.Cookie{Name: "lang", Value: l, Path: "/", SameSite: http.SameSiteStrictMode, Secure: s.secure, MaxAge: 365 * 86400})
 		}
-		v := &view{Lang: lang, T: labels[lang], Nonce: r.Context().Value(nonceKey{}).(string), Once: newOnce}
+		v := &view{Lang: lang, T: labels[lang], Nonce: r.Context().Value(nonceKey{}).(string), Once: newOnce, Exercise: s.cfg.Console.Exercise}
 		if f := r.URL.Query().Get("flash"); f != "" {
 			v.Notice = labels[lang][f]
 		}
@@ -481,11 +481,14 @@ func (s *Server) getCompose(w http.ResponseWriter, r *http.Request, v *view) (st
 	for _, z := range s.cfg.Zones {
 		zoneIDs = append(zoneIDs, z.ID)
 	}
-	v.Data = map[string]any{"Templates": ts.Templates, "Selected": sel, "Zones": s.cfg.Zones, "Map": zoneMap(s.cfg.Zones, sel)}
+	v.Data = map[string]any{"Templates": ts.Templates, "Selected": sel, "Zones": s.cfg.Zones, "Map": zoneMap(s.cfg.Zones, sel), "ExerciseOnly": s.cfg.Console.Exercise}
 	return "compose", nil
 }
 
 func (s *Server) postCompose(r *http.Request, session string) (string, error) {
+	if st := r.PostFormValue("status"); s.cfg.Console.Exercise && st != "exercise" && st != "test" {
+		return "", &problem{Status: 403, Field: "status", Detail: "this console is an exercise context: only exercise and test alerts"}
+	}
 	req := map[string]any{"template": r.PostFormValue("template"), "status": r.PostFormValue("status")}
 	if zs := r.PostForm["zones"]; len(zs) > 0 {
 		req["zones"] = zs
@@ -573,7 +576,7 @@ func (s *Server) getDraft(w http.ResponseWriter, r *http.Request, v *view) (stri
 	if err := s.call(r.Context(), token(r), "GET", "/v1/drafts/"+url.PathEscape(r.PathValue("id")), nil, &d); err != nil {
 		return "draft", err
 	}
-	v.Exercise = d.Drill()
+	v.Exercise = v.Exercise || d.Drill()
 	var zones []string
 	for _, z := range d.Package.Zones {
 		zones = append(zones, s.zoneName(z))
@@ -649,7 +652,7 @@ func (s *Server) getAlert(w http.ResponseWriter, r *http.Request, v *view) (stri
 	if err := s.call(r.Context(), tok, "GET", "/v1/alerts/"+id, nil, &a); err != nil {
 		return "alert", err
 	}
-	v.Exercise = a.Drill()
+	v.Exercise = v.Exercise || a.Drill()
 	var raw json.RawMessage
 	s.call(r.Context(), tok, "GET", "/v1/alerts/"+id+"/deliveries", nil, &raw)
 	v.Data = map[string]any{"A": &a, "Waiting": waiting(raw, &a)}
