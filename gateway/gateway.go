@@ -386,6 +386,8 @@ func (g *Gateway) endpoints() []endpoint {
 		p("PUT /v1/sources/{source}/maintenance", g.putMaintenance),
 		p("DELETE /v1/sources/{source}/maintenance", g.deleteMaintenance),
 		p("GET /v1/triggers", g.listTriggers),
+		op("POST /v1/triggers/{source}/{event}/release", g.releaseTrigger),
+		op("POST /v1/triggers/{source}/{event}/dismiss", g.dismissTrigger),
 		{"POST /v1/session", authSignIn, g.postSession},
 		op("GET /v1/session", g.getSession),
 		op("DELETE /v1/session", g.deleteSession),

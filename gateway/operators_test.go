@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tocsin-alert/tocsin/audit"
+	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/internal/softkey"
 	"github.com/tocsin-alert/tocsin/loadtest"
 	"github.com/tocsin-alert/tocsin/operator"
@@ -467,5 +468,64 @@ func TestPendingDraftExpires(t *testing.T) {
 	}
 	if n := sirenCommands(s, id); n != 0 {
 		t.Fatalf("an expired draft reached %d sirens", n)
+	}
+}
+
+// TestQuarantinedTriggers: triggers quarantined by maintenance wait for a
+// person. One is released as an alert in an author's name — through their
+// policy, so it waits for an approver — exactly once; another is dismissed
+// with a reason and can no longer be released; the audit names both.
+func TestQuarantinedTriggers(t *testing.T) {
+	s := newStack(t, stackOptions{triggers: true, extra: operatorsConfig})
+	anna, ben := enrol(t, s, "anna"), enrol(t, s, "ben")
+	p := newPanel(t, s)
+	if r := s.do("PUT", "/v1/sources/school-button/maintenance", operatorKey, "application/json", `{"reason":"panel replaced","for":"1h"}`); r.Code != 200 {
+		t.Fatalf("maintenance: %d %s", r.Code, r.Raw)
+	}
+	one, two := trigger("school-button", "amok-button", "school", time.Now()), trigger("school-button", "amok-button", "school", time.Now())
+	for _, tr := range []gateway.Trigger{one, two} {
+		p.send("school-button", tr)
+		if a := p.ack(tr.EventID); a.Status != "quarantined" {
+			t.Fatalf("trigger in maintenance: %+v", a)
+		}
+	}
+	path := func(tr gateway.Trigger, what string) string { return "/v1/triggers/school-button/" + tr.EventID + "/" + what }
+	if r := ben.do("POST", path(one, "release"), ""); r.Code != 403 {
+		t.Errorf("release by an approver who is no author: %d %s", r.Code, r.Raw)
+	}
+	r := anna.do("POST", path(one, "release"), "")
+	if r.Code != 201 || r.Body["state"] != "pending" || r.Body["author"] != "anna" {
+		t.Fatalf("release as alert: %d %s", r.Code, r.Raw)
+	}
+	id, digest := r.Body["id"].(string), r.Body["digest"].(string)
+	if r := anna.do("POST", path(one, "release"), ""); r.Code != 409 {
+		t.Errorf("second release: %d %s", r.Code, r.Raw)
+	}
+	if n := sirenCommands(s, id); n != 0 {
+		t.Fatalf("a released trigger sounded before its approval: %d", n)
+	}
+	if r := ben.do("POST", "/v1/drafts/"+id+"/approve", `{"digest":"`+digest+`"}`); r.Code != 200 || r.Body["state"] != "live" {
+		t.Fatalf("approve: %d %s", r.Code, r.Raw)
+	}
+	eventually(t, 5*time.Second, "the released trigger sounds the school", func() bool { return sirenCommands(s, id) >= 3 })
+
+	if r := s.do("POST", path(two, "dismiss"), operatorKey, "application/json", `{}`); r.Code != 400 || r.Body["field"] != "reason" {
+		t.Errorf("dismiss without reason: %d %s", r.Code, r.Raw)
+	}
+	if r := s.do("POST", path(two, "dismiss"), operatorKey, "application/json", `{"reason":"test press by the technician"}`); r.Code != 200 {
+		t.Fatalf("dismiss: %d %s", r.Code, r.Raw)
+	}
+	if r := anna.do("POST", path(two, "release"), ""); r.Code != 409 || !strings.Contains(r.Raw, "dismissed by operator") {
+		t.Errorf("release after dismissal: %d %s", r.Code, r.Raw)
+	}
+	q := s.do("GET", "/v1/triggers?status=quarantined", operatorKey, "", "")
+	if !strings.Contains(q.Raw, `"handled":"released by anna as `+id) || !strings.Contains(q.Raw, `"handled":"dismissed by operator: test press`) {
+		t.Errorf("quarantined triggers do not say how they were handled: %s", q.Raw)
+	}
+	got := strings.Join(auditKinds(t, s, "school-button"), "\n")
+	for _, want := range []string{"trigger.quarantined", "maintenance.started by principal:operator", "trigger.released by operator:anna", "trigger.dismissed by principal:operator"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("audit of school-button lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -174,9 +174,7 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if pol := g.cfg.Release.SourcePolicy(src.ID); pol != config.PolicyAuto && g.drafts != nil {
 		// Held for people: nothing is queued. The draft's id comes from the
 		// source and event id, so a resend finds it instead of holding twice.
-		sum := sha256.Sum256([]byte(src.ID + "\x00" + t.EventID))
-		id := alert.ID(fmt.Sprintf("%011x-%s", ts.UnixMilli(), strings.ToLower(base32.StdEncoding.EncodeToString(sum[:5]))))
-		d, err := g.hold(ctx, a, p, pol, id)
+		d, err := g.hold(ctx, a, p, pol, triggerDraftID(ts, src.ID, t.EventID))
 		if errors.Is(err, release.ErrConflict) {
 			return reject("replay: event_id %s was already seen", t.EventID)
 		}
@@ -204,6 +202,14 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 		g.log.Warn().Err(err).Msg("Corroborating source not recorded")
 	}
 	return ack, t
+}
+
+// triggerDraftID is the id of the draft a trigger becomes when it waits for
+// people (held by policy, or released from quarantine): made from its source
+// and event id, so the same trigger never becomes two drafts.
+func triggerDraftID(at time.Time, source, event string) alert.ID {
+	sum := sha256.Sum256([]byte(source + "\x00" + event))
+	return alert.ID(fmt.Sprintf("%011x-%s", at.UnixMilli(), strings.ToLower(base32.StdEncoding.EncodeToString(sum[:5]))))
 }
 
 // resetTrigger is a panel's reset of one of its events: the source no longer
@@ -416,7 +422,7 @@ func (g *Gateway) listTriggers(w http.ResponseWriter, r *http.Request, p *config
 			out = append(out, e)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"triggers": out})
+	writeJSON(w, http.StatusOK, map[string]any{"triggers": g.handledOf(r.Context(), out)})
 	return nil
 }
 
