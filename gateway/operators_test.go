@@ -489,7 +489,9 @@ func TestQuarantinedTriggers(t *testing.T) {
 			t.Fatalf("trigger in maintenance: %+v", a)
 		}
 	}
-	path := func(tr gateway.Trigger, what string) string { return "/v1/triggers/school-button/" + tr.EventID + "/" + what }
+	path := func(tr gateway.Trigger, what string) string {
+		return "/v1/triggers/school-button/" + tr.EventID + "/" + what
+	}
 	if r := ben.do("POST", path(one, "release"), ""); r.Code != 403 {
 		t.Errorf("release by an approver who is no author: %d %s", r.Code, r.Raw)
 	}

@@ -147,7 +147,6 @@ func (g *Gateway) releaseTrigger(w http.ResponseWriter, r *http.Request, p *conf
 	return nil
 }
 
-
 // triggerView is a trigger decision with, for a quarantined one, whether
 // and how it was handled.
 type triggerView struct {
@@ -181,4 +180,3 @@ func (g *Gateway) handledOf(ctx context.Context, es []priority.AuditEntry) []tri
 	}
 	return out
 }
-
