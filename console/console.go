@@ -115,6 +115,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /alerts/{id}/retract", s.form(s.postRetract))
 	mux.HandleFunc("GET /sources", s.page(s.getSources, true))
 	mux.HandleFunc("POST /sources/{id}/maintenance", s.form(s.postMaintenance))
+	mux.HandleFunc("POST /triggers/{source}/{event}/{action}", s.form(s.postTrigger))
 	mux.HandleFunc("GET /audit", s.page(s.getAudit, true))
 	return headers(mux)
 }

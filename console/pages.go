@@ -742,13 +742,44 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 // --- sources and maintenance ---
 
+// triggerJSON is a trigger decision (GET /v1/triggers).
+type triggerJSON struct {
+	At      time.Time `json:"at"`
+	Source  string    `json:"source"`
+	EventID string    `json:"event_id"`
+	Trigger string    `json:"trigger"`
+	Zone    string    `json:"zone"`
+	Reason  string    `json:"reason"`
+	Handled string    `json:"handled"`
+}
+
 func (s *Server) getSources(w http.ResponseWriter, r *http.Request, v *view) (string, error) {
 	var srcs struct {
 		Sources []*sourceJSON `json:"sources"`
 	}
 	err := s.call(r.Context(), token(r), "GET", "/v1/sources", nil, &srcs)
-	v.Data = map[string]any{"Sources": srcs.Sources}
+	var q struct {
+		Triggers []*triggerJSON `json:"triggers"`
+	}
+	s.call(r.Context(), token(r), "GET", "/v1/triggers?status=quarantined", nil, &q)
+	v.Data = map[string]any{"Sources": srcs.Sources, "Quarantined": q.Triggers}
 	return "sources", err
+}
+
+// postTrigger releases a quarantined trigger as an alert or dismisses it.
+func (s *Server) postTrigger(r *http.Request, session string) (string, error) {
+	path := "/v1/triggers/" + url.PathEscape(r.PathValue("source")) + "/" + url.PathEscape(r.PathValue("event"))
+	switch r.PathValue("action") {
+	case "release":
+		var d draftJSON
+		if err := s.call(r.Context(), session, "POST", path+"/release", nil, &d); err != nil {
+			return "", err
+		}
+		return "/drafts/" + url.PathEscape(d.ID), nil
+	case "dismiss":
+		return "/sources", s.call(r.Context(), session, "POST", path+"/dismiss", map[string]string{"reason": r.PostFormValue("reason")}, nil)
+	}
+	return "", &problem{Status: 404, Detail: "no such action"}
 }
 
 func (s *Server) postMaintenance(r *http.Request, session string) (string, error) {

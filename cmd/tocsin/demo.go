@@ -111,7 +111,7 @@ dispatch:
 # wait for one approver; the dispatch centre's key and the amok button stay
 # auto (machines that must not wait).
 operators:
-  - {id: anna, name: Anna Author, roles: [author], zones: ["*"]}
+  - {id: anna, name: Anna Author, roles: [author, maintainer], zones: ["*"]}
   - {id: ben, name: Ben Approver, roles: [approver, author], zones: ["*"]}
 release:
   approvers: 1
