@@ -10,7 +10,7 @@ RAPID_CHECKS ?= 1000
 # make soak; make test runs 6.
 GATEWAY_MODEL_CHECKS ?= 60
 
-.PHONY: all build test demo bench soak fuzz lint fmt deps clean
+.PHONY: all build test demo bench soak fuzz lint fmt deps clean screenshots
 
 all: build
 
@@ -62,6 +62,11 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# Walks the demo's story through the web console in a headless Chromium
+# (cmd/tocsin TestConsoleStory) and keeps its screenshots in docs/screenshots.
+screenshots:
+	TOCSIN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestConsoleStory$$' ./cmd/tocsin/
 
 # The Debian packages the tests use (the tests install them themselves as root).
 deps:
