@@ -36,6 +36,7 @@ var labels = map[string]map[string]string{
 		"next": "Next", "keys": "Security key", "register_key": "Register a security key",
 		"key_help": "A security key (or the computer's own authenticator) signs you in instead of the code. Registering needs a sign-in or step-up within the last minutes.",
 		"key_done": "Security key registered.",
+		"delivering": "Delivering", "completed": "Completed", "expired": "Expired", "pending_state": "Pending",
 		"quarantined": "Quarantined triggers", "release_as_alert": "Release as alert", "dismiss": "Dismiss", "handled": "Handled",
 	},
 	"de": {
@@ -67,6 +68,7 @@ var labels = map[string]map[string]string{
 		"next": "Weiter", "keys": "Sicherheitsschlüssel", "register_key": "Sicherheitsschlüssel registrieren",
 		"key_help": "Ein Sicherheitsschlüssel (oder der Authenticator des Rechners) ersetzt beim Anmelden den Code. Registrieren geht nur kurz nach Anmeldung oder Bestätigung.",
 		"key_done": "Sicherheitsschlüssel registriert.",
+		"delivering": "In Zustellung", "completed": "Abgeschlossen", "expired": "Abgelaufen", "pending_state": "Wartet",
 		"quarantined": "Zurückgehaltene Auslösungen", "release_as_alert": "Als Warnung auslösen", "dismiss": "Verwerfen", "handled": "Erledigt",
 	},
 }

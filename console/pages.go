@@ -45,6 +45,15 @@ func (m *me) Has(role string) bool { return m != nil && slices.Contains(m.Roles,
 var funcs = template.FuncMap{
 	"join": strings.Join,
 	"has":  func(list []string, s string) bool { return slices.Contains(list, s) },
+	// states are the alert states' labels as JSON, for the live page's script.
+	"states": func(t map[string]string) string {
+		m := map[string]string{}
+		for _, k := range []string{"queued", "delivering", "completed", "expired", "retracted"} {
+			m[k] = t[k]
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
+	},
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -187,6 +196,9 @@ func sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		o = r.Header.Get("Referer")
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "same-origin" {
+		return true // the browser says so itself
 	}
 	if o == "" || o == "null" {
 		return o == "" // a browser always sends one on a cross-site form
@@ -663,30 +675,32 @@ func (s *Server) getAlert(w http.ResponseWriter, r *http.Request, v *view) (stri
 // after a retraction, the retraction not yet handed over; with why.
 func waiting(raw json.RawMessage, a *alertJSON) []map[string]string {
 	var ds struct {
-		Deliveries []map[string]any `json:"deliveries"`
+		Deliveries []struct {
+			Target struct {
+				Kind string `json:"kind"`
+				ID   string `json:"id"`
+			} `json:"target"`
+			State      string `json:"state"`
+			Retraction string `json:"retraction"`
+		} `json:"deliveries"`
 	}
 	json.Unmarshal(raw, &ds)
 	var out []map[string]string
 	for _, d := range ds.Deliveries {
-		target, _ := d["target"].(string)
-		st, _ := d["state"].(string)
-		rt, _ := d["retraction"].(string)
+		st, rt := d.State, d.Retraction
 		why := ""
 		switch {
-		case a.State == "retracted" && rt != "" && rt != "delivered" && rt != "sent":
+		case a.State == "retracted" && rt != "" && rt != "delivered" && rt != "sent" && rt != "failed" && rt != "expired":
 			why = "retraction " + rt
 		case a.State == "retracted" && rt == "" && (st == "in_flight" || st == "retry"):
 			why = "original " + st + " (its retraction follows)"
-		case a.State != "retracted" && st != "delivered" && st != "sent":
+		case a.State != "retracted" && (st == "queued" || st == "in_flight" || st == "retry"):
 			why = st
 		}
 		if why == "" {
 			continue
 		}
-		if e, _ := d["error"].(string); e != "" {
-			why += ": " + e
-		}
-		out = append(out, map[string]string{"Target": target, "Why": why})
+		out = append(out, map[string]string{"Target": d.Target.Kind + "/" + d.Target.ID, "Why": why})
 		if len(out) == 200 {
 			break
 		}

@@ -11,6 +11,20 @@
     });
   });
 
+  // The list of targets still waiting is redrawn from the page itself, at
+  // most every two seconds while counts change.
+  var waitingDue = 0;
+  function refreshWaiting() {
+    var w = document.getElementById("waiting");
+    if (!w || Date.now() < waitingDue) { return; }
+    waitingDue = Date.now() + 2000;
+    fetch(location.pathname, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var fresh = doc.getElementById("waiting");
+      if (fresh) { w.replaceWith(document.importNode(fresh, true)); } else { w.remove(); }
+    });
+  }
+
   // Live counts on an alert's page (Server-Sent Events).
   var table = document.getElementById("channels");
   if (table && window.EventSource) {
@@ -18,7 +32,11 @@
     es.onmessage = function (ev) {
       var m = JSON.parse(ev.data);
       var st = document.getElementById("state");
-      if (st && m.state) { st.textContent = m.state; }
+      if (st && m.state) {
+        var names = JSON.parse(st.dataset.labels || "{}");
+        st.textContent = names[m.state] || m.state;
+      }
+      refreshWaiting();
       Object.keys(m.channels || {}).forEach(function (k) {
         var row = table.querySelector('tr[data-kind="' + k + '"]');
         if (!row) { return; }
