@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/adapters/siren"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
@@ -154,6 +155,13 @@ func (g *Gateway) compose(req *draftRequest, p *config.Principal, now time.Time)
 		langs = append(langs, in.Language)
 	}
 	texts := g.cfg.Texts()
+	if pkg.Counts[alert.KindSiren] > 0 {
+		// The signal the sirens would sound, and on each retraction.
+		pkg.Texts["siren/-"] = siren.SignalFor(alert.Delivery{Alert: a, Message: alert.MessageAlert})
+		for _, reason := range []string{"false_alarm", "all_clear"} {
+			pkg.Texts["siren/-/"+reason] = siren.SignalFor(alert.Delivery{Alert: a, Message: alert.MessageRetraction, Reason: reason})
+		}
+	}
 	for _, k := range []alert.Kind{alert.KindPA, alert.KindSMS, alert.KindVoice} {
 		if pkg.Counts[k] == 0 {
 			continue
