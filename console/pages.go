@@ -564,10 +564,11 @@ type draftJSON struct {
 		Digest string    `json:"digest"`
 		At     time.Time `json:"at"`
 	} `json:"approvals"`
-	ValidApprovals int    `json:"validApprovals"`
-	Reason         string `json:"reason"`
-	ReasonBy       string `json:"reasonBy"`
-	Alert          string `json:"alert"`
+	ValidApprovals int      `json:"validApprovals"`
+	Changed        []string `json:"changed"`
+	Reason         string   `json:"reason"`
+	ReasonBy       string   `json:"reasonBy"`
+	Alert          string   `json:"alert"`
 }
 
 // Drill reports whether the draft is an exercise or test.

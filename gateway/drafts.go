@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,6 +35,8 @@ type draftRequest struct {
 // approval must name), and how many valid approvals it has of how many.
 type draftView struct {
 	*release.Draft
+	// Changed are the package's fields the last edit changed.
+	Changed        []string  `json:"changed,omitempty"`
 	ValidApprovals int       `json:"validApprovals"`
 	ApprovalsUntil time.Time `json:"approvalsValidUntil,omitzero"`
 	// Alert is where the released alert's progress is (GET /v1/alerts/{id}).
@@ -41,7 +44,7 @@ type draftView struct {
 }
 
 func (g *Gateway) draftView(d *release.Draft) draftView {
-	v := draftView{Draft: d}
+	v := draftView{Draft: d, Changed: d.Changes()}
 	valid := d.Valid(time.Now(), g.cfg.Release.ApprovalTTL)
 	v.ValidApprovals = len(valid)
 	for _, a := range valid {
@@ -359,6 +362,9 @@ func (g *Gateway) putDraft(w http.ResponseWriter, r *http.Request, p *config.Pri
 			return audit.Entry{}, err
 		}
 		old := d.Digest
+		prev := d.Package
+		prev.Texts = maps.Clone(prev.Texts)
+		d.Previous = &prev
 		// The new zones must be the editor's too.
 		d.Package = *pkg
 		if err := release.Check(d, release.ActEdit, who); err != nil {

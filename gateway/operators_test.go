@@ -172,6 +172,10 @@ func TestFourEyesStory(t *testing.T) {
 	if r.Code != 200 || r.Body["state"] != "draft" || r.Body["digest"] == first || r.Body["editor"] != "carla" {
 		t.Fatalf("edit: %d %s", r.Code, r.Raw)
 	}
+	// The approver sees what the edit changed.
+	if got := fmt.Sprint(r.Body["changed"]); got != "[headline]" {
+		t.Errorf("changed = %s, want [headline]", got)
+	}
 	digest := r.Body["digest"].(string)
 	if r := anna.do("POST", "/v1/drafts/"+id+"/submit", ""); r.Code != 200 {
 		t.Fatalf("submit again: %d %s", r.Code, r.Raw)

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -161,6 +162,9 @@ type Draft struct {
 	// Needed is how many distinct approvers a release needs.
 	Needed    int        `json:"needed"`
 	Approvals []Approval `json:"approvals,omitempty"`
+	// Previous is the package before the last edit, so an approver sees
+	// what changed (nil before any edit).
+	Previous *Package `json:"previous,omitempty"`
 	// Reason is why it was returned or rejected, with who said so.
 	Reason   string `json:"reason,omitempty"`
 	ReasonBy string `json:"reasonBy,omitempty"`
@@ -252,3 +256,32 @@ var ErrConflict = errors.New("release: the draft changed meanwhile")
 
 // ErrNotFound: no such draft.
 var ErrNotFound = errors.New("release: no such draft")
+
+// Changes names what differs between the previous package and this one:
+// the fields an approver should look at again.
+func (d *Draft) Changes() []string {
+	if d.Previous == nil {
+		return nil
+	}
+	a, b := d.Previous, &d.Package
+	var out []string
+	add := func(name string, differ bool) {
+		if differ {
+			out = append(out, name)
+		}
+	}
+	add("status", a.Status != b.Status)
+	add("event", a.Event != b.Event)
+	add("severity", a.Severity != b.Severity)
+	add("urgency", a.Urgency != b.Urgency)
+	add("headline", a.Headline != b.Headline)
+	add("description", a.Description != b.Description)
+	add("instruction", a.Instruction != b.Instruction)
+	add("zones", !slices.Equal(a.Zones, b.Zones))
+	add("channels", !slices.Equal(a.Channels, b.Channels))
+	add("expires", !a.Expires.Equal(b.Expires))
+	add("template", a.Template != b.Template || a.TemplateVersion != b.TemplateVersion)
+	add("counts", !maps.Equal(a.Counts, b.Counts))
+	add("texts", !maps.Equal(a.Texts, b.Texts))
+	return out
+}
