@@ -535,3 +535,29 @@ func TestQuarantinedTriggers(t *testing.T) {
 		}
 	}
 }
+
+// TestMaintenanceSecondPerson: a maintainer who started a source's
+// maintenance cannot extend it or end it early alone; a second maintainer
+// can (ending it with a fresh second factor).
+func TestMaintenanceSecondPerson(t *testing.T) {
+	extra := strings.Replace(operatorsConfig, "{id: anna, name: Anna Author, roles: [author], zones: [\"*\"]}", "{id: anna, name: Anna Author, roles: [author, maintainer], zones: [\"*\"]}", 1)
+	extra = strings.Replace(extra, "{id: ben, name: Ben Approver, roles: [approver], zones: [\"*\"]}", "{id: ben, name: Ben Approver, roles: [approver, maintainer], zones: [\"*\"]}", 1)
+	s := newStack(t, stackOptions{triggers: true, extra: extra})
+	anna, ben := enrol(t, s, "anna"), enrol(t, s, "ben")
+	const path = "/v1/sources/school-button/maintenance"
+	if r := anna.do("PUT", path, `{"reason":"panel replaced","for":"1h"}`); r.Code != 200 {
+		t.Fatalf("start: %d %s", r.Code, r.Raw)
+	}
+	if r := anna.do("PUT", path, `{"reason":"longer","for":"3h"}`); r.Code != 403 || r.Body["scope"] != "four_eyes" {
+		t.Errorf("extend own maintenance: %d %s", r.Code, r.Raw)
+	}
+	if r := anna.do("DELETE", path, ""); r.Code != 403 || r.Body["scope"] != "four_eyes" {
+		t.Errorf("end own maintenance early: %d %s", r.Code, r.Raw)
+	}
+	if r := ben.do("PUT", path, `{"reason":"panel replaced, cabling too","for":"3h"}`); r.Code != 200 || r.Body["by"] != "ben" {
+		t.Fatalf("extend by a second person: %d %s", r.Code, r.Raw)
+	}
+	if r := anna.do("DELETE", path, ""); r.Code != 204 && r.Code != 200 {
+		t.Fatalf("end by a second person: %d %s", r.Code, r.Raw)
+	}
+}

@@ -285,6 +285,23 @@ func sourcePrincipal(src *config.TriggerSource) *config.Principal {
 	return &config.Principal{ID: "source:" + src.ID, Kind: "building", Scopes: config.Scopes{Zones: src.Zones, Retract: true}}
 }
 
+// secondPerson refuses a person changing the maintenance they started
+// themselves (extending it, or ending it early): that takes a second
+// person. API keys, which are no person, are not held to it.
+func (g *Gateway) secondPerson(ctx context.Context, p *config.Principal, source, what string) error {
+	if p.Operator() == nil {
+		return nil
+	}
+	m, err := g.q.MaintenanceOf(ctx, source)
+	if err != nil {
+		return unavailable(err.Error())
+	}
+	if m != nil && m.By == p.ID {
+		return forbidden("four_eyes", fmt.Sprintf("%s started this maintenance: %s it needs a second person", p.ID, what))
+	}
+	return nil
+}
+
 // maintenanceRequest is the body of PUT /v1/sources/{source}/maintenance.
 type maintenanceRequest struct {
 	Reason string     `json:"reason"`
@@ -339,6 +356,9 @@ func (g *Gateway) putMaintenance(w http.ResponseWriter, r *http.Request, p *conf
 	if !until.After(now) || until.After(now.Add(30*24*time.Hour)) {
 		return badRequest("until", "must be in the future and within 30 days")
 	}
+	if err := g.secondPerson(r.Context(), p, src.ID, "extending"); err != nil {
+		return err
+	}
 	m := priority.Maintenance{Source: src.ID, Reason: req.Reason, By: p.ID, Since: now.UTC(), Until: until.UTC()}
 	if err := g.q.SetMaintenance(r.Context(), m); err != nil {
 		return unavailable(err.Error())
@@ -357,6 +377,9 @@ func (g *Gateway) deleteMaintenance(w http.ResponseWriter, r *http.Request, p *c
 	// source's triggers sound again from here on.
 	if p.Operator() != nil && !sessionOf(r.Context()).Fresh(time.Now(), g.cfg.Sessions.StepUp) {
 		return refusal(release.ErrStepUp)
+	}
+	if err := g.secondPerson(r.Context(), p, src.ID, "ending early"); err != nil {
+		return err
 	}
 	ended, err := g.q.EndMaintenance(r.Context(), src.ID)
 	if err != nil {
