@@ -457,7 +457,15 @@ func (s *Server) getDashboard(w http.ResponseWriter, r *http.Request, v *view) (
 			maint = append(maint, src)
 		}
 	}
-	v.Data = map[string]any{"Alerts": alerts.Alerts, "Pending": pend.Drafts, "Maintenance": maint}
+	var health struct {
+		Channels []struct {
+			Kind  string `json:"kind"`
+			Ready int64  `json:"ready"`
+		} `json:"channels"`
+		Breakers map[string]string `json:"breakers"`
+	}
+	s.call(r.Context(), tok, "GET", "/v1/health/channels", nil, &health)
+	v.Data = map[string]any{"Alerts": alerts.Alerts, "Pending": pend.Drafts, "Maintenance": maint, "Health": health}
 	return "dashboard", nil
 }
 

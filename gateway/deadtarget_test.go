@@ -60,6 +60,11 @@ func TestDeadSirensNeverStallTheLane(t *testing.T) {
 		}
 		return retrying > 0
 	})
+	// The dashboard's channel health names the dead sirens' open breakers.
+	eventually(t, 5*time.Second, "GET /v1/health/channels lists a dead siren's breaker", func() bool {
+		r := s.do("GET", "/v1/health/channels", operatorKey, "", "")
+		return r.Code == 200 && strings.Contains(r.Raw, `"siren/`+dead[0]+`":"open"`) && strings.Contains(r.Raw, `"kind":"siren"`)
+	})
 	for _, id := range dead {
 		s.fleet.SetOffline(id, false)
 	}

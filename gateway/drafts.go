@@ -801,3 +801,30 @@ func (g *Gateway) settleDrafts(ctx context.Context) {
 	<-ctx.Done()
 	stop()
 }
+
+// channelHealth is one channel kind's health as the dashboard shows it.
+type channelHealth struct {
+	Kind alert.Kind `json:"kind"`
+	// Ready is how many jobs wait on the kind's lane.
+	Ready int64 `json:"ready"`
+}
+
+// getChannelHealth answers GET /v1/health/channels: each channel kind's
+// waiting jobs, and the breakers (a target, a controller, a provider
+// account) not closed on this instance.
+func (g *Gateway) getChannelHealth(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	out := []channelHealth{}
+	for _, k := range g.Kinds() {
+		n, err := g.queueFor(k).Depth(r.Context(), k)
+		if err != nil {
+			return unavailable("cannot read the queue right now")
+		}
+		out = append(out, channelHealth{Kind: k, Ready: n})
+	}
+	open := g.m.openBreakers()
+	if open == nil {
+		open = map[string]string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": out, "breakers": open})
+	return nil
+}

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +25,10 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	breakers   *prometheus.GaugeVec
+
+	// open are the breakers not closed now, by key, with their state.
+	openMu sync.Mutex
+	open   map[string]string
 }
 
 func newMetrics(q *priority.Queue) *metrics {
@@ -73,4 +79,21 @@ func newMetrics(q *priority.Queue) *metrics {
 func (m *metrics) breakerChanged(target string, _, to gobreaker.State) {
 	v := map[gobreaker.State]float64{gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2}[to]
 	m.breakers.WithLabelValues(target).Set(v)
+	m.openMu.Lock()
+	defer m.openMu.Unlock()
+	if m.open == nil {
+		m.open = map[string]string{}
+	}
+	if to == gobreaker.StateClosed {
+		delete(m.open, target)
+	} else {
+		m.open[target] = to.String()
+	}
+}
+
+// openBreakers are the breakers not closed now.
+func (m *metrics) openBreakers() map[string]string {
+	m.openMu.Lock()
+	defer m.openMu.Unlock()
+	return maps.Clone(m.open)
 }
