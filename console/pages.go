@@ -501,7 +501,8 @@ func (s *Server) getCompose(w http.ResponseWriter, r *http.Request, v *view) (st
 	for _, z := range s.cfg.Zones {
 		zoneIDs = append(zoneIDs, z.ID)
 	}
-	v.Data = map[string]any{"Templates": ts.Templates, "Selected": sel, "Zones": s.cfg.Zones, "Map": zoneMap(s.cfg.Zones, sel), "ExerciseOnly": s.cfg.Console.Exercise}
+	v.Data = map[string]any{"Templates": ts.Templates, "Selected": sel, "Zones": s.cfg.Zones, "Map": zoneMap(s.cfg.Zones, sel), "ExerciseOnly": s.cfg.Console.Exercise,
+		"Kinds": []string{"siren", "pa", "sms", "voice", "dispatch"}}
 	return "compose", nil
 }
 
@@ -512,6 +513,9 @@ func (s *Server) postCompose(r *http.Request, session string) (string, error) {
 	req := map[string]any{"template": r.PostFormValue("template"), "status": r.PostFormValue("status")}
 	if zs := r.PostForm["zones"]; len(zs) > 0 {
 		req["zones"] = zs
+	}
+	if ks := r.PostForm["channels"]; len(ks) > 0 {
+		req["channels"] = ks
 	}
 	if h := strings.TrimSpace(r.PostFormValue("headline")); h != "" {
 		req["headline"] = h
