@@ -126,7 +126,7 @@ func headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b := make([]byte, 16)
 		rand.Read(b)
-		nonce := base64.RawStdEncoding.EncodeToString(b)
+		nonce := base64.RawURLEncoding.EncodeToString(b) // no + or /: nothing for templates to escape
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
