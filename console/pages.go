@@ -606,7 +606,14 @@ func (s *Server) getDraft(w http.ResponseWriter, r *http.Request, v *view) (stri
 	for _, z := range d.Package.Zones {
 		zones = append(zones, s.zoneName(z))
 	}
-	v.Data = map[string]any{"D": &d, "ZoneNames": zones, "Previews": previews(&d)}
+	var capDocs struct {
+		Centres []struct {
+			Centre string `json:"centre"`
+			XML    string `json:"xml"`
+		} `json:"centres"`
+	}
+	s.call(r.Context(), token(r), "GET", "/v1/drafts/"+url.PathEscape(d.ID)+"/cap", nil, &capDocs)
+	v.Data = map[string]any{"D": &d, "ZoneNames": zones, "Previews": previews(&d), "CAP": capDocs.Centres}
 	return "draft", nil
 }
 

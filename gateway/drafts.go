@@ -14,9 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/adapters/dispatch"
 	"github.com/tocsin-alert/tocsin/adapters/siren"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/audit"
+	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
 	"github.com/tocsin-alert/tocsin/release"
@@ -825,5 +827,50 @@ func (g *Gateway) getChannelHealth(w http.ResponseWriter, r *http.Request, p *co
 		open = map[string]string{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"channels": out, "breakers": open})
+	return nil
+}
+
+// capPreview is one dispatch centre's CAP message as a release would send
+// it (before its XML signature).
+type capPreview struct {
+	Centre string `json:"centre"`
+	XML    string `json:"xml"`
+}
+
+// getDraftCAP answers GET /v1/drafts/{id}/cap: the CAP 1.2 document each
+// dispatch centre the package reaches would get. Not part of the digest:
+// its identifier and time are the release's.
+func (g *Gateway) getDraftCAP(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	d, _, err := g.drafts.Get(r.Context(), alert.ID(r.PathValue("id")))
+	if err != nil || !g.mayRead(p, d) {
+		return notFound("no such draft")
+	}
+	author := g.principalByID(d.Author)
+	if author == nil {
+		return conflict(fmt.Sprintf("the author %q is no longer configured", d.Author))
+	}
+	_, a, err := g.compose(requestOf(&d.Package), author, d.Created)
+	if err != nil {
+		return err
+	}
+	a.ID = d.ID
+	names := map[string]string{}
+	for _, z := range g.cfg.Zones {
+		if z.Name != "" {
+			names[z.ID] = z.Name
+		}
+	}
+	out := []capPreview{}
+	for _, t := range g.route(a) {
+		if t.Kind != alert.KindDispatch {
+			continue
+		}
+		doc, err := cap.Encode(dispatch.Original(alert.Delivery{Alert: a, Target: t, Message: alert.MessageAlert}, g.cfg.Dispatch.Sender, names))
+		if err != nil {
+			return err
+		}
+		out = append(out, capPreview{Centre: t.ID, XML: string(doc)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"centres": out})
 	return nil
 }

@@ -406,6 +406,7 @@ func (g *Gateway) endpoints() []endpoint {
 		op("GET /v1/drafts", g.listDrafts),
 		op("POST /v1/drafts", g.postDraft),
 		op("GET /v1/drafts/{id}", g.getDraft),
+		op("GET /v1/drafts/{id}/cap", g.getDraftCAP),
 		op("PUT /v1/drafts/{id}", g.putDraft),
 		op("POST /v1/drafts/{id}/submit", g.draftAction(release.ActSubmit)),
 		op("POST /v1/drafts/{id}/approve", g.draftAction(release.ActApprove)),

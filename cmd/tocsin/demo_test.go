@@ -221,6 +221,11 @@ func TestDemoFourEyes(t *testing.T) {
 	if d["package"].(map[string]any)["retraction"] == nil {
 		t.Fatalf("draft without the template's retraction texts: %v", d)
 	}
+	// The CAP message the dispatch centre would get, shown before release.
+	centres := call("GET", "/v1/drafts/"+id+"/cap", anna, "", 200)["centres"].([]any)
+	if len(centres) != 1 || !strings.Contains(centres[0].(map[string]any)["xml"].(string), "<event>Amok</event>") {
+		t.Fatalf("CAP preview: %v", centres)
+	}
 	if d = call("POST", "/v1/drafts/"+id+"/submit", anna, "", 200); d["state"] != "pending" || d["needed"] != float64(1) {
 		t.Fatalf("submitted: %v", d)
 	}
