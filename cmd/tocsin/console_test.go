@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,23 +15,42 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/internal/browsertest"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
 )
 
-// TestConsoleStory walks the demo's story through the web console in a real
-// (headless) Chromium, each person in a browser context of their own: Anna
-// and Ben enrol from their printed links and sign in with a TOTP code, Ben
-// registers a security key and signs in with it, Anna composes from the
-// template and submits, Ben's approval of his own alert is refused
-// (four-eyes), Ben approves Anna's from his dashboard by typing the zone's
-// name, the live page's counts reach every channel, Anna retracts it from the
-// dashboard in one click and sees retracted n/n, and a second alert is
-// retracted from its page with the keyboard alone. The pages are checked
-// with axe-core and photographed (into $TOCSIN_SCREENSHOTS when set: make
-// screenshots).
-func TestConsoleStory(t *testing.T) {
+// consoleKit is the demo with its console, a headless Chromium with a
+// browser context for Anna and one for Ben, and the helpers the console's
+// browser tests share.
+type consoleKit struct {
+	start             time.Time
+	shots             string // where the screenshots go
+	addr, base        string // the gateway's address, the console's URL
+	out               *syncBuffer
+	anna, ben         context.Context
+	annaLink, benLink string
+	do                func(c context.Context, what string, actions ...chromedp.Action[chromedp.Void])
+	eval              func(c context.Context, expr string) string
+	waitJS            func(c context.Context, d time.Duration, what, expr string)
+	mark              func(c context.Context)
+	navigated         func(c context.Context, what string)
+	submit            func(c context.Context, button string)
+	open              func(c context.Context, url string)
+	path              func(c context.Context) string
+	text              func(c context.Context, sel string) string
+	shot              func(c context.Context, name string)
+	axe               func(c context.Context, page string)
+	code              func(secret string, step int) string
+	enrol             func(c context.Context, link, id string) string
+	login             func(c context.Context, id, secret string)
+}
+
+// newConsoleKit starts the demo (its console on a fixed port), a browser,
+// and the helpers; all stop with the test.
+func newConsoleKit(t *testing.T) *consoleKit {
 	start := time.Now()
 	shots := os.Getenv("TOCSIN_SCREENSHOTS")
 	if shots == "" {
@@ -49,7 +69,7 @@ func TestConsoleStory(t *testing.T) {
 	go func() {
 		done <- runDemo(ctx, []string{"--listen", addr, "--console", fmt.Sprintf("127.0.0.1:%d", cport), "--log-level", "error"}, out)
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -59,7 +79,7 @@ func TestConsoleStory(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Error("demo did not stop")
 		}
-	}()
+	})
 	waitFor(t, out, "centre receives appears below", 1)
 	base := fmt.Sprintf("http://localhost:%d", cport)
 	link := func(who string) string {
@@ -224,6 +244,28 @@ func TestConsoleStory(t *testing.T) {
 			t.Fatalf("%s's sign-in ends on %s: %s", id, p, text(c, "main"))
 		}
 	}
+	return &consoleKit{start: start, shots: shots, addr: addr, base: base, out: out, anna: anna, ben: ben,
+		annaLink: annaLink, benLink: benLink, do: do, eval: eval, waitJS: waitJS, mark: mark, navigated: navigated,
+		submit: submit, open: open, path: path, text: text, shot: shot, axe: axe, code: code, enrol: enrol, login: login}
+}
+
+// TestConsoleStory walks the demo's story through the web console in a real
+// (headless) Chromium, each person in a browser context of their own: Anna
+// and Ben enrol from their printed links and sign in with a TOTP code, Ben
+// registers a security key and signs in with it, Anna composes from the
+// template and submits, Ben's approval of his own alert is refused
+// (four-eyes), Ben approves Anna's from his dashboard by typing the zone's
+// name, the live page's counts reach every channel, Anna retracts it from the
+// dashboard in one click and sees retracted n/n, and a second alert is
+// retracted from its page with the keyboard alone. The pages are checked
+// with axe-core and photographed (into $TOCSIN_SCREENSHOTS when set: make
+// screenshots).
+func TestConsoleStory(t *testing.T) {
+	k := newConsoleKit(t)
+	start, shots, base, anna, ben := k.start, k.shots, k.base, k.anna, k.ben
+	do, eval, waitJS, mark, navigated, submit, open := k.do, k.eval, k.waitJS, k.mark, k.navigated, k.submit, k.open
+	path, text, shot, axe, enrol, login := k.path, k.text, k.shot, k.axe, k.enrol, k.login
+	annaLink, benLink := k.annaLink, k.benLink
 	annaSecret := enrol(anna, annaLink, "anna")
 	axe(anna, "login")
 	shot(anna, "01-login.png")
@@ -412,6 +454,208 @@ func TestConsoleStory(t *testing.T) {
 	axe(anna, "audit")
 	shot(anna, "07-audit.png")
 	t.Logf("TestConsoleStory took %v; screenshots in %s", time.Since(start).Round(time.Millisecond), shots)
+}
+
+// TestConsoleMaintenance is the amok button's maintenance through the
+// console: Anna (author, maintainer) puts the demo's button into maintenance
+// on /sources; a signed trigger from it, published on the demo's broker as
+// the panel does, is quarantined (nothing sounds) and listed there, with a
+// banner on the dashboard; Anna's own early end is refused (four-eyes); she
+// releases the trigger as an alert, which waits for Ben's approval and then
+// sounds; a second quarantined trigger she dismisses with a reason; Ben, the
+// second person, ends the maintenance and the banner goes. /sources is
+// checked with axe-core and photographed.
+func TestConsoleMaintenance(t *testing.T) {
+	k := newConsoleKit(t)
+	anna, ben, base := k.anna, k.ben, k.base
+	const source = "school-amok-button"
+	sources := base + "/sources"
+
+	annaSecret := k.enrol(anna, k.annaLink, "anna")
+	k.login(anna, "anna", annaSecret)
+	benSecret := k.enrol(ben, k.benLink, "ben")
+	k.login(ben, "ben", benSecret)
+	t.Logf("both enrolled and signed in after %v", time.Since(k.start).Round(time.Millisecond))
+
+	// The panel: signed triggers on the broker the demo printed.
+	m := regexp.MustCompile(`mosquitto_pub -h (\S+) -p (\d+)`).FindStringSubmatch(k.out.String())
+	if m == nil {
+		t.Fatalf("the demo printed no mosquitto_pub line:\n%s", k.out.String())
+	}
+	panel := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + m[1] + ":" + m[2]).SetClientID("console-test-button"))
+	if tok := panel.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to the demo's broker: %v", tok.Error())
+	}
+	defer panel.Disconnect(100)
+	press := func(event string) {
+		t.Helper()
+		tr := gateway.Trigger{Trigger: "amok-button", Zone: "soest-school", EventID: event, Timestamp: time.Now().UTC().Format(time.RFC3339)}
+		tr.HMAC = gateway.TriggerMAC([]byte(demoButtonKey), tr)
+		b, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok := panel.Publish("tocsin/v1/trigger/"+source, 1, false, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish trigger %s: %v", event, tok.Error())
+		}
+	}
+	// listed waits until /sources lists the quarantined trigger event.
+	row := func(event string) string {
+		return `[...document.querySelectorAll("table.quarantined tbody tr")].find(r => r.cells[1].innerText.includes(` + jsString(event) + `))`
+	}
+	listed := func(c context.Context, event string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			k.open(c, sources)
+			if k.eval(c, `String(!!`+row(event)+`)`) == "true" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/sources never lists the quarantined trigger %s:\n%s", event, k.text(c, "main"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	handled := func(c context.Context, event string) string {
+		t.Helper()
+		return k.eval(c, `(`+row(event)+` || {cells: [{}, {}, {}, {innerText: "(no row)"}]}).cells[3].innerText.trim()`)
+	}
+	sirens := func() int { return strings.Count(k.out.String(), "  siren ") }
+	state := func(c context.Context) string {
+		return k.eval(c, `(document.querySelector("table.sources tbody tr") || {cells: [{}, {}, {innerText: ""}]}).cells[2].innerText.trim()`)
+	}
+	banner := func(c context.Context) string {
+		k.open(c, base+"/")
+		return k.text(c, "section.banner")
+	}
+	endForm := `form[action="/sources/` + source + `/maintenance"]:has(input[name=do][value=end])`
+
+	// 1. Anna starts maintenance of the amok button.
+	k.open(anna, sources)
+	start := `form[action="/sources/` + source + `/maintenance"]:has(input[name=do][value=start])`
+	k.do(anna, "anna gives a reason", chromedp.SendKeys(chromedp.CSS(start+` input[name=reason]`), "IT work on the panel"))
+	k.submit(anna, start+` button[type=submit]`)
+	if p := k.path(anna); p != "/sources" {
+		t.Fatalf("starting maintenance ends on %s: %s", p, k.text(anna, "main"))
+	}
+	if st := state(anna); !strings.Contains(st, "IT work on the panel") || !strings.Contains(st, "anna") {
+		t.Fatalf("the source's state after starting maintenance: %q", st)
+	}
+
+	// 2. A trigger is quarantined: nothing sounds; /sources lists it, the
+	// dashboard has a banner.
+	before := sirens()
+	first := fmt.Sprintf("btn-maint-1-%d", time.Now().UnixNano())
+	press(first)
+	listed(anna, first)
+	if h := handled(anna, first); h != "" {
+		t.Errorf("the new quarantined trigger shows handled %q", h)
+	}
+	if b := banner(anna); !strings.Contains(b, source) || !strings.Contains(b, "IT work on the panel") {
+		t.Errorf("the dashboard's maintenance banner: %q", b)
+	}
+	t.Logf("trigger %s quarantined after %v", first, time.Since(k.start).Round(time.Millisecond))
+
+	// 3. Anna cannot end her own maintenance.
+	k.open(anna, sources)
+	k.submit(anna, endForm+` button[type=submit]`)
+	if e := k.text(anna, ".error"); strings.Contains(e, "second person") {
+		t.Logf("anna ending her own maintenance: %q", e)
+	} else {
+		t.Errorf("anna ending her own maintenance: %q, want a four-eyes refusal; the page: %s", e, k.text(anna, "body"))
+	}
+	k.open(anna, sources)
+	if st := state(anna); !strings.Contains(st, "IT work on the panel") {
+		t.Errorf("after anna's refused end the source's state is %q, want still in maintenance", st)
+	}
+
+	// 4. Anna releases it as an alert: a pending draft; Ben approves; the
+	// sirens sound.
+	k.submit(anna, `form[action="/triggers/`+source+`/`+first+`/release"] button[type=submit]`)
+	p := k.path(anna)
+	if !strings.HasPrefix(p, "/drafts/") {
+		t.Fatalf("releasing the trigger ends on %s: %s", p, k.text(anna, "main"))
+	}
+	if st := k.text(anna, "h1 .state"); st != "pending" {
+		t.Fatalf("the released trigger's draft is %q, want pending", st)
+	}
+	if n := sirens(); n != before {
+		t.Fatalf("a siren sounded before approval:\n%s", k.out.String())
+	}
+	id := strings.TrimPrefix(p, "/drafts/")
+	k.open(ben, base+"/")
+	k.submit(ben, `section[aria-labelledby=pending-h] a[href="/drafts/`+id+`"]`)
+	k.do(ben, "ben types the zone name", chromedp.SendKeys(chromedp.CSS(`#approve input[name=confirm]`), k.text(ben, "#approve strong")))
+	k.submit(ben, `#approve button[type=submit]`)
+	if p := k.path(ben); p != "/alerts/"+id {
+		t.Fatalf("approving %s ends on %s: %s", id, p, k.text(ben, "main"))
+	}
+	k.waitJS(ben, 20*time.Second, "siren and pa delivered on the live page", `(() => ["siren", "pa"].every(k => {
+		const row = document.querySelector('#channels tr[data-kind="' + k + '"]');
+		if (!row) return false;
+		const n = f => Number(row.querySelector('td[data-f="' + f + '"]').textContent);
+		return n("targets") > 0 && n("delivered") === n("targets");
+	}))()`)
+	if n := sirens() - before; n < 3 {
+		t.Errorf("%d siren commands after the approval, want the school's three", n)
+	}
+	t.Logf("released trigger %s sounded as alert %s after %v", first, id, time.Since(k.start).Round(time.Millisecond))
+	listed(anna, first)
+	if h := handled(anna, first); !strings.Contains(h, "released by anna") {
+		t.Errorf("the released trigger shows handled %q", h)
+	}
+
+	// 5. A second quarantined trigger, dismissed with a reason. The sources
+	// page is photographed with it waiting.
+	second := fmt.Sprintf("btn-maint-2-%d", time.Now().UnixNano())
+	press(second)
+	listed(anna, second)
+	k.axe(anna, "sources")
+	k.shot(anna, "08-sources-quarantine.png")
+	dismiss := `form[action="/triggers/` + source + `/` + second + `/dismiss"]`
+	k.do(anna, "anna gives a reason", chromedp.SendKeys(chromedp.CSS(dismiss+` input[name=reason]`), "test of the panel"))
+	k.submit(anna, dismiss+` button[type=submit]`)
+	if p := k.path(anna); p != "/sources" {
+		t.Fatalf("dismissing ends on %s: %s", p, k.text(anna, "main"))
+	}
+	if h := handled(anna, second); h != "dismissed by anna: test of the panel" {
+		t.Errorf("the dismissed trigger shows handled %q", h)
+	}
+
+	// 6. Ben, the second person, ends the maintenance (his sign-in is the
+	// fresh step-up); the banner goes.
+	k.open(ben, sources)
+	k.submit(ben, endForm+` button[type=submit]`)
+	if e := k.text(ben, ".error"); e != "" {
+		// Demo bug: Ben is approver and author only (cmd/tocsin/demo.go,
+		// operators), no maintainer, so the demo has no second person who
+		// may end Anna's maintenance, yet the console offers him the form.
+		// Reported, then ended with the demo's operator key (an API key,
+		// not held to four-eyes) so that the banner's end is still checked.
+		t.Errorf("demo bug: ben, the second person, may not end anna's maintenance (%q): the demo gives him no maintainer role", e)
+		req, err := http.NewRequest("DELETE", "http://"+k.addr+"/v1/sources/"+source+"/maintenance", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+demoOperatorKey)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNoContent {
+			t.Fatalf("ending the maintenance with the operator key: %s", res.Status)
+		}
+	}
+	k.open(ben, sources)
+	if st := state(ben); st != "" {
+		t.Errorf("after ben ended the maintenance the source's state is %q", st)
+	}
+	if b := banner(ben); b != "" {
+		t.Errorf("the dashboard still has a maintenance banner: %q", b)
+	}
+	t.Logf("TestConsoleMaintenance took %v; screenshots in %s", time.Since(k.start).Round(time.Millisecond), k.shots)
 }
 
 // jsString quotes s as a JavaScript string literal.
