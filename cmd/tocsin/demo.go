@@ -112,7 +112,7 @@ dispatch:
 # auto (machines that must not wait).
 operators:
   - {id: anna, name: Anna Author, roles: [author, maintainer], zones: ["*"]}
-  - {id: ben, name: Ben Approver, roles: [approver, author], zones: ["*"]}
+  - {id: ben, name: Ben Approver, roles: [approver, author, maintainer], zones: ["*"]}
 release:
   approvers: 1
   approval_ttl: 15m
@@ -438,7 +438,7 @@ their link (the page shows a TOTP secret; bin/tocsin demo code SECRET prints
 its current code, or use an authenticator app), then signs in:
 
    Anna (author):   %[1]s/enrol#%[2]s   password %[4]s
-   Ben (approver, also an author): %[1]s/enrol#%[3]s   password %[5]s
+   Ben (approver, also author and maintainer): %[1]s/enrol#%[3]s   password %[5]s
 
 Anna composes from the template and submits; Ben (in another browser or a
 private window) opens it from his dashboard, types the zone's name and
