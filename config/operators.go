@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/tocsin-alert/tocsin/alert"
 )
 
@@ -290,6 +292,9 @@ type AuditConf struct {
 	// Syslog also writes every checkpoint to the local syslog, so a copy
 	// lives outside the gateway.
 	Syslog bool `yaml:"syslog"`
+	// VerifierKey is the checkpoints' public verifier key (tocsin audit
+	// keygen): with it, GET /v1/audit/verify replays the chain here.
+	VerifierKey string `yaml:"verifier_key"`
 	// ArchiveEvery is how often the keeper moves entries from Redis to the
 	// archive (default 5s).
 	ArchiveEvery time.Duration `yaml:"archive_every"`
@@ -453,6 +458,11 @@ func (c *Config) validateOperators(v *validator, zones map[string]bool, principa
 	if c.Audit.SigningKeyEnv != "" {
 		if c.Audit.signingKey = strings.TrimSpace(os.Getenv(c.Audit.SigningKeyEnv)); c.Audit.signingKey == "" {
 			v.add("audit.signing_key_env", fmt.Sprintf("environment variable %s must hold the checkpoint signing key (tocsin audit keygen)", c.Audit.SigningKeyEnv))
+		}
+	}
+	if c.Audit.VerifierKey != "" {
+		if _, err := note.NewVerifier(c.Audit.VerifierKey); err != nil {
+			v.add("audit.verifier_key", "not a verifier key (tocsin audit keygen prints it): "+err.Error())
 		}
 	}
 	if c.Audit.CheckpointEvery < 1 {

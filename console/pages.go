@@ -855,6 +855,15 @@ func (s *Server) getAudit(w http.ResponseWriter, r *http.Request, v *view) (stri
 	}
 	err := s.call(r.Context(), token(r), "GET", "/v1/audit?limit=200&subject="+url.QueryEscape(subject), nil, &out)
 	slices.Reverse(out.Entries)
-	v.Data = map[string]any{"Subject": subject, "Entries": out.Entries, "Checkpoint": out.Checkpoint}
+	var check struct {
+		OK             bool      `json:"ok"`
+		VerifiedTo     int64     `json:"verifiedTo"`
+		CheckpointTime time.Time `json:"checkpointTime"`
+		Signer         string    `json:"signer"`
+		Unanchored     int64     `json:"unanchored"`
+		Error          string    `json:"error"`
+	}
+	verified := s.call(r.Context(), token(r), "GET", "/v1/audit/verify", nil, &check) == nil
+	v.Data = map[string]any{"Subject": subject, "Entries": out.Entries, "Checkpoint": out.Checkpoint, "Verified": verified, "Check": check}
 	return "audit", err
 }

@@ -874,3 +874,38 @@ func (g *Gateway) getDraftCAP(w http.ResponseWriter, r *http.Request, p *config.
 	writeJSON(w, http.StatusOK, map[string]any{"centres": out})
 	return nil
 }
+
+// auditCheck is the answer of GET /v1/audit/verify.
+type auditCheck struct {
+	OK             bool      `json:"ok"`
+	Entries        int64     `json:"entries"`
+	VerifiedTo     int64     `json:"verifiedTo"`
+	CheckpointTime time.Time `json:"checkpointTime,omitzero"`
+	Signer         string    `json:"signer,omitempty"`
+	Unanchored     int64     `json:"unanchored"`
+	// Error names the first bad entry when the chain does not verify.
+	Error string `json:"error,omitempty"`
+}
+
+// getAuditVerify replays the archive and the Redis tail against the signed
+// checkpoints with the configured public key, as tocsin audit verify does.
+func (g *Gateway) getAuditVerify(w http.ResponseWriter, r *http.Request, p *config.Principal) error {
+	if p.Operator() == nil && p.Kind != "operator" {
+		return forbidden("audit", p.ID+" may not read the audit")
+	}
+	if g.cfg.Audit.Dir == "" || g.cfg.Audit.VerifierKey == "" {
+		return notFound("set audit.dir and audit.verifier_key to verify the audit here")
+	}
+	tail, err := g.rdb.LRange(r.Context(), audit.KeysFor(g.cfg.Redis.KeyPrefix).Log, 0, -1).Result()
+	if err != nil {
+		return unavailable(err.Error())
+	}
+	rep, err := audit.Verify(g.cfg.Audit.Dir, tail, "", g.cfg.Audit.VerifierKey)
+	out := auditCheck{OK: err == nil && rep.VerifiedTo > 0, Entries: rep.Entries, VerifiedTo: rep.VerifiedTo,
+		CheckpointTime: rep.CheckpointTime, Signer: rep.Signer, Unanchored: rep.Unanchored}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -414,6 +414,7 @@ func (g *Gateway) endpoints() []endpoint {
 		op("POST /v1/drafts/{id}/return", g.draftAction(release.ActReturn)),
 		op("POST /v1/drafts/{id}/reject", g.draftAction(release.ActReject)),
 		op("GET /v1/audit", g.getAudit),
+		op("GET /v1/audit/verify", g.getAuditVerify),
 		p("GET /v1/health/channels", g.getChannelHealth),
 		{"GET /healthz", authPublic, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) }},
 		{"GET /readyz", authPublic, g.readyz},

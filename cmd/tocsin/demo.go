@@ -275,8 +275,8 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	os.Setenv("TOCSIN_DEMO_AUDIT_KEY", signer)
-	text += fmt.Sprintf("audit: {dir: %q, signing_key_env: TOCSIN_DEMO_AUDIT_KEY, archive_every: %v, checkpoint_interval: %v}\n",
-		filepath.Join(tmp, "audit"), demoAuditPoll, demoAuditPoll)
+	text += fmt.Sprintf("audit: {dir: %q, signing_key_env: TOCSIN_DEMO_AUDIT_KEY, verifier_key: %q, archive_every: %v, checkpoint_interval: %v}\n",
+		filepath.Join(tmp, "audit"), verifier, demoAuditPoll, demoAuditPoll)
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
