@@ -472,15 +472,17 @@ func (s *Server) getDashboard(w http.ResponseWriter, r *http.Request, v *view) (
 // --- compose ---
 
 type templateJSON struct {
-	ID       string         `json:"id"`
-	Version  int            `json:"version"`
-	Name     string         `json:"name"`
-	Event    string         `json:"event"`
-	Severity string         `json:"severity"`
-	Headline string         `json:"headline"`
-	Zones    []string       `json:"zones"`
-	Channels []string       `json:"channels"`
-	Counts   map[string]int `json:"counts"`
+	ID          string         `json:"id"`
+	Version     int            `json:"version"`
+	Name        string         `json:"name"`
+	Event       string         `json:"event"`
+	Severity    string         `json:"severity"`
+	Headline    string         `json:"headline"`
+	Description string         `json:"description"`
+	Instruction string         `json:"instruction"`
+	Zones       []string       `json:"zones"`
+	Channels    []string       `json:"channels"`
+	Counts      map[string]int `json:"counts"`
 }
 
 func (s *Server) getCompose(w http.ResponseWriter, r *http.Request, v *view) (string, error) {
@@ -517,8 +519,10 @@ func (s *Server) postCompose(r *http.Request, session string) (string, error) {
 	if ks := r.PostForm["channels"]; len(ks) > 0 {
 		req["channels"] = ks
 	}
-	if h := strings.TrimSpace(r.PostFormValue("headline")); h != "" {
-		req["headline"] = h
+	for _, f := range []string{"headline", "description", "instruction"} {
+		if v := strings.TrimSpace(r.PostFormValue(f)); v != "" {
+			req[f] = v
+		}
 	}
 	if m := r.PostFormValue("expires_in"); m != "" {
 		var n int
@@ -687,13 +691,17 @@ func (s *Server) getAlert(w http.ResponseWriter, r *http.Request, v *view) (stri
 	v.Exercise = v.Exercise || a.Drill()
 	var raw json.RawMessage
 	s.call(r.Context(), tok, "GET", "/v1/alerts/"+id+"/deliveries", nil, &raw)
-	v.Data = map[string]any{"A": &a, "Waiting": waiting(raw, &a)}
+	var health struct {
+		Breakers map[string]string `json:"breakers"`
+	}
+	s.call(r.Context(), tok, "GET", "/v1/health/channels", nil, &health)
+	v.Data = map[string]any{"A": &a, "Waiting": waiting(raw, &a, health.Breakers)}
 	return "alert", nil
 }
 
 // waiting are the targets not yet done: the original not yet delivered, or
 // after a retraction, the retraction not yet handed over; with why.
-func waiting(raw json.RawMessage, a *alertJSON) []map[string]string {
+func waiting(raw json.RawMessage, a *alertJSON, breakers map[string]string) []map[string]string {
 	var ds struct {
 		Deliveries []struct {
 			Target struct {
@@ -720,7 +728,11 @@ func waiting(raw json.RawMessage, a *alertJSON) []map[string]string {
 		if why == "" {
 			continue
 		}
-		out = append(out, map[string]string{"Target": d.Target.Kind + "/" + d.Target.ID, "Why": why})
+		key := d.Target.Kind + "/" + d.Target.ID
+		if st := breakers[key]; st != "" {
+			why += " — breaker " + st
+		}
+		out = append(out, map[string]string{"Target": key, "Why": why})
 		if len(out) == 200 {
 			break
 		}
