@@ -2,6 +2,7 @@ package console
 
 import (
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -193,5 +194,32 @@ func TestExerciseContext(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 || !strings.Contains(string(b), "exercise context") {
 		t.Errorf("a live alert composed in an exercise console: %d", resp.StatusCode)
+	}
+}
+
+// Every label a template names exists in both languages: a missing one
+// would render as an empty button or heading.
+func TestLabelsComplete(t *testing.T) {
+	re := regexp.MustCompile(`\.T\.([a-z_]+)`)
+	names, _ := fs.Glob(files, "templates/*.html")
+	for _, n := range names {
+		b, _ := files.ReadFile(n)
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			for lang, ls := range labels {
+				if _, ok := ls[m[1]]; !ok {
+					t.Errorf("%s: label %q missing in %s", n, m[1], lang)
+				}
+			}
+		}
+	}
+	for k := range labels["en"] {
+		if _, ok := labels["de"][k]; !ok {
+			t.Errorf("label %q has no German", k)
+		}
+	}
+	for k := range labels["de"] {
+		if _, ok := labels["en"][k]; !ok {
+			t.Errorf("label %q has no English", k)
+		}
 	}
 }
