@@ -66,7 +66,7 @@ fmt:
 # Walks the demo's story through the web console in a headless Chromium
 # (cmd/tocsin TestConsoleStory) and keeps its screenshots in docs/screenshots.
 screenshots:
-	TOCSIN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestConsoleStory$$' ./cmd/tocsin/
+	TOCSIN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestConsole(Story|Maintenance)$$' ./cmd/tocsin/
 
 # The Debian packages the tests use (the tests install them themselves as root).
 deps:
