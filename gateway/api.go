@@ -641,11 +641,35 @@ func (g *Gateway) getDeliveries(w http.ResponseWriter, r *http.Request, p *confi
 	if err != nil {
 		return err
 	}
-	ds, err := g.q.Deliveries(r.Context(), st.Alert.ID)
+	// Paged over the ledger: a page costs the same for a million targets
+	// as for ten. next is the cursor of the following page, "" after the last.
+	limit, cursor := 1000, uint64(0)
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return badRequest("limit", "must be a number from 1 to 10000")
+		}
+		limit = n
+	}
+	if v := r.URL.Query().Get("cursor"); v != "" {
+		c, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return badRequest("cursor", "must be the next value of the previous page")
+		}
+		cursor = c
+	}
+	ds, next, err := g.q.DeliveriesPage(r.Context(), st.Alert.ID, cursor, limit)
 	if err != nil {
 		return unavailable(err.Error())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": st.Alert.ID, "deliveries": ds})
+	if ds == nil {
+		ds = []priority.DeliveryState{}
+	}
+	nextCursor := ""
+	if next != 0 {
+		nextCursor = strconv.FormatUint(next, 10)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": st.Alert.ID, "deliveries": ds, "next": nextCursor})
 	return nil
 }
 

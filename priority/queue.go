@@ -860,40 +860,66 @@ func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
 	return s, nil
 }
 
-// Deliveries reads every target's row of an alert's ledger, sorted by target
-// (a large alert's ledger is large: this is for inspecting one, not polling).
+// Deliveries is the whole ledger of an alert: one row per target with the
+// state of its original and of its retraction, sorted by target. For a large
+// alert use DeliveriesPage.
 func (q *Queue) Deliveries(ctx context.Context, id alert.ID) ([]DeliveryState, error) {
-	ledger, err := q.rdb.HGetAll(ctx, q.k.ledger(id)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("deliveries: %w", err)
-	}
-	rows := map[string]*DeliveryState{}
-	for f, st := range ledger {
-		if strings.HasPrefix(f, "x|") {
-			continue // an attempt mark (finishCmd), not a target
+	var out []DeliveryState
+	var cursor uint64
+	for {
+		page, next, err := q.DeliveriesPage(ctx, id, cursor, 10000)
+		if err != nil {
+			return nil, err
 		}
-		key, retraction := strings.CutPrefix(f, "r|")
-		t, err := alert.ParseTarget(key)
+		out = append(out, page...)
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	slices.SortFunc(out, func(a, b DeliveryState) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
+	return slices.CompactFunc(out, func(a, b DeliveryState) bool { return a.Target == b.Target }), nil
+}
+
+// DeliveriesPage is one page of an alert's ledger, about count targets
+// from cursor (0: the first page), sorted within the page, and the cursor
+// of the next page (0: this was the last). It walks the ledger with HSCAN,
+// so a page costs the same whatever the alert's size; a target may appear
+// on two pages if the ledger grows while it is walked.
+func (q *Queue) DeliveriesPage(ctx context.Context, id alert.ID, cursor uint64, count int) ([]DeliveryState, uint64, error) {
+	kv, next, err := q.rdb.HScan(ctx, q.k.ledger(id), cursor, "", int64(count)).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("deliveries: %w", err)
+	}
+	// Rows come from the targets' own fields; their retraction fields are
+	// read alongside, so a row never depends on which page held which.
+	var out []DeliveryState
+	var rfields []string
+	for i := 0; i+1 < len(kv); i += 2 {
+		f, st := kv[i], kv[i+1]
+		if strings.HasPrefix(f, "x|") || strings.HasPrefix(f, "r|") {
+			continue // an attempt mark (finishCmd), or a retraction's field
+		}
+		t, err := alert.ParseTarget(f)
 		if err != nil {
 			continue
 		}
-		row := rows[key]
-		if row == nil {
-			row = &DeliveryState{Target: t}
-			rows[key] = row
-		}
-		if retraction {
-			row.Retraction = alert.State(st)
-		} else {
-			row.State = alert.State(st)
-		}
+		out = append(out, DeliveryState{Target: t, State: alert.State(st)})
+		rfields = append(rfields, "r|"+f)
 	}
-	out := make([]DeliveryState, 0, len(rows))
-	for _, r := range rows {
-		out = append(out, *r)
+	if len(rfields) > 0 {
+		rs, err := q.rdb.HMGet(ctx, q.k.ledger(id), rfields...).Result()
+		if err != nil {
+			return nil, 0, fmt.Errorf("deliveries: %w", err)
+		}
+		for i, v := range rs {
+			if s, ok := v.(string); ok {
+				out[i].Retraction = alert.State(s)
+			}
+		}
 	}
 	slices.SortFunc(out, func(a, b DeliveryState) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
-	return out, nil
+	return out, next, nil
 }
 
 // List returns up to limit alert ids, newest first.
