@@ -657,7 +657,14 @@ func (g *Gateway) getAudit(w http.ResponseWriter, r *http.Request, p *config.Pri
 		return err == nil && (subject == "" || strings.Contains(body, `"subject":`+strconv.Quote(subject)))
 	}
 	k := audit.KeysFor(g.cfg.Redis.KeyPrefix)
-	tail, err := g.rdb.LRange(r.Context(), k.Log, 0, -1).Result()
+	// The newest lines of the Redis tail: the last n, or with a subject the
+	// last 10,000 searched (the rest is archived, or — without audit.dir —
+	// older than an answer needs).
+	from := int64(-n)
+	if subject != "" {
+		from = -10000
+	}
+	tail, err := g.rdb.LRange(r.Context(), k.Log, from, -1).Result()
 	if err != nil {
 		return unavailable(err.Error())
 	}
