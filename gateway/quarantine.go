@@ -31,7 +31,7 @@ return tocsin_audit(KEYS[2], KEYS[3], ARGV[3])
 
 // handledKey marks a quarantined trigger as released or dismissed.
 func (g *Gateway) handledKey(source, event string) string {
-	return g.cfg.Redis.KeyPrefix + ":trigger-handled:" + source + ":" + event
+	return g.cfg.Redis.KeyPrefix + ":{audit}:trigger-handled:" + source + ":" + event // in the audit's slot: one script writes both
 }
 
 // quarantined finds a quarantined trigger in the trigger audit.

@@ -25,8 +25,11 @@ func NewStore(rdb redis.UniversalClient, prefix string) *Store {
 	return &Store{rdb: rdb, prefix: prefix, audit: audit.KeysFor(prefix)}
 }
 
-func (s *Store) key(id alert.ID) string { return s.prefix + ":draft:" + string(id) }
-func (s *Store) index() string          { return s.prefix + ":drafts" }
+// Drafts live in the audit's hash slot ({audit}), like operators' keys: every
+// change to a draft appends its audit entry in the same script, which on
+// Redis Cluster must touch one slot. Drafts are few; one slot holds them.
+func (s *Store) key(id alert.ID) string { return s.prefix + ":{audit}:draft:" + string(id) }
+func (s *Store) index() string          { return s.prefix + ":{audit}:drafts" }
 
 // putScript writes a draft if its revision is still the one the change was
 // decided on, and appends the change's audit entry in the same step.
