@@ -4,8 +4,12 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"runtime/debug"
 )
 
 const usage = `tocsin: mass-notification gateway for emergency alerting
@@ -17,6 +21,7 @@ Usage:
   tocsin loadtest SCENARIO [flags]    load a running gateway over HTTP and MQTT (ingest, pickup)
   tocsin fake KIND [flags]            run a fake Twilio, PA controller, dispatch centre or siren fleet
   tocsin config check FILE            print every problem in a config file (exit 1 if any)
+  tocsin --version                    the version and commit of this binary
   tocsin send --status S [flags]      send an alert; S is actual, exercise or test, no default (tocsin send -h)
   tocsin retract ID --reason R [--follow]
                                       retract an alert (false_alarm, all_clear, superseded); --follow watches its retractions
@@ -36,24 +41,32 @@ Usage:
 The client commands read TOCSIN_URL (default http://127.0.0.1:8080) and TOCSIN_KEY.
 `
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run is the command line: the exit status is 0 on success and for any
+// --help, 2 for a usage error, 1 when the command failed.
+func run(argv []string, stdout, stderr io.Writer) int {
+	if len(argv) < 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	args := os.Args[2:]
+	cmd, args := argv[0], argv[1:]
 	var err error
-	switch os.Args[1] {
+	switch cmd {
 	case "serve":
 		err = serve(args)
 	case "demo":
 		err = demo(args)
 	case "config":
-		if len(args) != 2 || args[0] != "check" {
-			fmt.Fprint(os.Stderr, "usage: tocsin config check FILE\n")
-			os.Exit(2)
+		switch {
+		case len(args) >= 1 && isHelp(args[len(args)-1]):
+			fmt.Fprint(stdout, "usage: tocsin config check FILE\n\nPrints every problem in the configuration file, each with its line and field, and exit status 1 if there is any.\n")
+			return 0
+		case len(args) != 2 || args[0] != "check":
+			fmt.Fprint(stderr, "usage: tocsin config check FILE\n")
+			return 2
 		}
-		os.Exit(configCheck(args[1], os.Stdout))
+		return configCheck(args[1], stdout)
 	case "fake":
 		err = fake(args)
 	case "loadtest":
@@ -77,13 +90,37 @@ func main() {
 	case "audit":
 		err = auditCmd(args)
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Fprint(stdout, usage)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version())
 	default:
-		fmt.Fprintf(os.Stderr, "tocsin: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "tocsin: unknown command %q\n\n%s", cmd, usage)
+		return 2
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tocsin %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // the flag package printed the command's usage
+	case err != nil:
+		fmt.Fprintf(stderr, "tocsin %s: %v\n", cmd, err)
+		return 1
 	}
+	return 0
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "-help" }
+
+// version is the module version and the commit the binary was built from.
+func version() string {
+	v, rev := "(devel)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = " " + s.Value[:12]
+			}
+		}
+	}
+	return "tocsin " + v + rev
 }

@@ -47,7 +47,10 @@ func operatorRun(args []string, out io.Writer) error {
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		id, rest = rest[0], rest[1:]
 	}
-	if err := fs.Parse(rest); err != nil {
+	if err := fs.Parse(rest); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(os.Stdout, operatorUsage)
+		return err
+	} else if err != nil {
 		return fmt.Errorf("%v\n%s", err, operatorUsage)
 	}
 	if id == "" && fs.NArg() > 0 {
