@@ -185,9 +185,13 @@ func parseWithID(fs *flag.FlagSet, args []string) (string, error) {
 	return id, nil
 }
 
-func status(args []string) error {
+func status(args []string) error { return runStatus(args, os.Stdout) }
+
+// runStatus lists the newest alerts, or shows one with a line per channel.
+func runStatus(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	c := newClient(fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON (for scripts)")
 	id, rest := "", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, rest = args[0], args[1:]
@@ -196,9 +200,23 @@ func status(args []string) error {
 		return err
 	}
 	if id == "" {
-		return c.do("GET", "/v1/alerts?limit=20", nil, nil)
+		var list struct {
+			Alerts []alertRow `json:"alerts"`
+		}
+		if ok, err := c.get("/v1/alerts?limit=20", *asJSON, out, &list); !ok || err != nil {
+			return err
+		}
+		printAlerts(out, list.Alerts)
+		return nil
 	}
-	return c.do("GET", "/v1/alerts/"+id, nil, nil)
+	var a alertAnswer
+	if ok, err := c.get("/v1/alerts/"+id, *asJSON, out, &a); !ok || err != nil {
+		return err
+	}
+	for _, l := range progressLines(&a) {
+		fmt.Fprintln(out, l)
+	}
+	return nil
 }
 
 // maintenance puts a trigger source into maintenance, or ends it.
@@ -234,26 +252,52 @@ func maintenance(args []string) error {
 }
 
 // sources lists trigger sources and their maintenance.
-func sources(args []string) error {
+func sources(args []string) error { return runSources(args, os.Stdout) }
+
+func runSources(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("sources", flag.ContinueOnError)
 	c := newClient(fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON (for scripts)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return c.do("GET", "/v1/sources", nil, nil)
+	var list struct {
+		Sources []sourceRow `json:"sources"`
+	}
+	if ok, err := c.get("/v1/sources", *asJSON, out, &list); !ok || err != nil {
+		return err
+	}
+	printSources(out, list.Sources)
+	return nil
 }
 
+// triggerStatuses are the decisions the trigger audit knows.
+var triggerStatuses = []string{"accepted", "duplicate", "rejected", "quarantined", "reset", "lowered", "refused"}
+
 // triggers prints the trigger audit.
-func triggers(args []string) error {
+func triggers(args []string) error { return runTriggers(args, os.Stdout) }
+
+func runTriggers(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("triggers", flag.ContinueOnError)
 	c := newClient(fs)
-	st := fs.String("status", "", "only accepted, duplicate, rejected, quarantined or reset")
+	st := fs.String("status", "", "only "+strings.Join(triggerStatuses, ", "))
+	asJSON := fs.Bool("json", false, "print the API's JSON (for scripts)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	q := ""
 	if *st != "" {
+		if !slices.Contains(triggerStatuses, *st) {
+			return fmt.Errorf("--status %q is not one of %s", *st, strings.Join(triggerStatuses, ", "))
+		}
 		q = "?status=" + *st
 	}
-	return c.do("GET", "/v1/triggers"+q, nil, nil)
+	var list struct {
+		Triggers []triggerRow `json:"triggers"`
+	}
+	if ok, err := c.get("/v1/triggers"+q, *asJSON, out, &list); !ok || err != nil {
+		return err
+	}
+	printTriggers(out, list.Triggers)
+	return nil
 }
