@@ -20,7 +20,10 @@ build:
 # Runs Tocsin in one process: in-process Redis stand-in and MQTT broker,
 # simulated sirens, nothing to install and nothing kept.
 demo:
-	$(GO) run ./cmd/tocsin demo
+	@echo "make demo: building bin/tocsin (the first build fetches modules and compiles: a minute or two; later ones take seconds)..."
+	@$(GO) build -o bin/tocsin ./cmd/tocsin
+	@echo "make demo: starting the demo (Ctrl-C stops it)..."
+	@./bin/tocsin demo
 
 # The whole suite with the race detector, against real redis-server and
 # mosquitto processes the tests start themselves (installed with apt-get when
