@@ -245,37 +245,13 @@ func (s *Server) getKeys(w http.ResponseWriter, r *http.Request, v *view) (strin
 // script, as the signed-in person (CSRF token in a header: the script reads
 // it from the page).
 func (s *Server) postKeyOptions(w http.ResponseWriter, r *http.Request) {
-	s.relaySession(w, r, "/v1/keys/options")
+	s.relay(w, r, "/v1/keys/options", true, false)
 }
 
 func (s *Server) postKeys(w http.ResponseWriter, r *http.Request) {
-	s.relaySession(w, r, "/v1/keys")
+	s.relay(w, r, "/v1/keys", true, false)
 }
 
-func (s *Server) relaySession(w http.ResponseWriter, r *http.Request, path string) {
-	tok := token(r)
-	if tok == "" || !sameOrigin(r) || r.Header.Get("X-CSRF-Token") != s.csrf(tok) {
-		http.Error(w, `{"error":"forbidden: reload the page"}`, http.StatusForbidden)
-		return
-	}
-	var in json.RawMessage
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&in); err != nil {
-		in = nil
-	}
-	var body any
-	if len(in) > 0 && string(in) != "{}" {
-		body = in
-	}
-	var out map[string]any
-	err := s.call(r.Context(), tok, "POST", path, body, &out)
-	w.Header().Set("Content-Type", "application/json")
-	if err != nil {
-		w.WriteHeader(statusOf(err))
-		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-		return
-	}
-	json.NewEncoder(w).Encode(out)
-}
 
 // getEnrol is enrolment's first page: the invite token (the link's
 // fragment, filled in by the script, or pasted) and a password.
@@ -328,36 +304,50 @@ func (s *Server) setSession(w http.ResponseWriter, tok string) {
 // postLoginKeyOptions and postLoginKey carry a security-key sign-in for the
 // page's script: options from the API, the browser's answer back to it.
 func (s *Server) postLoginKeyOptions(w http.ResponseWriter, r *http.Request) {
-	s.relay(w, r, "/v1/session/key/options", false)
+	s.relay(w, r, "/v1/session/key/options", false, false)
 }
 
 func (s *Server) postLoginKey(w http.ResponseWriter, r *http.Request) {
-	s.relay(w, r, "/v1/session/key", true)
+	s.relay(w, r, "/v1/session/key", false, true)
 }
 
-// relay passes a JSON body to the API and its answer back; with session, a
-// successful answer's token becomes the session cookie instead.
-func (s *Server) relay(w http.ResponseWriter, r *http.Request, path string, session bool) {
+// relay passes a script's JSON body to the API and the answer back. As the
+// signed-in person (asPerson), the request must carry the session's CSRF
+// token in X-CSRF-Token; with signIn, a successful answer's token becomes
+// the session cookie instead of being shown to the script.
+func (s *Server) relay(w http.ResponseWriter, r *http.Request, path string, asPerson, signIn bool) {
+	tok := ""
+	if asPerson {
+		tok = token(r)
+		if tok == "" || r.Header.Get("X-CSRF-Token") != s.csrf(tok) {
+			http.Error(w, `{"error":"forbidden: reload the page"}`, http.StatusForbidden)
+			return
+		}
+	}
 	if !sameOrigin(r) {
-		http.Error(w, "forbidden", http.StatusForbidden)
+		http.Error(w, `{"error":"forbidden"}`, http.StatusForbidden)
 		return
 	}
 	var in json.RawMessage
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&in); err != nil {
-		http.Error(w, "bad request", http.StatusBadRequest)
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&in); err != nil && !asPerson {
+		http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
 		return
 	}
+	var body any
+	if len(in) > 0 && string(in) != "{}" {
+		body = in
+	}
 	var out map[string]any
-	err := s.call(r.Context(), "", "POST", path, in, &out)
+	err := s.call(r.Context(), tok, "POST", path, body, &out)
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		w.WriteHeader(statusOf(err))
 		json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 		return
 	}
-	if session {
-		tok, _ := out["token"].(string)
-		s.setSession(w, tok)
+	if signIn {
+		t, _ := out["token"].(string)
+		s.setSession(w, t)
 		out = map[string]any{"ok": true}
 	}
 	json.NewEncoder(w).Encode(out)
