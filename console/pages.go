@@ -252,7 +252,6 @@ func (s *Server) postKeys(w http.ResponseWriter, r *http.Request) {
 	s.relay(w, r, "/v1/keys", true, false)
 }
 
-
 // getEnrol is enrolment's first page: the invite token (the link's
 // fragment, filled in by the script, or pasted) and a password.
 func (s *Server) getEnrol(w http.ResponseWriter, r *http.Request, v *view) (string, error) {
