@@ -254,6 +254,12 @@ func msDur(d time.Duration) string {
 // records a failure: appends body, counts it, and at max failures locks the
 // person out until lock_end (Unix ms), appending locked_body; it returns
 // 'locked' or 'failed'.
+//
+// The step-ups (KEYS 1 seq, 2 log, 3 rec, 4 fail, 5 lock, 6 session, by
+// TOTP or by key) share two more: tocsin_stepup_open(sum, now, locked_body)
+// answers 'nosession' or 'failed' (locked) when the step-up cannot be tried,
+// else nil; tocsin_stepup_fail(body, max, for_ms, lock_end, locked_body)
+// records a failed one and, when that locks the person out, ends the session.
 const lua = audit.Lua + `
 local function tocsin_locked(lock, now)
   local v = redis.call('GET', lock)
@@ -270,6 +276,22 @@ local function tocsin_fail(seq, log, fail, lock, body, max, for_ms, lock_end, lo
     return 'locked'
   end
   return 'failed'
+end
+local function tocsin_stepup_open(sum, now, locked_body)
+  if (redis.call('HGET', KEYS[3], 'session') or '') ~= sum or redis.call('EXISTS', KEYS[6]) == 0 then return 'nosession' end
+  if tocsin_locked(KEYS[5], now) then
+    tocsin_audit(KEYS[1], KEYS[2], locked_body)
+    return 'failed'
+  end
+  return nil
+end
+local function tocsin_stepup_fail(body, max, for_ms, lock_end, locked_body)
+  local res = tocsin_fail(KEYS[1], KEYS[2], KEYS[4], KEYS[5], body, max, for_ms, lock_end, locked_body)
+  if res == 'locked' then
+    redis.call('DEL', KEYS[6])
+    redis.call('HDEL', KEYS[3], 'session')
+  end
+  return res
 end
 `
 

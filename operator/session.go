@@ -234,19 +234,9 @@ func (st *Store) SignOut(ctx context.Context, token string) error {
 // 5 lockout failures, 6 lockout ms, 7 lockout end ms, then bodies: 8
 // stepup, 9 failure bad_code, 10 locked, 11 replayed, 12 signin.locked.
 var stepUpScript = script(`
-if (redis.call('HGET', KEYS[3], 'session') or '') ~= ARGV[1] or redis.call('EXISTS', KEYS[6]) == 0 then return 'nosession' end
-local function fail(body)
-  local res = tocsin_fail(KEYS[1], KEYS[2], KEYS[4], KEYS[5], body, ARGV[5], ARGV[6], ARGV[7], ARGV[12])
-  if res == 'locked' then
-    redis.call('DEL', KEYS[6])
-    redis.call('HDEL', KEYS[3], 'session')
-  end
-  return res
-end
-if tocsin_locked(KEYS[5], ARGV[4]) then
-  tocsin_audit(KEYS[1], KEYS[2], ARGV[10])
-  return 'failed'
-end
+local closed = tocsin_stepup_open(ARGV[1], ARGV[4], ARGV[10])
+if closed then return closed end
+local function fail(body) return tocsin_stepup_fail(body, ARGV[5], ARGV[6], ARGV[7], ARGV[12]) end
 if ARGV[2] ~= '1' then return fail(ARGV[9]) end
 if tonumber(redis.call('HGET', KEYS[3], 'step') or '-1') >= tonumber(ARGV[3]) then return fail(ARGV[11]) end
 redis.call('DEL', KEYS[4])

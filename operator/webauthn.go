@@ -627,19 +627,9 @@ func (w *WebAuthn) BeginStepUp(ctx context.Context, token string) (*protocol.Cre
 // clone_suspected failure, 13 signin.locked, 14 webauthn.clone_suspected,
 // 15 unknown_key failure.
 var stepUpWebAuthnScript = script(`
-if (redis.call('HGET', KEYS[3], 'session') or '') ~= ARGV[1] or redis.call('EXISTS', KEYS[6]) == 0 then return 'nosession' end
-local function fail(body)
-  local res = tocsin_fail(KEYS[1], KEYS[2], KEYS[4], KEYS[5], body, ARGV[6], ARGV[7], ARGV[8], ARGV[13])
-  if res == 'locked' then
-    redis.call('DEL', KEYS[6])
-    redis.call('HDEL', KEYS[3], 'session')
-  end
-  return res
-end
-if tocsin_locked(KEYS[5], ARGV[5]) then
-  tocsin_audit(KEYS[1], KEYS[2], ARGV[11])
-  return 'failed'
-end
+local closed = tocsin_stepup_open(ARGV[1], ARGV[5], ARGV[11])
+if closed then return closed end
+local function fail(body) return tocsin_stepup_fail(body, ARGV[6], ARGV[7], ARGV[8], ARGV[13]) end
 if ARGV[2] ~= '1' then return fail(ARGV[10]) end
 local stored = redis.call('HGET', KEYS[7], ARGV[3])
 if not stored then return fail(ARGV[15]) end
