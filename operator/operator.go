@@ -260,6 +260,16 @@ func msDur(d time.Duration) string {
 // answers 'nosession' or 'failed' (locked) when the step-up cannot be tried,
 // else nil; tocsin_stepup_fail(body, max, for_ms, lock_end, locked_body)
 // records a failed one and, when that locks the person out, ends the session.
+//
+// The sign-ins (KEYS 1 seq, 2 log, 3 rec, 4 fail, 5 lock, 6 old session,
+// 7 new session) share tocsin_signin_open(old_sum, now, locked_body,
+// fail_fn, disabled_body) — 'stale', 'failed' or a failure when the sign-in
+// cannot be tried, else nil — and tocsin_signin_start(op, now, ttl_ms,
+// new_sum, body), which ends the old session, starts the new one and appends
+// body. tocsin_key_counter(keys, field, new, clone_body, fail_fn,
+// unknown_body, clone_fail_body) checks a security key's signature counter
+// (go-webauthn's rule: it must grow unless both are 0) and stores the new
+// one; it returns a failure's result, or nil.
 const lua = audit.Lua + `
 local function tocsin_locked(lock, now)
   local v = redis.call('GET', lock)
@@ -283,6 +293,33 @@ local function tocsin_stepup_open(sum, now, locked_body)
     tocsin_audit(KEYS[1], KEYS[2], locked_body)
     return 'failed'
   end
+  return nil
+end
+local function tocsin_signin_open(old_sum, now, locked_body, fail, disabled_body)
+  if (redis.call('HGET', KEYS[3], 'session') or '') ~= old_sum then return 'stale' end
+  if tocsin_locked(KEYS[5], now) then
+    tocsin_audit(KEYS[1], KEYS[2], locked_body)
+    return 'failed'
+  end
+  if redis.call('HGET', KEYS[3], 'disabled') == '1' then return fail(disabled_body) end
+  return nil
+end
+local function tocsin_signin_start(op, now, ttl_ms, new_sum, body)
+  redis.call('DEL', KEYS[4], KEYS[6])
+  redis.call('HSET', KEYS[7], 'op', op, 'created', now, 'seen', now, 'stepped', now)
+  redis.call('PEXPIRE', KEYS[7], ttl_ms)
+  redis.call('HSET', KEYS[3], 'session', new_sum, 'last_signin', now)
+  tocsin_audit(KEYS[1], KEYS[2], body)
+end
+local function tocsin_key_counter(keys, field, new, clone_body, fail, unknown_body, clone_fail_body)
+  local stored = redis.call('HGET', keys, field)
+  if not stored then return fail(unknown_body) end
+  local n, o = tonumber(new), tonumber(stored)
+  if n <= o and (n ~= 0 or o ~= 0) then
+    tocsin_audit(KEYS[1], KEYS[2], clone_body)
+    return fail(clone_fail_body)
+  end
+  redis.call('HSET', keys, field, new)
   return nil
 end
 local function tocsin_stepup_fail(body, max, for_ms, lock_end, locked_body)

@@ -15,22 +15,15 @@ import (
 // failures, 8 lockout ms, 9 lockout end ms, 10 id, then bodies: 11 signin,
 // 12 failure for Go's reason, 13 locked, 14 disabled, 15 replayed, 16 signin.locked.
 var signInScript = script(`
-if (redis.call('HGET', KEYS[3], 'session') or '') ~= ARGV[1] then return 'stale' end
 local function fail(body)
   return tocsin_fail(KEYS[1], KEYS[2], KEYS[4], KEYS[5], body, ARGV[7], ARGV[8], ARGV[9], ARGV[16])
 end
-if tocsin_locked(KEYS[5], ARGV[5]) then
-  tocsin_audit(KEYS[1], KEYS[2], ARGV[13])
-  return 'failed'
-end
-if redis.call('HGET', KEYS[3], 'disabled') == '1' then return fail(ARGV[14]) end
+local closed = tocsin_signin_open(ARGV[1], ARGV[5], ARGV[13], fail, ARGV[14])
+if closed then return closed end
 if ARGV[3] ~= '1' then return fail(ARGV[12]) end
 if tonumber(redis.call('HGET', KEYS[3], 'step') or '-1') >= tonumber(ARGV[4]) then return fail(ARGV[15]) end
-redis.call('DEL', KEYS[4], KEYS[6])
-redis.call('HSET', KEYS[7], 'op', ARGV[10], 'created', ARGV[5], 'seen', ARGV[5], 'stepped', ARGV[5])
-redis.call('PEXPIRE', KEYS[7], ARGV[6])
-redis.call('HSET', KEYS[3], 'step', ARGV[4], 'session', ARGV[2], 'last_signin', ARGV[5])
-tocsin_audit(KEYS[1], KEYS[2], ARGV[11])
+redis.call('HSET', KEYS[3], 'step', ARGV[4])
+tocsin_signin_start(ARGV[10], ARGV[5], ARGV[6], ARGV[2], ARGV[11])
 return 'ok'
 `)
 

@@ -484,29 +484,15 @@ func (w *WebAuthn) BeginSignIn(ctx context.Context, id string) (*protocol.Creden
 // clone_suspected failure, 17 signin.locked, 18 webauthn.clone_suspected,
 // 19 unknown_key failure.
 var signInWebAuthnScript = script(`
-if (redis.call('HGET', KEYS[3], 'session') or '') ~= ARGV[1] then return 'stale' end
 local function fail(body)
   return tocsin_fail(KEYS[1], KEYS[2], KEYS[4], KEYS[5], body, ARGV[8], ARGV[9], ARGV[10], ARGV[17])
 end
-if tocsin_locked(KEYS[5], ARGV[6]) then
-  tocsin_audit(KEYS[1], KEYS[2], ARGV[14])
-  return 'failed'
-end
-if redis.call('HGET', KEYS[3], 'disabled') == '1' then return fail(ARGV[15]) end
+local closed = tocsin_signin_open(ARGV[1], ARGV[6], ARGV[14], fail, ARGV[15])
+if closed then return closed end
 if ARGV[3] ~= '1' then return fail(ARGV[13]) end
-local stored = redis.call('HGET', KEYS[8], ARGV[4])
-if not stored then return fail(ARGV[19]) end
-local new, old = tonumber(ARGV[5]), tonumber(stored)
-if new <= old and (new ~= 0 or old ~= 0) then
-  tocsin_audit(KEYS[1], KEYS[2], ARGV[18])
-  return fail(ARGV[16])
-end
-redis.call('HSET', KEYS[8], ARGV[4], ARGV[5])
-redis.call('DEL', KEYS[4], KEYS[6])
-redis.call('HSET', KEYS[7], 'op', ARGV[11], 'created', ARGV[6], 'seen', ARGV[6], 'stepped', ARGV[6])
-redis.call('PEXPIRE', KEYS[7], ARGV[7])
-redis.call('HSET', KEYS[3], 'session', ARGV[2], 'last_signin', ARGV[6])
-tocsin_audit(KEYS[1], KEYS[2], ARGV[12])
+local bad = tocsin_key_counter(KEYS[8], ARGV[4], ARGV[5], ARGV[18], fail, ARGV[19], ARGV[16])
+if bad then return bad end
+tocsin_signin_start(ARGV[11], ARGV[6], ARGV[7], ARGV[2], ARGV[12])
 return 'ok'
 `)
 
@@ -631,14 +617,8 @@ local closed = tocsin_stepup_open(ARGV[1], ARGV[5], ARGV[11])
 if closed then return closed end
 local function fail(body) return tocsin_stepup_fail(body, ARGV[6], ARGV[7], ARGV[8], ARGV[13]) end
 if ARGV[2] ~= '1' then return fail(ARGV[10]) end
-local stored = redis.call('HGET', KEYS[7], ARGV[3])
-if not stored then return fail(ARGV[15]) end
-local new, old = tonumber(ARGV[4]), tonumber(stored)
-if new <= old and (new ~= 0 or old ~= 0) then
-  tocsin_audit(KEYS[1], KEYS[2], ARGV[14])
-  return fail(ARGV[12])
-end
-redis.call('HSET', KEYS[7], ARGV[3], ARGV[4])
+local bad = tocsin_key_counter(KEYS[7], ARGV[3], ARGV[4], ARGV[14], fail, ARGV[15], ARGV[12])
+if bad then return bad end
 redis.call('DEL', KEYS[4])
 redis.call('HSET', KEYS[6], 'stepped', ARGV[5])
 tocsin_audit(KEYS[1], KEYS[2], ARGV[9])
