@@ -20,7 +20,10 @@ import (
 // api stands in for the gateway's API in these tests of the console's own
 // plumbing (the browser test in cmd/tocsin runs it against the real one):
 // one session token, one alert, and a count of retractions.
-type api struct{ retracts atomic.Int32 }
+type api struct {
+	retracts atomic.Int32
+	draft    atomic.Value // the last POST /v1/drafts body
+}
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer tsn_test" && r.URL.Path != "/v1/session" {
@@ -36,6 +39,11 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"operator":"anna","name":"Anna","roles":["author"],"zones":["*"]}`)
 	case r.URL.Path == "/v1/alerts":
 		io.WriteString(w, `{"alerts":[{"id":"a1","status":"actual","event":"Amok","state":"delivering","zones":["school"],"channels":{"siren":{"targets":3,"delivered":3}}}]}`)
+	case r.Method == "POST" && r.URL.Path == "/v1/drafts":
+		b, _ := io.ReadAll(r.Body)
+		a.draft.Store(string(b))
+		w.WriteHeader(201)
+		io.WriteString(w, `{"id":"d1","state":"draft"}`)
 	case r.Method == "POST" && r.URL.Path == "/v1/alerts/a1/retract":
 		a.retracts.Add(1)
 		w.WriteHeader(202)
@@ -220,6 +228,29 @@ func TestLabelsComplete(t *testing.T) {
 	for k := range labels["de"] {
 		if _, ok := labels["en"][k]; !ok {
 			t.Errorf("label %q has no English", k)
+		}
+	}
+}
+
+// Compose sends what the form holds: status, zones, channels, and the texts
+// in further languages as edited.
+func TestComposeSendsTheForm(t *testing.T) {
+	srv, a, cl := newConsole(t)
+	_, _, csrf, once := dashboard(t, srv, cl)
+	form := url.Values{"csrf": {csrf}, "once": {once}, "template": {"amok"}, "status": {"exercise"},
+		"zones": {"school"}, "channels": {"siren", "sms"}, "headline": {"Übung Amok"},
+		"info_language": {"en", "pl"}, "info_event": {"Amok", "Amok"}, "info_headline": {"Drill amok", "Ćwiczenie"},
+		"info_description": {"", ""}, "info_instruction": {"Stay inside", ""}}
+	resp, err := cl.PostForm(srv.URL+"/compose", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got, _ := a.draft.Load().(string)
+	for _, want := range []string{`"status":"exercise"`, `"zones":["school"]`, `"channels":["siren","sms"]`, `"headline":"Übung Amok"`,
+		`{"language":"en","event":"Amok","headline":"Drill amok","instruction":"Stay inside"}`, `{"language":"pl","event":"Amok","headline":"Ćwiczenie"}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("POST /v1/drafts body lacks %s:\n%s", want, got)
 		}
 	}
 }

@@ -469,9 +469,20 @@ type templateJSON struct {
 	Headline    string         `json:"headline"`
 	Description string         `json:"description"`
 	Instruction string         `json:"instruction"`
+	Language    string         `json:"language"`
+	Info        []infoJSON     `json:"info"`
 	Zones       []string       `json:"zones"`
 	Channels    []string       `json:"channels"`
 	Counts      map[string]int `json:"counts"`
+}
+
+// infoJSON is an alert's texts in one further language.
+type infoJSON struct {
+	Language    string `json:"language"`
+	Event       string `json:"event,omitempty"`
+	Headline    string `json:"headline,omitempty"`
+	Description string `json:"description,omitempty"`
+	Instruction string `json:"instruction,omitempty"`
 }
 
 func (s *Server) getCompose(w http.ResponseWriter, r *http.Request, v *view) (string, error) {
@@ -512,6 +523,22 @@ func (s *Server) postCompose(r *http.Request, session string) (string, error) {
 		if v := strings.TrimSpace(r.PostFormValue(f)); v != "" {
 			req[f] = v
 		}
+	}
+	// The texts in further languages, as the form shows them (the
+	// template's, edited or not).
+	if langs := r.PostForm["info_language"]; len(langs) > 0 {
+		var infos []infoJSON
+		for i, l := range langs {
+			at := func(f string) string {
+				if vs := r.PostForm[f]; i < len(vs) {
+					return strings.TrimSpace(vs[i])
+				}
+				return ""
+			}
+			infos = append(infos, infoJSON{Language: l, Event: at("info_event"), Headline: at("info_headline"),
+				Description: at("info_description"), Instruction: at("info_instruction")})
+		}
+		req["info"] = infos
 	}
 	if m := r.PostFormValue("expires_in"); m != "" {
 		var n int
