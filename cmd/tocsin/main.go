@@ -55,7 +55,7 @@ func main() {
 		}
 		os.Exit(configCheck(args[1], os.Stdout))
 	case "fake":
-		err = fake(args)
+		err = fakeCmd(args)
 	case "loadtest":
 		err = loadtestCmd(args)
 	case "send":
