@@ -56,7 +56,7 @@ fuzz:
 # peer and the bare ceiling (loadtest/bench.sh prints a Markdown table).
 # Results go in BENCHMARKS.md by hand, with the command and machine.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./priority/ ./gateway/ ./cap/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3s ./priority/ ./gateway/ ./routing/ ./cap/
 	bash loadtest/bench.sh 10s
 
 lint:

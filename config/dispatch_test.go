@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/tocsin-alert/tocsin/config"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // The signing files deploy/tocsin.example.yaml names.
@@ -35,7 +35,7 @@ func exampleConfig(t *testing.T) []byte {
 	if !bytes.Contains(b, []byte(exampleSigningCert)) || !bytes.Contains(b, []byte(exampleSigningKey)) {
 		t.Fatalf("deploy/tocsin.example.yaml no longer names %s and %s under dispatch.signing", exampleSigningCert, exampleSigningKey)
 	}
-	cert, key, err := loadtest.TestSigningCert(t.TempDir())
+	cert, key, err := fake.TestSigningCert(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,11 +79,11 @@ func dispatchYAML(signing, url, extra string) string {
 // it sets insecure_http (and never with tls). Each problem names its field.
 func TestDispatchSigningAndHTTPS(t *testing.T) {
 	dir := t.TempDir()
-	cert, key, err := loadtest.TestSigningCert(dir)
+	cert, key, err := fake.TestSigningCert(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, otherKey, err := loadtest.TestSigningCert(dir)
+	_, otherKey, err := fake.TestSigningCert(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

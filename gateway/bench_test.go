@@ -21,7 +21,7 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/twilioapi"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // ingestBody is a realistic alert with a unique event per request (so the
@@ -166,7 +166,7 @@ func BenchmarkSMSFanout(b *testing.B) {
 		fast bool
 	}{{"aof-always", false}, {"no-persistence", true}} {
 		b.Run(m.name+"/tocsin", func(b *testing.B) {
-			tw := fakeTwilio(b, loadtest.TwilioOptions{NoCallbacks: true})
+			tw := fakeTwilio(b, fake.TwilioOptions{NoCallbacks: true})
 			s := newStack(b, stackOptions{phones: n, twilio: tw, rate: 10000, redis: testenv.Redis(b, m.fast)})
 			b.ResetTimer()
 			for i := range b.N {
@@ -182,7 +182,7 @@ func BenchmarkSMSFanout(b *testing.B) {
 		})
 	}
 	b.Run("bare-twilio-go", func(b *testing.B) {
-		tw := fakeTwilio(b, loadtest.TwilioOptions{NoCallbacks: true})
+		tw := fakeTwilio(b, fake.TwilioOptions{NoCallbacks: true})
 		c, err := twilioapi.New(twilioapi.Account{SID: mainSID, AuthToken: mainToken, BaseURL: tw.URL})
 		if err != nil {
 			b.Fatal(err)
@@ -218,7 +218,7 @@ func BenchmarkSMSFanout(b *testing.B) {
 // sooner than 1/rate after the one before (a sliding one-second window).
 func BenchmarkSMSPacing(b *testing.B) {
 	const n, rate = 500, 100.0
-	tw := fakeTwilio(b, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate}})
+	tw := fakeTwilio(b, fake.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate}})
 	s := newStack(b, stackOptions{phones: n, twilio: tw, rate: rate})
 	b.ResetTimer()
 	for i := range b.N {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // world is a zone outline around the whole map, so every CAP polygon or
@@ -337,7 +337,7 @@ func sign(t *testing.T, ks dsig.X509KeyStore, doc []byte) string {
 // sounding the update, whichever of the two commands arrives first.
 func TestCAPUpdateChainToDispatch(t *testing.T) {
 	port := testenv.FreePort(t)
-	ils, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
+	ils, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +387,7 @@ func TestCAPUpdateChainToDispatch(t *testing.T) {
 // Icelandic and English; the staff read German and English, so all get the
 // English block — none the Icelandic headline, as when only one block was used.
 func TestCAPEveryLanguageKept(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
 	s := newStack(t, stackOptions{school: worldSchool, phones: 4, twilio: tw})
 	r := s.postCAP(string(fresh(mustRead(t, "../cap/testdata/iceland-imo-wind-is-en-polygons.xml"))))
 	if r.Code != 202 {
@@ -407,7 +407,7 @@ func TestCAPEveryLanguageKept(t *testing.T) {
 // A JSON alert may carry its texts in several languages; each person gets
 // theirs (the test staff: three read German, every fourth English).
 func TestJSONInfoPerLanguage(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
 	s := newStack(t, stackOptions{phones: 8, twilio: tw})
 	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","language":"de","headline":"Gasaustritt",` +
 		`"info":[{"language":"en","headline":"Gas leak","instruction":"Leave the building"}],"zones":["school"],"channels":["sms"]}`)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/alert"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // A dead siren holds no worker. With one ordinary and one urgent worker and
@@ -82,8 +82,8 @@ func BenchmarkPickupPastDeadSirens(b *testing.B) {
 	for _, mode := range []string{"idle", "dead-sirens"} {
 		b.Run(mode, func(b *testing.B) {
 			got := make(chan string, 64)
-			o := stackOptions{workers: 2, urgent: 2, offline: sirenIDs("school", 3), limit: "rate: 10000, burst: 10000", fleetOption: func(fo *loadtest.FleetOptions) {
-				fo.OnCommand = func(r loadtest.Received) {
+			o := stackOptions{workers: 2, urgent: 2, offline: sirenIDs("school", 3), limit: "rate: 10000, burst: 10000", fleetOption: func(fo *fake.FleetOptions) {
+				fo.OnCommand = func(r fake.Received) {
 					if r.Cmd.Signal == "alarm" && r.Siren == "townhall-00" {
 						select {
 						case got <- r.Cmd.AlertID:

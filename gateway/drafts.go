@@ -22,6 +22,7 @@ import (
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
 	"github.com/tocsin-alert/tocsin/release"
+	"github.com/tocsin-alert/tocsin/routing"
 )
 
 // draftRequest is the body of POST /v1/drafts and PUT /v1/drafts/{id}: an
@@ -743,10 +744,9 @@ func (g *Gateway) draftRetracted(ctx context.Context, id alert.ID, p *config.Pri
 	}
 }
 
-// operatorGroup names operators as phone targets ("~operators.ben"): no
-// contact group id can start with "~", and ledgers carry the id, never the
-// number.
-const operatorGroup = "~operators"
+// operatorGroup names operators as phone targets ("~operators.ben")
+// (routing.OperatorGroup).
+const operatorGroup = routing.OperatorGroup
 
 // page tells the on-duty approvers who may approve d (its zones, not its
 // author) on the configured channels that an alert waits for them: a notice

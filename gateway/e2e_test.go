@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // byDelivery groups what the fleet received per siren, in arrival order.
-func bySiren(rs []loadtest.Received, alertID string) map[string][]loadtest.Received {
-	m := map[string][]loadtest.Received{}
+func bySiren(rs []fake.Received, alertID string) map[string][]fake.Received {
+	m := map[string][]fake.Received{}
 	for _, r := range rs {
 		if r.Cmd.AlertID == alertID {
 			m[r.Siren] = append(m[r.Siren], r)
@@ -110,8 +110,8 @@ func TestRetractionMidDelivery(t *testing.T) {
 				t.Errorf("siren %s: alarm started %v after the retraction was accepted", sid, first.At.Sub(retractedAt))
 			}
 			last := rs[len(rs)-1]
-			lastAlarm := slices.IndexFunc(rs, func(r loadtest.Received) bool { return r.Cmd.Signal == "all_clear" })
-			if last.Cmd.Signal != "all_clear" || lastAlarm < 0 || slices.ContainsFunc(rs[lastAlarm:], func(r loadtest.Received) bool { return r.Cmd.Signal == "alarm" }) {
+			lastAlarm := slices.IndexFunc(rs, func(r fake.Received) bool { return r.Cmd.Signal == "all_clear" })
+			if last.Cmd.Signal != "all_clear" || lastAlarm < 0 || slices.ContainsFunc(rs[lastAlarm:], func(r fake.Received) bool { return r.Cmd.Signal == "alarm" }) {
 				t.Errorf("siren %s: commands %v, want its alarm(s) then all_clear", sid, signals(rs))
 			}
 		}
@@ -128,7 +128,7 @@ func TestRetractionMidDelivery(t *testing.T) {
 	t.Logf("%d sirens alarmed and got all_clear; %d never attempted stayed silent; retracted %v", alarmed, 40-alarmed, c["retracted"])
 }
 
-func signals(rs []loadtest.Received) []string {
+func signals(rs []fake.Received) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
 		out[i] = r.Cmd.Signal

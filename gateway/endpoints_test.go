@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tocsin-alert/tocsin/internal/testenv"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // ackURL is where the fake centres post CAP Acks: the gateway's public port.
@@ -22,13 +22,13 @@ func ackURL(port int) string {
 // Cancel then an AllClear Update, both acknowledged.
 func TestPAAndDispatchEndToEnd(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	pa, err := loadtest.StartPA(loadtest.PAOptions{Broker: testenv.MQTTURL(broker), MQTTIDs: []string{"pa-mqtt"}})
+	pa, err := fake.StartPA(fake.PAOptions{Broker: testenv.MQTTURL(broker), MQTTIDs: []string{"pa-mqtt"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pa.Close)
 	port := testenv.FreePort(t)
-	ils, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
+	ils, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestPAAndDispatchEndToEnd(t *testing.T) {
 		return s.counts(id, "pa")["delivered"] == float64(2) && s.counts(id, "dispatch")["delivered"] == float64(1)
 	})
 	played := pa.Received()
-	byZone := map[string]loadtest.PAReceived{}
+	byZone := map[string]fake.PAReceived{}
 	for _, p := range played {
 		byZone[p.Cmd.Zone] = p
 	}
@@ -110,14 +110,14 @@ func TestPAAndDispatchEndToEnd(t *testing.T) {
 // controller plays; sirens are not slowed; a CAP Ack with a bad signature is
 // refused.
 func TestPAFallbackAndForgedAck(t *testing.T) {
-	pa, err := loadtest.StartPA(loadtest.PAOptions{})
+	pa, err := fake.StartPA(fake.PAOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pa.Close)
 	pa.Fail("pa-main", "error")
 	port := testenv.FreePort(t)
-	ils, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": []byte("not-the-key-the-gateway-has")}, AckURL: ackURL(port)})
+	ils, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": []byte("not-the-key-the-gateway-has")}, AckURL: ackURL(port)})
 	if err != nil {
 		t.Fatal(err)
 	}

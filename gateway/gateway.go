@@ -1,6 +1,6 @@
 // Package gateway is Tocsin's front and its delivery loop: the HTTP API,
-// authentication and authorisation, routing an alert to its targets,
-// retraction, and the workers that claim jobs from the queue and hand them to
+// authentication and authorisation, routing an alert to its targets (with
+// package routing), retraction, and the workers that claim jobs from the queue and hand them to
 // the adapters. No other package imports it; cmd/tocsin wires it.
 package gateway
 
@@ -11,7 +11,6 @@ import (
 	"encoding/base32"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 	"github.com/tocsin-alert/tocsin/operator"
 	"github.com/tocsin-alert/tocsin/priority"
 	"github.com/tocsin-alert/tocsin/release"
+	"github.com/tocsin-alert/tocsin/routing"
 )
 
 // Gateway is one Tocsin instance. Any number of them may share one Redis.
@@ -39,7 +39,7 @@ type Gateway struct {
 	m        *metrics
 	adapters map[alert.Kind]adapters.Adapter // decorated
 	zones    map[string]bool
-	sirens   map[string][]config.Siren // by zone
+	router   *routing.Router
 
 	draining atomic.Bool
 	// Ready, if set, adds a readiness check (the MQTT connection, say).
@@ -49,11 +49,7 @@ type Gateway struct {
 
 	pending      map[alert.Kind]bool // nil Deliver means accepted, not confirmed
 	cancellers   []canceller
-	contacts     map[string][]config.ContactGroup // by zone
-	groups       map[string]*config.ContactGroup  // by id
-	twilioTokens map[string]string                // account SID -> auth token
-	paZones      map[string][]config.PAZone       // by zone
-	centres      map[string][]config.DispatchCentre
+	twilioTokens map[string]string // account SID -> auth token
 	dispatchKeys map[string][]byte // centre -> HMAC key
 	shapes       []zoneShape       // zones as CAP areas match them
 
@@ -111,7 +107,7 @@ func New(o Options) *Gateway {
 	g := &Gateway{
 		cfg: o.Config, q: o.Queue, bulk: cmp.Or(o.BulkQueue, o.Queue), log: o.Log,
 		adapters: map[alert.Kind]adapters.Adapter{},
-		zones:    map[string]bool{}, sirens: map[string][]config.Siren{}, contacts: map[string][]config.ContactGroup{},
+		zones:    map[string]bool{}, router: routing.New(o.Config),
 		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{}, limits: map[string]*rate.Limiter{},
 	}
 	g.m = newMetrics(o.Queue)
@@ -132,9 +128,6 @@ func New(o Options) *Gateway {
 	}
 	for _, z := range o.Config.Zones {
 		g.zones[z.ID] = true
-	}
-	for _, s := range o.Config.Sirens {
-		g.sirens[s.Zone] = append(g.sirens[s.Zone], s)
 	}
 	ro, bo := o.Retry, o.Breaker
 	ro.OnRetry = func(d alert.Delivery, attempt int, err error, wait time.Duration) {
@@ -173,22 +166,9 @@ func New(o Options) *Gateway {
 			g.cancellers = append(g.cancellers, c)
 		}
 	}
-	g.groups = map[string]*config.ContactGroup{}
-	for i, grp := range o.Config.Contacts {
-		g.contacts[grp.Zone] = append(g.contacts[grp.Zone], grp)
-		g.groups[grp.ID] = &o.Config.Contacts[i]
-	}
 	g.twilioTokens = o.TwilioTokens
 	g.shapes = zoneShapes(o.Config.Zones)
-	g.paZones, g.centres, g.dispatchKeys = map[string][]config.PAZone{}, map[string][]config.DispatchCentre{}, o.DispatchKeys
-	for _, z := range o.Config.PA.Zones {
-		g.paZones[z.Zone] = append(g.paZones[z.Zone], z)
-	}
-	for _, c := range o.Config.Dispatch.Centres {
-		for _, z := range c.Zones {
-			g.centres[z] = append(g.centres[z], c)
-		}
-	}
+	g.dispatchKeys = o.DispatchKeys
 	return g
 }
 
@@ -201,19 +181,7 @@ type canceller interface {
 // Recipient finds a phone target's person (adapters look numbers up here, at
 // the last moment, so ledgers and logs only carry "group.person").
 func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
-	group, id, ok := strings.Cut(targetID, ".")
-	if group == operatorGroup {
-		if o := g.cfg.Operator(id); o != nil && o.Phone != "" {
-			return adapters.Recipient{Phone: o.Phone}, true
-		}
-		return adapters.Recipient{}, false
-	}
-	grp := g.groups[group]
-	if !ok || grp == nil {
-		return adapters.Recipient{}, false
-	}
-	p, ok := grp.Members.Find(id)
-	return adapters.Recipient{Phone: p.Phone, Language: p.Language}, ok
+	return g.router.Recipient(targetID)
 }
 
 // queueFor is the queue a channel kind's workers use: the phone channels
@@ -248,87 +216,8 @@ func newID(now time.Time) alert.ID {
 	return alert.ID(fmt.Sprintf("%011x-%s", now.UnixMilli(), strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))))
 }
 
-// route turns an alert into its targets: for each zone, every siren, PA zone
-// and dispatch centre covering it, and every person of the zone's contact
-// groups by SMS and voice, as far as the alert's channel kinds ask. A test or
-// exercise alert reaches only targets that take drills. A phone number is
-// reached once per kind, however many groups list it; a dispatch centre once,
-// however many of its zones the alert names.
-func (g *Gateway) route(a *alert.Alert) []alert.Target {
-	var ts []alert.Target
-	wants := func(k alert.Kind) bool { return slices.Contains(a.Channels, k) }
-	type once struct {
-		k     alert.Kind
-		dedup string
-	}
-	seen := map[once]struct{}{}
-	var groups []config.ContactGroup
-	add := func(k alert.Kind, id, dedup string) {
-		if _, dup := seen[once{k, dedup}]; !dup {
-			seen[once{k, dedup}] = struct{}{}
-			ts = append(ts, alert.Target{Kind: k, ID: id})
-		}
-	}
-	for _, z := range a.Zones {
-		if wants(alert.KindSiren) {
-			for _, s := range g.sirens[z] {
-				if !a.Status.IsDrill() || s.Drills {
-					add(alert.KindSiren, s.ID, s.ID)
-				}
-			}
-		}
-		if wants(alert.KindPA) {
-			for _, pz := range g.paZones[z] {
-				if !a.Status.IsDrill() || pz.Drills {
-					add(alert.KindPA, pz.ID, pz.ID)
-				}
-			}
-		}
-		if wants(alert.KindDispatch) {
-			for _, c := range g.centres[z] {
-				if !a.Status.IsDrill() || c.Drills {
-					add(alert.KindDispatch, c.ID, c.ID) // once, however many of its zones are hit
-				}
-			}
-		}
-		if !wants(alert.KindSMS) && !wants(alert.KindVoice) {
-			continue // no person is reached: a million-member group costs nothing
-		}
-		for _, grp := range g.contacts[z] {
-			if !a.Status.IsDrill() || grp.Drills {
-				groups = append(groups, grp)
-			}
-		}
-	}
-	// Phones are deduplicated only where they could repeat: across groups, or
-	// inside a group that lists a number twice. A million people in one
-	// group need no million-entry map.
-	dedup := len(groups) > 1 || len(groups) == 1 && !groups[0].Members.UniquePhones()
-	n := 0
-	for _, grp := range groups {
-		n += 2 * grp.Members.Len()
-	}
-	ts = slices.Grow(ts, n)
-	for _, grp := range groups {
-		for i := range grp.Members.Len() {
-			p := grp.Members.At(i)
-			id := ""
-			for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
-				if wants(k) && p.Reaches(k) {
-					if id == "" {
-						id = grp.ID + "." + p.ID
-					}
-					if dedup {
-						add(k, id, p.Phone)
-					} else {
-						ts = append(ts, alert.Target{Kind: k, ID: id})
-					}
-				}
-			}
-		}
-	}
-	return ts
-}
+// route turns an alert into its targets (routing.Router.Route).
+func (g *Gateway) route(a *alert.Alert) []alert.Target { return g.router.Route(a) }
 
 // Kinds are the channel kinds this gateway can deliver on.
 func (g *Gateway) Kinds() []alert.Kind {

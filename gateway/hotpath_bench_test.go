@@ -93,26 +93,3 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
-
-// BenchmarkRoute10k: planning an alert to a zone with 10,000 people by SMS
-// and voice (20,003 targets with the sirens); the queue then stores them in
-// batches (priority.BenchmarkEnqueueFanout).
-func BenchmarkRoute10k(b *testing.B) {
-	g := hotConfig(b, 10000)
-	a := &alert.Alert{Status: alert.StatusActual, Zones: []string{"school"}, Channels: []alert.Kind{alert.KindSiren, alert.KindSMS, alert.KindVoice}}
-	b.Run("tocsin", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if ts := g.route(a); len(ts) != 20003 {
-				b.Fatalf("%d targets", len(ts))
-			}
-		}
-	})
-	b.Run("copy-prebuilt", func(b *testing.B) { // the floor: copying the finished plan
-		plan := g.route(a)
-		b.ReportAllocs()
-		for b.Loop() {
-			_ = append([]alert.Target(nil), plan...)
-		}
-	})
-}

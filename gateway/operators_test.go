@@ -19,7 +19,7 @@ import (
 	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/internal/softkey"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 	"github.com/tocsin-alert/tocsin/operator"
 )
 
@@ -331,7 +331,7 @@ func TestHeldAlertsNeverLeak(t *testing.T) {
 // TestApproversPaged: an alert held for approval pages the on-duty approver
 // by SMS through Tocsin's own route, and reaches none of its own recipients.
 func TestApproversPaged(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{})
+	tw := fakeTwilio(t, fake.TwilioOptions{})
 	extra := strings.Replace(operatorsConfig, "principals: {school-panel: approval}", "principals: {leitstelle: approval}\n  page: [sms]", 1)
 	extra = strings.Replace(extra, "{id: ben, name: Ben Approver, roles: [approver], zones: [\"*\"]}", "{id: ben, name: Ben Approver, roles: [approver], zones: [\"*\"], phone: \"+4915199999999\", on_duty: true}", 1)
 	s := newStack(t, stackOptions{phones: 3, twilio: tw, extra: extra})

@@ -10,15 +10,15 @@ import (
 	"time"
 
 	"github.com/tocsin-alert/tocsin/gateway"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
-func fakeTwilio(t testing.TB, o loadtest.TwilioOptions) *loadtest.Twilio {
+func fakeTwilio(t testing.TB, o fake.TwilioOptions) *fake.Twilio {
 	t.Helper()
 	if o.Accounts == nil {
 		o.Accounts = map[string]string{mainSID: mainToken, backupSID: backupToken}
 	}
-	f, err := loadtest.StartTwilio(o)
+	f, err := fake.StartTwilio(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +33,8 @@ func (s *stack) counts(id, kind string) map[string]any {
 }
 
 // byPhone groups the fake's messages per recipient, in arrival order.
-func byPhone(ms []loadtest.FakeMessage) map[string][]loadtest.FakeMessage {
-	out := map[string][]loadtest.FakeMessage{}
+func byPhone(ms []fake.FakeMessage) map[string][]fake.FakeMessage {
+	out := map[string][]fake.FakeMessage{}
 	for _, m := range ms {
 		out[m.To] = append(out[m.To], m)
 	}
@@ -44,7 +44,7 @@ func byPhone(ms []loadtest.FakeMessage) map[string][]loadtest.FakeMessage {
 // One alert reaches sirens, SMS and voice; one retraction reaches all of them,
 // each on the channel that reached it, after the original.
 func TestSMSAndVoiceEndToEnd(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{Undelivered: []string{phone(4)}})
+	tw := fakeTwilio(t, fake.TwilioOptions{Undelivered: []string{phone(4)}})
 	s := newStack(t, stackOptions{phones: 5, twilio: tw})
 	r := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["school"]}`)
 	if r.Code != 202 || r.Body["targets"] != float64(3+5+5) {
@@ -109,7 +109,7 @@ func TestSMSAndVoiceEndToEnd(t *testing.T) {
 
 // Provider pacing: 0 sends above the sender's rate; the backlog waits on our side.
 func TestSMSPacingNeverExceeded(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{Rates: map[string]float64{"+4930100000": 20}, NoCallbacks: true})
+	tw := fakeTwilio(t, fake.TwilioOptions{Rates: map[string]float64{"+4930100000": 20}, NoCallbacks: true})
 	s := newStack(t, stackOptions{phones: 40, twilio: tw, rate: 20})
 	start := time.Now()
 	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
@@ -136,7 +136,7 @@ func TestRetractionDuringSMSFanout(t *testing.T) {
 		n = v
 	}
 	rate := float64(n) / 4 // the fan-out takes ~4s; the retraction lands after ~1s
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate}})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate}})
 	s := newStack(t, stackOptions{phones: n, twilio: tw, rate: rate, workers: 16})
 	r := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
 	if r.Code != 202 {
@@ -185,9 +185,9 @@ func TestRetractionDuringSMSFanout(t *testing.T) {
 // Twilio failing 100%: the primary account's breaker opens and the fallback
 // account carries the SMS; the sirens are not delayed.
 func TestTwilioDownFallbackAndSirensUnaffected(t *testing.T) {
-	down := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
-	down.SetFailure(loadtest.TwilioFailure{Status: 500})
-	backup := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	down := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
+	down.SetFailure(fake.TwilioFailure{Status: 500})
+	backup := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
 	s := newStack(t, stackOptions{phones: 20, twilio: down, fallback: backup})
 	start := time.Now()
 	id := s.post(`{"status":"actual","event":"Fire","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["siren","sms"]}`).Body["id"].(string)
@@ -207,13 +207,13 @@ func TestTwilioDownFallbackAndSirensUnaffected(t *testing.T) {
 
 // A 429 with Retry-After: no request reaches Twilio before it has passed.
 func TestTwilio429RetryAfterHonoured(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
-	tw.SetFailure(loadtest.TwilioFailure{Status: 429, RetryAfter: 2})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
+	tw.SetFailure(fake.TwilioFailure{Status: 429, RetryAfter: 2})
 	s := newStack(t, stackOptions{phones: 1, twilio: tw})
 	s.post(`{"status":"actual","event":"Fire","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
 	eventually(t, 5*time.Second, "the first request answered 429", func() bool { return tw.Requests() >= 1 })
 	first := time.Now()
-	tw.SetFailure(loadtest.TwilioFailure{})
+	tw.SetFailure(fake.TwilioFailure{})
 	eventually(t, 10*time.Second, "the SMS sent after Retry-After", func() bool { return len(tw.Messages()) == 1 })
 	if got := tw.Messages()[0].At.Sub(first); got < 1800*time.Millisecond {
 		t.Fatalf("retried %v after the 429; Retry-After was 2s", got)
@@ -224,7 +224,7 @@ func TestTwilio429RetryAfterHonoured(t *testing.T) {
 }
 
 func TestTwilioCallbackSignature(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{})
+	tw := fakeTwilio(t, fake.TwilioOptions{})
 	s := newStack(t, stackOptions{phones: 1, twilio: tw})
 	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}, "AccountSid": {mainSID}}
 	path := "/v1/callbacks/twilio/a1.sms.staff.p00000.a"
@@ -232,10 +232,10 @@ func TestTwilioCallbackSignature(t *testing.T) {
 		name, sig string
 		code      int
 	}{
-		{"forged", loadtest.TwilioSignature("not-the-token", s.cfg.PublicURL+path, form), 403},
+		{"forged", fake.TwilioSignature("not-the-token", s.cfg.PublicURL+path, form), 403},
 		{"missing", "", 403},
-		{"signed with an empty key", loadtest.TwilioSignature("", s.cfg.PublicURL+path, form), 403},
-		{"valid, unknown delivery", loadtest.TwilioSignature(mainToken, s.cfg.PublicURL+path, form), 204},
+		{"signed with an empty key", fake.TwilioSignature("", s.cfg.PublicURL+path, form), 403},
+		{"valid, unknown delivery", fake.TwilioSignature(mainToken, s.cfg.PublicURL+path, form), 204},
 	} {
 		r := s.do("POST", path, "", "application/x-www-form-urlencoded", form.Encode(), "X-Twilio-Signature", tt.sig)
 		if r.Code != tt.code {
@@ -248,7 +248,7 @@ func TestTwilioCallbackSignature(t *testing.T) {
 // not check a single callback (one signed with the empty key would pass):
 // the gateway refuses to start, naming the variable.
 func TestTwilioTokenRequired(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
 	s := newStack(t, stackOptions{phones: 1, twilio: tw, noGateway: true})
 	t.Setenv("TOCSIN_TEST_TWILIO_MAIN", "")
 	gw, err := gateway.Open(s.cfg, testLogger(t), nil)
@@ -266,7 +266,7 @@ func TestTwilioTokenRequired(t *testing.T) {
 // failed) and a retraction tells only the people who got the alert. An
 // alert whose every target expired unsent reads expired.
 func TestExpiredUnsentAreNeverTold(t *testing.T) {
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
 	s := newStack(t, stackOptions{phones: 12, twilio: tw, rate: 4})
 	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
 	r := s.post(`{"status":"actual","event":"Gas","severity":"Severe","urgency":"Immediate","zones":["school"],"channels":["sms"],"expires":"` + exp + `"}`)
@@ -353,8 +353,8 @@ func firstRetractionSMS(t testing.TB, rate float64) (time.Duration, int) {
 		people, after = 8, 2200*time.Millisecond
 	}
 	first := make(chan time.Time, 1)
-	tw := fakeTwilio(t, loadtest.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate},
-		OnMessage: func(m loadtest.FakeMessage) {
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true, Rates: map[string]float64{"+4930100000": rate},
+		OnMessage: func(m fake.FakeMessage) {
 			if strings.Contains(m.Body, "ENTWARNUNG") || strings.Contains(m.Body, "ALL CLEAR") {
 				select {
 				case first <- m.At:
@@ -413,7 +413,7 @@ func BenchmarkRetractDuringFanout(b *testing.B) {
 		var total time.Duration
 		late := 0
 		for range b.N {
-			tw := fakeTwilio(b, loadtest.TwilioOptions{NoCallbacks: true})
+			tw := fakeTwilio(b, fake.TwilioOptions{NoCallbacks: true})
 			s := newStack(b, stackOptions{phones: n, twilio: tw, rate: 10000, workers: 16})
 			r := s.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["sms"]}`)
 			eventually(b, 30*time.Second, "the fan-out under way", func() bool { return len(tw.Messages()) >= n/5 })

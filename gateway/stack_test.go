@@ -22,7 +22,7 @@ import (
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 const (
@@ -79,21 +79,21 @@ type stackOptions struct {
 	fleet        bool
 	clientID     string
 	noGateway    bool
-	fleetOption  func(*loadtest.FleetOptions)
+	fleetOption  func(*fake.FleetOptions)
 
 	// phones > 0 adds a contact group "staff" of that many people in zone
 	// school, reached by SMS and voice through twilio (and fallback, if set).
 	phones   int
-	twilio   *loadtest.Twilio
-	fallback *loadtest.Twilio
+	twilio   *fake.Twilio
+	fallback *fake.Twilio
 	rate     float64 // per sender, sends/s (default 1000)
 
 	// pa adds PA zones in school: "hall" on HTTP controller "pa-main" (with
 	// "pa-spare" as fallback) and "gym" on MQTT controller "pa-mqtt".
-	pa *loadtest.PA
+	pa *fake.PA
 	// dispatch adds the dispatch centre "ils" covering both zones; its CAP
 	// Acks go to the gateway's public URL.
-	dispatch *loadtest.Dispatch
+	dispatch *fake.Dispatch
 	// publicPort, if set, is the port of the gateway's public_url.
 	publicPort int
 	// school, if set, replaces the school zone's YAML flow mapping (to give
@@ -135,7 +135,7 @@ func endpointsConfig(t testing.TB, o stackOptions) string {
 	}
 	if o.dispatch != nil {
 		t.Setenv("TOCSIN_TEST_ILS_HMAC", dispatchHMAC)
-		cert, key, err := loadtest.TestSigningCert(t.TempDir())
+		cert, key, err := fake.TestSigningCert(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +193,7 @@ type stack struct {
 	cfgYML string
 	redis  *testenv.Server
 	broker *testenv.Server
-	fleet  *loadtest.Fleet
+	fleet  *fake.Fleet
 	gw     *gateway.Gateway
 	srv    *httptest.Server
 	url    string // where do sends requests: the in-process gateway by default
@@ -316,11 +316,11 @@ triggers:
 	s.rdb = redis.NewClient(&redis.Options{Addr: o.redis.Addr()})
 	t.Cleanup(func() { s.rdb.Close() })
 	if o.fleet || !o.noGateway {
-		fo := loadtest.FleetOptions{Broker: testenv.MQTTURL(o.broker), IDs: all, Latency: o.fleetDelay, Offline: o.offline}
+		fo := fake.FleetOptions{Broker: testenv.MQTTURL(o.broker), IDs: all, Latency: o.fleetDelay, Offline: o.offline}
 		if o.fleetOption != nil {
 			o.fleetOption(&fo)
 		}
-		s.fleet, err = loadtest.StartFleet(fo)
+		s.fleet, err = fake.StartFleet(fo)
 		if err != nil {
 			t.Fatalf("fleet: %v", err)
 		}

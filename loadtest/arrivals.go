@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // Arrivals is what the fake Twilio received per generated recipient: when
@@ -25,7 +27,7 @@ func newArrivals(n int) *Arrivals {
 	return &Arrivals{orig: make([]int64, n), retr: make([]int64, n), again: make([]int64, n), copies: make([]uint16, n)}
 }
 
-func (a *Arrivals) message(m FakeMessage) {
+func (a *Arrivals) message(m fake.FakeMessage) {
 	i := recipient(m.To)
 	at := m.At.UnixNano()
 	a.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // StackOptions describe the gateway a fan-out scenario starts for itself:
@@ -58,8 +59,8 @@ type Stack struct {
 	rdb    *redis.Client
 	// Key is the dispatch principal's API key; TriggerKey the trigger source's.
 	Key, TriggerKey string
-	Twilio          *Twilio
-	Fleet           *Fleet
+	Twilio          *fake.Twilio
+	Fleet           *fake.Fleet
 	procs           []*proc
 	urls            []string
 	arrive          *Arrivals
@@ -114,7 +115,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 		s.Close()
 		return nil, fmt.Errorf("redis %s: %w", o.Redis, err)
 	}
-	s.Twilio, err = StartTwilio(TwilioOptions{Accounts: map[string]string{stackSID: stackToken}, NoCallbacks: true,
+	s.Twilio, err = fake.StartTwilio(fake.TwilioOptions{Accounts: map[string]string{stackSID: stackToken}, NoCallbacks: true,
 		OnMessage: s.arrive.message})
 	if err != nil {
 		s.Close()
@@ -125,7 +126,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 		sirens = append(sirens, fmt.Sprintf("town-%d", i+1))
 	}
 	sirens = append(sirens, "plant-1")
-	s.Fleet, err = StartFleet(FleetOptions{Broker: o.Broker, TopicPrefix: s.prefix, IDs: sirens})
+	s.Fleet, err = fake.StartFleet(fake.FleetOptions{Broker: o.Broker, TopicPrefix: s.prefix, IDs: sirens})
 	if err != nil {
 		s.Close()
 		return nil, err

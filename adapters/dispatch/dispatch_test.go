@@ -23,7 +23,7 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/dispatch"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/cap"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 var key = []byte("shared-hmac-key-with-the-centre")
@@ -32,23 +32,23 @@ var key = []byte("shared-hmac-key-with-the-centre")
 // the XML signature (the gateway's certificate pinned) of everything.
 func TestConformance(t *testing.T) {
 	signer := newSigner(t)
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{signer.Certificate()}})
+	centres, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{signer.Certificate()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
+	defer centres.Close()
 	invalid := alert.Target{Kind: alert.KindDispatch, ID: "unknown-centre"}
 	adapterstest.Run(t, adapterstest.Harness{
 		New: func(t *testing.T, log zerolog.Logger) adapters.Adapter {
 			return newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Timeout: 2 * time.Second, Signer: signer,
-				Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
+				Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: centres.URL("ils"), Key: key, InsecureHTTP: true}}})
 		},
 		Target:  alert.Target{Kind: alert.KindDispatch, ID: "ils"},
 		Invalid: &invalid,
-		Break:   func(mode string) { fake.Fail("ils", mode) },
+		Break:   func(mode string) { centres.Fail("ils", mode) },
 		Received: func(id string, msg alert.Message) int {
 			n := 0
-			for _, r := range fake.Received() {
+			for _, r := range centres.Received() {
 				if r.Doc.Identifier == id && (r.Doc.MsgType == "Alert") == (msg == alert.MessageAlert) {
 					n++
 				}
@@ -57,10 +57,10 @@ func TestConformance(t *testing.T) {
 		},
 		Secrets: []string{string(key)},
 	})
-	if fake.Rejected() != 0 {
-		t.Fatalf("the centre refused %d signatures: %v", fake.Rejected(), fake.Rejections())
+	if centres.Rejected() != 0 {
+		t.Fatalf("the centre refused %d signatures: %v", centres.Rejected(), centres.Rejections())
 	}
-	for _, r := range fake.Received() {
+	for _, r := range centres.Received() {
 		if !r.Signed {
 			t.Fatalf("%s %s reached the centre without a verified XML signature", r.Doc.MsgType, r.Doc.Identifier)
 		}
@@ -70,13 +70,13 @@ func TestConformance(t *testing.T) {
 // The retraction is a Cancel that references the original exactly, then an
 // Update with responseType AllClear in every language.
 func TestRetractionIsCancelThenAllClear(t *testing.T) {
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}})
+	centres, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
+	defer centres.Close()
 	n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: newSigner(t),
-		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
+		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: centres.URL("ils"), Key: key, InsecureHTTP: true}}})
 	a := &alert.Alert{ID: "a1", Status: alert.StatusActual, Event: "Amok", Headline: "Amokalarm Schule", Severity: alert.SeverityExtreme,
 		Urgency: alert.UrgencyImmediate, Zones: []string{"school"}, Sent: time.Date(2026, 11, 22, 9, 2, 0, 0, time.UTC), Expires: time.Now().Add(time.Hour)}
 	tg := alert.Target{Kind: alert.KindDispatch, ID: "ils"}
@@ -86,7 +86,7 @@ func TestRetractionIsCancelThenAllClear(t *testing.T) {
 			t.Fatalf("Deliver(%s) = %v", msg, err)
 		}
 	}
-	got := fake.Received()
+	got := centres.Received()
 	if len(got) != 3 || got[0].Doc.MsgType != "Alert" || got[1].Doc.MsgType != "Cancel" || got[2].Doc.MsgType != "Update" {
 		t.Fatalf("centre got %d documents; want Alert, Cancel, Update", len(got))
 	}
@@ -139,14 +139,14 @@ func TestMutualTLS(t *testing.T) {
 	cli, cliKey := cert(t, ca, caKey, "tocsin", false)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, TLS: &tls.Config{
+	centres, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": key}, TLS: &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{srv.Raw}, PrivateKey: srvKey}},
 		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12,
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
+	defer centres.Close()
 	a := &alert.Alert{ID: "a1", Status: alert.StatusActual, Event: "Fire", Zones: []string{"z"}, Sent: time.Now(), Expires: time.Now().Add(time.Hour)}
 	tg := alert.Target{Kind: alert.KindDispatch, ID: "ils"}
 	d := alert.Delivery{ID: alert.DeliveryID(a.ID, tg, alert.MessageAlert), Alert: a, Target: tg, Message: alert.MessageAlert, Expires: a.Expires}
@@ -160,7 +160,7 @@ func TestMutualTLS(t *testing.T) {
 		{"without", nil, false},
 	} {
 		n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Timeout: 2 * time.Second, Signer: signer, Centres: map[string]dispatch.Centre{
-			"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, TLS: &tls.Config{RootCAs: pool, Certificates: tt.certs, MinVersion: tls.VersionTLS12}}}})
+			"ils": {ID: "ils", URL: centres.URL("ils"), Key: key, TLS: &tls.Config{RootCAs: pool, Certificates: tt.certs, MinVersion: tls.VersionTLS12}}}})
 		err := n.Deliver(context.Background(), d)
 		if (err == nil) != tt.wantOK || adapters.IsPermanent(err) {
 			t.Errorf("%s: Deliver = %v, want ok=%v (and never permanent)", tt.name, err, tt.wantOK)

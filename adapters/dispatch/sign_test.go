@@ -21,15 +21,15 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/dispatch"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/cap"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // newSigner is a Signer with a fresh key and self-signed certificate, read
-// back from the PEM files loadtest.TestSigningCert writes (as the gateway
+// back from the PEM files fake.TestSigningCert writes (as the gateway
 // reads dispatch.signing).
 func newSigner(t *testing.T) *dispatch.Signer {
 	t.Helper()
-	certFile, keyFile, err := loadtest.TestSigningCert(t.TempDir())
+	certFile, keyFile, err := fake.TestSigningCert(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +55,15 @@ func newNotifier(t *testing.T, cfg dispatch.Config) *dispatch.Notifier {
 
 // pinnedCentre is a fake centre "ils" that pins the certificate of pinned,
 // and a notifier that signs with signer and reaches it.
-func pinnedCentre(t *testing.T, pinned, signer *dispatch.Signer) (*loadtest.Dispatch, *dispatch.Notifier) {
+func pinnedCentre(t *testing.T, pinned, signer *dispatch.Signer) (*fake.Dispatch, *dispatch.Notifier) {
 	t.Helper()
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{pinned.Certificate()}})
+	centres, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": key}, Pinned: []*x509.Certificate{pinned.Certificate()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(fake.Close)
-	return fake, newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: signer,
-		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
+	t.Cleanup(centres.Close)
+	return centres, newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: signer,
+		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: centres.URL("ils"), Key: key, InsecureHTTP: true}}})
 }
 
 // selfSigned is a certificate for key valid from notBefore to notAfter.
@@ -100,7 +100,7 @@ func deliveryOf(a *alert.Alert, msg alert.Message) alert.Delivery {
 // against any other; the HMAC header is over the same, signed, bytes.
 func TestEverythingSentIsXMLSigned(t *testing.T) {
 	gw, other := newSigner(t), newSigner(t)
-	fake, n := pinnedCentre(t, gw, gw)
+	centres, n := pinnedCentre(t, gw, gw)
 	a := testAlert()
 	update := testAlert()
 	update.ID = "a2"
@@ -110,7 +110,7 @@ func TestEverythingSentIsXMLSigned(t *testing.T) {
 			t.Fatalf("Deliver(%s %s) = %v", d.Alert.ID, d.Message, err)
 		}
 	}
-	got := fake.Received()
+	got := centres.Received()
 	var types []string
 	for _, r := range got {
 		types = append(types, r.Doc.MsgType)
@@ -118,8 +118,8 @@ func TestEverythingSentIsXMLSigned(t *testing.T) {
 	if strings.Join(types, ",") != "Alert,Update,Cancel,Update" {
 		t.Fatalf("centre got %v; want Alert, Update (of the alert), Cancel, Update (AllClear)", types)
 	}
-	if fake.Rejected() != 0 {
-		t.Fatalf("centre refused: %v", fake.Rejections())
+	if centres.Rejected() != 0 {
+		t.Fatalf("centre refused: %v", centres.Rejections())
 	}
 	for _, r := range got {
 		what := r.Doc.MsgType + " " + r.Doc.Identifier
@@ -205,7 +205,7 @@ func samePadding(doc, bad []byte, i int) bool {
 // even with a correct HMAC.
 func TestCentreRefusesOtherOrNoXMLSignature(t *testing.T) {
 	gw, other := newSigner(t), newSigner(t)
-	fake, n := pinnedCentre(t, gw, other)
+	centres, n := pinnedCentre(t, gw, other)
 	err := n.Deliver(context.Background(), deliveryOf(testAlert(), alert.MessageAlert))
 	if err == nil || adapters.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("Deliver signed by another key = %v; want a retryable 403", err)
@@ -215,7 +215,7 @@ func TestCentreRefusesOtherOrNoXMLSignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	req, _ := http.NewRequest(http.MethodPost, fake.URL("ils"), bytes.NewReader(unsigned))
+	req, _ := http.NewRequest(http.MethodPost, centres.URL("ils"), bytes.NewReader(unsigned))
 	req.Header.Set(dispatch.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set(dispatch.HeaderSignature, dispatch.Sign(key, now, unsigned))
 	resp, err := http.DefaultClient.Do(req)
@@ -226,8 +226,8 @@ func TestCentreRefusesOtherOrNoXMLSignature(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("unsigned document with a good HMAC: HTTP %d, want 403", resp.StatusCode)
 	}
-	if len(fake.Received()) != 0 || fake.Rejected() != 2 || !strings.Contains(strings.Join(fake.Rejections(), "\n"), "XML signature") {
-		t.Errorf("centre accepted %d, refused %v; want both refused for their XML signature", len(fake.Received()), fake.Rejections())
+	if len(centres.Received()) != 0 || centres.Rejected() != 2 || !strings.Contains(strings.Join(centres.Rejections(), "\n"), "XML signature") {
+		t.Errorf("centre accepted %d, refused %v; want both refused for their XML signature", len(centres.Received()), centres.Rejections())
 	}
 }
 
@@ -242,18 +242,18 @@ func TestExpiredSigningCertificateSendsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"ils": key}})
+	centres, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
+	defer centres.Close()
 	n := newNotifier(t, dispatch.Config{Sender: "tocsin@example.org", Signer: s,
-		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: fake.URL("ils"), Key: key, InsecureHTTP: true}}})
+		Centres: map[string]dispatch.Centre{"ils": {ID: "ils", URL: centres.URL("ils"), Key: key, InsecureHTTP: true}}})
 	err = n.Deliver(context.Background(), deliveryOf(testAlert(), alert.MessageAlert))
 	if !errors.Is(err, dispatch.ErrCertificateExpired) || adapters.IsPermanent(err) {
 		t.Fatalf("Deliver = %v; want retryable ErrCertificateExpired", err)
 	}
-	if len(fake.Received())+fake.Rejected() != 0 {
+	if len(centres.Received())+centres.Rejected() != 0 {
 		t.Fatal("something reached the centre")
 	}
 }

@@ -12,13 +12,13 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/siren"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // The siren adapter against a real Mosquitto and simulated controllers.
 func TestConformance(t *testing.T) {
 	broker := testenv.Mosquitto(t)
-	fleet, err := loadtest.StartFleet(loadtest.FleetOptions{Broker: testenv.MQTTURL(broker), IDs: []string{"s1", "mute"}, Offline: []string{"mute"}})
+	fleet, err := fake.StartFleet(fake.FleetOptions{Broker: testenv.MQTTURL(broker), IDs: []string{"s1", "mute"}, Offline: []string{"mute"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,22 +13,22 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/sms"
 	"github.com/tocsin-alert/tocsin/adapters/twilioapi"
 	"github.com/tocsin-alert/tocsin/alert"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 const sid, token, phone = "AC00000000000000000000000000000001", "conformancetoken0123456789", "+491701234567"
 
 func TestConformance(t *testing.T) {
-	fake, err := loadtest.StartTwilio(loadtest.TwilioOptions{Accounts: map[string]string{sid: token}, NoCallbacks: true})
+	tw, err := fake.StartTwilio(fake.TwilioOptions{Accounts: map[string]string{sid: token}, NoCallbacks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
+	defer tw.Close()
 	people := map[string]adapters.Recipient{"staff.anna": {Phone: phone, Language: "de"}, "staff.bad": {Phone: "+12", Language: "en"}}
 	invalid := alert.Target{Kind: alert.KindSMS, ID: "staff.bad"}
 	adapterstest.Run(t, adapterstest.Harness{
 		New: func(t *testing.T, log zerolog.Logger) adapters.Adapter {
-			n, err := sms.New(sms.Config{Account: "main", Twilio: twilioapi.Account{SID: sid, AuthToken: token, BaseURL: fake.URL, Timeout: 2 * time.Second},
+			n, err := sms.New(sms.Config{Account: "main", Twilio: twilioapi.Account{SID: sid, AuthToken: token, BaseURL: tw.URL, Timeout: 2 * time.Second},
 				From: "+4930123456", Rate: 100, CallbackURL: "http://127.0.0.1:1/v1/callbacks/twilio",
 				Recipients: func(id string) (adapters.Recipient, bool) { r, ok := people[id]; return r, ok }})
 			if err != nil {
@@ -39,11 +39,11 @@ func TestConformance(t *testing.T) {
 		Target:  alert.Target{Kind: alert.KindSMS, ID: "staff.anna"},
 		Invalid: &invalid,
 		Break: func(mode string) {
-			fake.SetFailure(map[string]loadtest.TwilioFailure{"error": {Status: 503}, "hang": {Hang: true}}[mode])
+			tw.SetFailure(map[string]fake.TwilioFailure{"error": {Status: 503}, "hang": {Hang: true}}[mode])
 		},
 		Received: func(id string, msg alert.Message) int {
 			n := 0
-			for _, m := range fake.Messages() {
+			for _, m := range tw.Messages() {
 				if strings.HasSuffix(m.StatusCallback, "/"+url.PathEscape(id)) && m.To == phone {
 					n++
 				}
@@ -53,7 +53,7 @@ func TestConformance(t *testing.T) {
 		Secrets: []string{phone, "1701234567", token},
 	})
 	// What Twilio got: the German text, a validity within the minute left, a callback per delivery.
-	ms := fake.Messages()
+	ms := tw.Messages()
 	if len(ms) < 2 || !strings.HasPrefix(ms[0].Body, "WARNUNG:") || !strings.HasPrefix(ms[1].Body, "ENTWARNUNG:") {
 		t.Fatalf("messages = %+v; want the German warning, then the all-clear", ms)
 	}

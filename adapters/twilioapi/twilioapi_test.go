@@ -10,18 +10,18 @@ import (
 
 	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/adapters/twilioapi"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 const sid, token = "AC00000000000000000000000000000001", "secrettoken0123456789abcdef"
 
 func TestClassifyAgainstTheFake(t *testing.T) {
-	fake, err := loadtest.StartTwilio(loadtest.TwilioOptions{Accounts: map[string]string{sid: token}})
+	tw, err := fake.StartTwilio(fake.TwilioOptions{Accounts: map[string]string{sid: token}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
-	c, err := twilioapi.New(twilioapi.Account{SID: sid, AuthToken: token, BaseURL: fake.URL, Timeout: time.Second})
+	defer tw.Close()
+	c, err := twilioapi.New(twilioapi.Account{SID: sid, AuthToken: token, BaseURL: tw.URL, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,20 +34,20 @@ func TestClassifyAgainstTheFake(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		failure   loadtest.TwilioFailure
+		failure   fake.TwilioFailure
 		to        string
 		permanent bool
 		delay     time.Duration
 	}{
-		{"bad number is permanent and redacted", loadtest.TwilioFailure{}, "+49 170 123", true, 0},
-		{"429 honours Retry-After", loadtest.TwilioFailure{Status: 429, RetryAfter: 3}, "+491701234567", false, 3 * time.Second},
-		{"500 is retryable", loadtest.TwilioFailure{Status: 500}, "+491701234567", false, 0},
-		{"401 is retryable (the account's breaker opens)", loadtest.TwilioFailure{Status: 401}, "+491701234567", false, 0},
-		{"timeout is retryable", loadtest.TwilioFailure{Hang: true}, "+491701234567", false, 0},
+		{"bad number is permanent and redacted", fake.TwilioFailure{}, "+49 170 123", true, 0},
+		{"429 honours Retry-After", fake.TwilioFailure{Status: 429, RetryAfter: 3}, "+491701234567", false, 3 * time.Second},
+		{"500 is retryable", fake.TwilioFailure{Status: 500}, "+491701234567", false, 0},
+		{"401 is retryable (the account's breaker opens)", fake.TwilioFailure{Status: 401}, "+491701234567", false, 0},
+		{"timeout is retryable", fake.TwilioFailure{Hang: true}, "+491701234567", false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fake.SetFailure(tt.failure)
+			tw.SetFailure(tt.failure)
 			err := send(tt.to)
 			if err == nil || adapters.IsPermanent(err) != tt.permanent {
 				t.Fatalf("send = %v; want permanent=%v", err, tt.permanent)

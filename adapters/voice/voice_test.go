@@ -13,21 +13,21 @@ import (
 	"github.com/tocsin-alert/tocsin/adapters/twilioapi"
 	"github.com/tocsin-alert/tocsin/adapters/voice"
 	"github.com/tocsin-alert/tocsin/alert"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 const sid, token, phone = "AC00000000000000000000000000000002", "voicetoken0123456789abcdef", "+441632960123"
 
 func TestConformance(t *testing.T) {
-	fake, err := loadtest.StartTwilio(loadtest.TwilioOptions{Accounts: map[string]string{sid: token}, NoCallbacks: true})
+	tw, err := fake.StartTwilio(fake.TwilioOptions{Accounts: map[string]string{sid: token}, NoCallbacks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.Close()
+	defer tw.Close()
 	var n *voice.Notifier
 	adapterstest.Run(t, adapterstest.Harness{
 		New: func(t *testing.T, log zerolog.Logger) adapters.Adapter {
-			n, err = voice.New(voice.Config{Account: "main", Twilio: twilioapi.Account{SID: sid, AuthToken: token, BaseURL: fake.URL, Timeout: 2 * time.Second},
+			n, err = voice.New(voice.Config{Account: "main", Twilio: twilioapi.Account{SID: sid, AuthToken: token, BaseURL: tw.URL, Timeout: 2 * time.Second},
 				From: "+4930123456", Rate: 50, Voice: "alice", Repeat: 3, CallbackURL: "http://127.0.0.1:1/cb", Log: log,
 				Recipients: func(id string) (adapters.Recipient, bool) {
 					return adapters.Recipient{Phone: phone, Language: "en"}, id == "team.bob"
@@ -40,11 +40,11 @@ func TestConformance(t *testing.T) {
 		Target:  alert.Target{Kind: alert.KindVoice, ID: "team.bob"},
 		Invalid: &alert.Target{Kind: alert.KindVoice, ID: "team.nobody"},
 		Break: func(mode string) {
-			fake.SetFailure(map[string]loadtest.TwilioFailure{"error": {Status: 500}, "hang": {Hang: true}}[mode])
+			tw.SetFailure(map[string]fake.TwilioFailure{"error": {Status: 500}, "hang": {Hang: true}}[mode])
 		},
 		Received: func(id string, msg alert.Message) int {
 			c := 0
-			for _, call := range fake.Calls() {
+			for _, call := range tw.Calls() {
 				if strings.HasSuffix(call.StatusCallback, "/"+url.PathEscape(id)) {
 					c++
 				}
@@ -53,7 +53,7 @@ func TestConformance(t *testing.T) {
 		},
 		Secrets: []string{phone, token},
 	})
-	calls := fake.Calls()
+	calls := tw.Calls()
 	if len(calls) < 2 || !strings.Contains(calls[0].Twiml, `language="en-US" loop="3"`) || !strings.Contains(calls[0].Twiml, "WARNING: Test.") ||
 		!strings.Contains(calls[1].Twiml, "ALL CLEAR") {
 		t.Fatalf("calls = %+v; want the English warning spoken 3 times, then the all-clear", calls)
@@ -66,7 +66,7 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.CancelAlert(a.ID)
-	last := fake.Calls()[len(fake.Calls())-1]
+	last := tw.Calls()[len(tw.Calls())-1]
 	if !last.CancelRequested || last.Status != "canceled" {
 		t.Fatalf("call after CancelAlert = %+v, want canceled", last)
 	}

@@ -26,7 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/tocsin-alert/tocsin/config"
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 // The demo's API keys. They exist only in this process.
@@ -206,12 +206,12 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return s
 	}
-	tw, err := loadtest.StartTwilio(loadtest.TwilioOptions{
+	tw, err := fake.StartTwilio(fake.TwilioOptions{
 		Accounts: map[string]string{demoTwilioSID: demoTwilioToken},
-		OnMessage: func(m loadtest.FakeMessage) {
+		OnMessage: func(m fake.FakeMessage) {
 			fmt.Fprintf(out, "%s  sms   %-30s ← %s\n", m.At.Format("15:04:05.000"), who[m.To], short(m.Body))
 		},
-		OnCall: func(c loadtest.FakeCall) {
+		OnCall: func(c fake.FakeCall) {
 			text := c.Twiml
 			if i := strings.Index(text, `">`); i >= 0 {
 				text = strings.TrimSuffix(text[i+2:], "</Say></Response>")
@@ -224,8 +224,8 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer tw.Close()
 	os.Setenv("TOCSIN_DEMO_TWILIO_TOKEN", demoTwilioToken)
-	paFake, err := loadtest.StartPA(loadtest.PAOptions{Broker: *mqttURL, MQTTIDs: []string{"gym-pa"},
-		OnCommand: func(r loadtest.PAReceived) {
+	paFake, err := fake.StartPA(fake.PAOptions{Broker: *mqttURL, MQTTIDs: []string{"gym-pa"},
+		OnCommand: func(r fake.PAReceived) {
 			fmt.Fprintf(out, "%s  pa    %-30s ← %s\n", r.At.Format("15:04:05.000"), r.Cmd.Zone+" via "+r.Controller, short(r.Cmd.Text))
 		}})
 	if err != nil {
@@ -241,17 +241,17 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	signingCert, signingKey, err := loadtest.TestSigningCert(tmp)
+	signingCert, signingKey, err := fake.TestSigningCert(tmp)
 	if err != nil {
 		return fmt.Errorf("demo CAP signing key: %w", err)
 	}
-	pinned, err := loadtest.ReadCerts(signingCert)
+	pinned, err := fake.ReadCerts(signingCert)
 	if err != nil {
 		return err
 	}
-	centre, err := loadtest.StartDispatch(loadtest.DispatchOptions{Keys: map[string][]byte{"leitstelle-soest": []byte(demoCentreHMAC)},
+	centre, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"leitstelle-soest": []byte(demoCentreHMAC)},
 		Pinned: pinned, AckURL: "http://" + *listen + "/v1/callbacks/cap/{centre}",
-		OnDocument: func(r loadtest.DispatchReceived) {
+		OnDocument: func(r fake.DispatchReceived) {
 			what := "CAP " + r.Doc.MsgType
 			switch {
 			case len(r.Doc.Infos) > 0:
@@ -294,9 +294,9 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	for _, s := range cfg.Sirens {
 		ids = append(ids, s.ID)
 	}
-	fleet, err := loadtest.StartFleet(loadtest.FleetOptions{
+	fleet, err := fake.StartFleet(fake.FleetOptions{
 		Broker: *mqttURL, IDs: ids, Latency: 30 * time.Millisecond,
-		OnCommand: func(r loadtest.Received) {
+		OnCommand: func(r fake.Received) {
 			extra := ""
 			if r.Repeat {
 				extra = " (repeat)"

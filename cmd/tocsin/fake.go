@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tocsin-alert/tocsin/loadtest"
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
 const fakeUsage = `usage: tocsin fake KIND [flags]   (loopback only; prints what it receives as JSON lines)
@@ -52,7 +52,7 @@ func pairs(l list, sep string) (map[string]string, error) {
 	return m, nil
 }
 
-func fake(args []string) error {
+func fakeCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return runFake(ctx, args, os.Stdout)
@@ -99,14 +99,14 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 				return fmt.Errorf("--rate %s=%s: want a number", k, v)
 			}
 		}
-		tw, err := loadtest.StartTwilio(loadtest.TwilioOptions{Listen: *listen, Accounts: acc, Rates: rf, Undelivered: undelivered,
-			OnMessage: func(m loadtest.FakeMessage) { emit("twilio", m) },
-			OnCall:    func(c loadtest.FakeCall) { emit("twilio", c) }})
+		tw, err := fake.StartTwilio(fake.TwilioOptions{Listen: *listen, Accounts: acc, Rates: rf, Undelivered: undelivered,
+			OnMessage: func(m fake.FakeMessage) { emit("twilio", m) },
+			OnCall:    func(c fake.FakeCall) { emit("twilio", c) }})
 		if err != nil {
 			return err
 		}
 		if *failStatus != 0 {
-			tw.SetFailure(loadtest.TwilioFailure{Status: *failStatus, RetryAfter: 1})
+			tw.SetFailure(fake.TwilioFailure{Status: *failStatus, RetryAfter: 1})
 		}
 		closeFn, where = tw.Close, "Twilio REST API at "+tw.URL+" (set twilio.accounts[].base_url to it)"
 	case "pa":
@@ -117,8 +117,8 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		p, err := loadtest.StartPA(loadtest.PAOptions{Listen: *listen, Token: *token, Broker: *broker, MQTTIDs: ids,
-			OnCommand: func(r loadtest.PAReceived) { emit("pa", r) }})
+		p, err := fake.StartPA(fake.PAOptions{Listen: *listen, Token: *token, Broker: *broker, MQTTIDs: ids,
+			OnCommand: func(r fake.PAReceived) { emit("pa", r) }})
 		if err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 		var pinned []*x509.Certificate
 		if *signingCert != "" {
 			var err error
-			if pinned, err = loadtest.ReadCerts(*signingCert); err != nil {
+			if pinned, err = fake.ReadCerts(*signingCert); err != nil {
 				return fmt.Errorf("--signing-cert: %w", err)
 			}
 		}
@@ -146,8 +146,8 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 		for k, v := range cs {
 			keys[k] = []byte(v)
 		}
-		d, err := loadtest.StartDispatch(loadtest.DispatchOptions{Listen: *listen, Keys: keys, AckURL: *ackURL, Pinned: pinned,
-			OnDocument: func(r loadtest.DispatchReceived) {
+		d, err := fake.StartDispatch(fake.DispatchOptions{Listen: *listen, Keys: keys, AckURL: *ackURL, Pinned: pinned,
+			OnDocument: func(r fake.DispatchReceived) {
 				emit("dispatch", map[string]any{"centre": r.Centre, "cap": r.Doc, "xml_signature_verified": r.Signed})
 			}})
 		if err != nil {
@@ -170,8 +170,8 @@ func runFake(ctx context.Context, args []string, out io.Writer) error {
 		if len(ids) == 0 {
 			return fmt.Errorf("--ids is required")
 		}
-		f, err := loadtest.StartFleet(loadtest.FleetOptions{Broker: *broker, IDs: ids, Offline: offline, Latency: *latency, DropRate: *drop,
-			OnCommand: func(r loadtest.Received) { emit("siren", r) }})
+		f, err := fake.StartFleet(fake.FleetOptions{Broker: *broker, IDs: ids, Offline: offline, Latency: *latency, DropRate: *drop,
+			OnCommand: func(r fake.Received) { emit("siren", r) }})
 		if err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		}
 		return configCheck(args[1], stdout)
 	case "fake":
-		err = fake(args)
+		err = fakeCmd(args)
 	case "loadtest":
 		err = loadtestCmd(args)
 	case "send":

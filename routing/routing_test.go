@@ -1,14 +1,12 @@
-package gateway
+package routing_test
 
 import (
 	"slices"
 	"testing"
 
-	"github.com/rs/zerolog"
-
-	"github.com/tocsin-alert/tocsin/adapters"
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/routing"
 )
 
 // A number is reached once per kind, however many groups (or rows of one
@@ -27,11 +25,10 @@ contacts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	nop := adapters.Func(nil)
-	g := New(Options{Config: cfg, Log: zerolog.Nop(), Adapters: map[alert.Kind]adapters.Adapter{alert.KindSMS: nop, alert.KindVoice: nop}})
+	g := routing.New(cfg)
 	keys := func(zones ...string) []string {
 		var out []string
-		for _, tg := range g.route(&alert.Alert{Status: alert.StatusActual, Zones: zones, Channels: []alert.Kind{alert.KindSMS, alert.KindVoice}}) {
+		for _, tg := range g.Route(&alert.Alert{Status: alert.StatusActual, Zones: zones, Channels: []alert.Kind{alert.KindSMS, alert.KindVoice}}) {
 			out = append(out, tg.Key())
 		}
 		return out

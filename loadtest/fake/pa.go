@@ -1,4 +1,4 @@
-package loadtest
+package fake
 
 import (
 	"encoding/json"
