@@ -767,7 +767,7 @@ func (g *Gateway) page(ctx context.Context, d *release.Draft) {
 			continue
 		}
 		for _, k := range g.cfg.Release.Page {
-			if g.adapters[k] != nil {
+			if g.delivery.Has(k) {
 				targets = append(targets, alert.Target{Kind: k, ID: operatorGroup + "." + o.ID})
 			}
 		}

@@ -1,11 +1,11 @@
-// Package gateway is Tocsin's front and its delivery loop: the HTTP API,
-// authentication and authorisation, routing an alert to its targets (with
-// package routing), retraction, and the workers that claim jobs from the queue and hand them to
-// the adapters. No other package imports it; cmd/tocsin wires it.
+// Package gateway is Tocsin's front door: the HTTP API, CAP input, triggers,
+// authentication and authorisation, and retraction. It routes alerts with
+// package routing and runs package delivery's workers, which claim jobs from
+// the queue and hand them to the adapters. No other package imports it;
+// cmd/tocsin wires it.
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -24,6 +24,7 @@ import (
 	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/delivery"
 	"github.com/tocsin-alert/tocsin/operator"
 	"github.com/tocsin-alert/tocsin/priority"
 	"github.com/tocsin-alert/tocsin/release"
@@ -34,10 +35,9 @@ import (
 type Gateway struct {
 	cfg      *config.Config
 	q        *priority.Queue
-	bulk     *priority.Queue // the phone channels' (Options.BulkQueue)
 	log      zerolog.Logger
 	m        *metrics
-	adapters map[alert.Kind]adapters.Adapter // decorated
+	delivery *delivery.Engine
 	zones    map[string]bool
 	router   *routing.Router
 
@@ -47,14 +47,9 @@ type Gateway struct {
 
 	closers []func()
 
-	pending      map[alert.Kind]bool // nil Deliver means accepted, not confirmed
-	cancellers   []canceller
 	twilioTokens map[string]string // account SID -> auth token
 	dispatchKeys map[string][]byte // centre -> HMAC key
 	shapes       []zoneShape       // zones as CAP areas match them
-
-	fenceMu sync.Mutex
-	inFence map[alert.ID]map[*int]context.CancelCauseFunc
 
 	limitMu sync.Mutex
 	limits  map[string]*rate.Limiter // alerts per principal (limit)
@@ -75,6 +70,9 @@ type Gateway struct {
 // Options are a Gateway's collaborators.
 type Options struct {
 	Config *config.Config
+	// Router routes alerts and finds phone targets' people; nil:
+	// routing.New(Config).
+	Router *routing.Router
 	Queue  *priority.Queue
 	// BulkQueue is the queue the phone channels (SMS, voice) work through: the
 	// same Redis over its own connections, so a fan-out to a million people
@@ -105,10 +103,12 @@ type Options struct {
 // New builds a Gateway.
 func New(o Options) *Gateway {
 	g := &Gateway{
-		cfg: o.Config, q: o.Queue, bulk: cmp.Or(o.BulkQueue, o.Queue), log: o.Log,
-		adapters: map[alert.Kind]adapters.Adapter{},
-		zones:    map[string]bool{}, router: routing.New(o.Config),
-		inFence: map[alert.ID]map[*int]context.CancelCauseFunc{}, limits: map[string]*rate.Limiter{},
+		cfg: o.Config, q: o.Queue, log: o.Log,
+		zones: map[string]bool{}, router: o.Router,
+		limits: map[string]*rate.Limiter{},
+	}
+	if g.router == nil {
+		g.router = routing.New(o.Config)
 	}
 	g.m = newMetrics(o.Queue)
 	if o.Redis != nil {
@@ -129,53 +129,25 @@ func New(o Options) *Gateway {
 	for _, z := range o.Config.Zones {
 		g.zones[z.ID] = true
 	}
-	ro, bo := o.Retry, o.Breaker
-	ro.OnRetry = func(d alert.Delivery, attempt int, err error, wait time.Duration) {
-		if attempt == 1 || attempt%10 == 0 { // once per delivery, then sparsely
-			g.log.Warn().Str("alert_id", string(d.Alert.ID)).Str("target", d.Target.Key()).
-				Str("message", string(d.Message)).Int("attempt", attempt).Err(err).Dur("wait", wait).Msg("Delivery retried")
-		}
-	}
-	// One route per adapter: its breaker (per provider endpoint or target),
-	// its pacing, and the fence check right before each attempt.
-	route := func(k alert.Kind, a adapters.Adapter) adapters.Adapter {
-		return adapters.Chain(a,
-			adapters.Breaker(adapters.BreakerOptions{Failures: bo.Failures, Open: bo.Open, OnStateChange: g.m.breakerChanged,
-				Key: func(d alert.Delivery) string { return adapters.RouteOf(a, d).Breaker }}),
-			adapters.Pace(g.queueFor(k), a),
-			adapters.Fence(g.checkFence))
-	}
-	g.pending = map[alert.Kind]bool{}
-	for k, a := range o.Adapters {
-		inner := route(k, a)
-		if fb := o.Fallbacks[k]; fb != nil {
-			inner = adapters.Failover(inner, route(k, fb))
-		}
-		g.adapters[k] = adapters.Retry(ro)(inner)
-		if p, ok := a.(adapters.Pending); ok && p.Pending() {
-			g.pending[k] = true
-		}
-	}
-	for _, a := range o.Adapters {
-		if c, ok := a.(canceller); ok {
-			g.cancellers = append(g.cancellers, c)
-		}
-	}
-	for _, a := range o.Fallbacks {
-		if c, ok := a.(canceller); ok {
-			g.cancellers = append(g.cancellers, c)
-		}
-	}
+	bo := o.Breaker
+	bo.OnStateChange = g.m.breakerChanged
+	g.delivery = delivery.New(delivery.Deps{
+		Queue: o.Queue, Bulk: o.BulkQueue, Adapters: o.Adapters, Fallbacks: o.Fallbacks, Retry: o.Retry, Breaker: bo,
+		Workers: o.Config.Queue.Workers, UrgentWorkers: o.Config.Queue.UrgentWorkers,
+		RetryInitial: o.Config.Delivery.RetryInitial, RetryMax: o.Config.Delivery.RetryMax,
+		Log: o.Log, Metrics: delivery.Metrics{
+			Latency: func(k alert.Kind, msg alert.Message, d time.Duration) {
+				g.m.latency.WithLabelValues(string(k), string(msg)).Observe(d.Seconds())
+			},
+			Delivered: func(k alert.Kind, msg alert.Message, st alert.State) {
+				g.m.deliveries.WithLabelValues(string(k), string(msg), string(st)).Inc()
+			},
+		},
+	})
 	g.twilioTokens = o.TwilioTokens
 	g.shapes = zoneShapes(o.Config.Zones)
 	g.dispatchKeys = o.DispatchKeys
 	return g
-}
-
-// canceller is implemented by adapters that can call back what they handed
-// to a provider when the alert is retracted (queued or ringing calls).
-type canceller interface {
-	CancelAlert(id alert.ID)
 }
 
 // Recipient finds a phone target's person (adapters look numbers up here, at
@@ -186,27 +158,7 @@ func (g *Gateway) Recipient(targetID string) (adapters.Recipient, bool) {
 
 // queueFor is the queue a channel kind's workers use: the phone channels
 // have their own connections (Options.BulkQueue).
-func (g *Gateway) queueFor(k alert.Kind) *priority.Queue {
-	if k == alert.KindSMS || k == alert.KindVoice {
-		return g.bulk
-	}
-	return g.q
-}
-
-// checkFence stops retries of an alert's original once it is retracted.
-func (g *Gateway) checkFence(ctx context.Context, d alert.Delivery) error {
-	if d.Message != alert.MessageAlert {
-		return nil
-	}
-	fenced, err := g.queueFor(d.Target.Kind).Fenced(ctx, d.Alert.ID)
-	if err != nil {
-		return err
-	}
-	if fenced {
-		return adapters.ErrFenced
-	}
-	return nil
-}
+func (g *Gateway) queueFor(k alert.Kind) *priority.Queue { return g.delivery.Queue(k) }
 
 // newID returns a new alert id: a millisecond timestamp and 40 random bits,
 // sortable by time and safe in URLs and Redis keys.
@@ -223,7 +175,7 @@ func (g *Gateway) route(a *alert.Alert) []alert.Target { return g.router.Route(a
 func (g *Gateway) Kinds() []alert.Kind {
 	var ks []alert.Kind
 	for _, k := range alert.Kinds {
-		if g.adapters[k] != nil {
+		if g.delivery.Has(k) {
 			ks = append(ks, k)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
+	"github.com/tocsin-alert/tocsin/routing"
 )
 
 // Open wires a Gateway from its configuration: the Redis client (single,
@@ -120,9 +121,10 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		ads[alert.KindDispatch], dispatchKeys = d, keys
 	}
 	tokens := map[string]string{}
+	router := routing.New(cfg)
 	if cfg.Twilio.Primary != "" {
-		// The recipients are the gateway's; gw is set below, before any delivery.
-		lookup := func(id string) (adapters.Recipient, bool) { return gw.Recipient(id) }
+		// The recipients are the router's, which the gateway routes with too.
+		lookup := router.Recipient
 		loc := cfg.Location()
 		for i, id := range []string{cfg.Twilio.Primary, cfg.Twilio.Fallback} {
 			acct := cfg.Twilio.Account(id)
@@ -168,7 +170,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		ads[k] = a
 	}
 	gw = New(Options{
-		Config: cfg, Queue: q, BulkQueue: bulk, Redis: first, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
+		Config: cfg, Router: router, Queue: q, BulkQueue: bulk, Redis: first, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
 		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax, Hold: cfg.Delivery.Hold},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
 	})
