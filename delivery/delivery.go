@@ -209,9 +209,10 @@ func (e *Engine) Run(ctx context.Context, grace time.Duration, loops ...func(ctx
 	}
 }
 
-// every runs f every d until ctx ends or stop is called; stop returns once
-// f's last run has.
-func every(ctx context.Context, d time.Duration, f func(context.Context)) (stop func()) {
+// Every runs f every d until ctx ends or stop is called; stop returns once
+// f's last run has. The gateway's own periodic work (resuming plans,
+// settling drafts) uses it too.
+func Every(ctx context.Context, d time.Duration, f func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { // exits when ctx ends or stop is called
@@ -499,7 +500,7 @@ type progress struct {
 
 func (e *Engine) startProgress(ctx context.Context, j *priority.Job, log zerolog.Logger) *progress {
 	p := &progress{fresh: map[string]alert.State{}}
-	p.close = every(ctx, progressEvery, func(ctx context.Context) {
+	p.close = Every(ctx, progressEvery, func(ctx context.Context) {
 		p.mu.Lock()
 		batch := p.fresh
 		p.fresh = map[string]alert.State{}
@@ -530,7 +531,7 @@ func (e *Engine) release(j *priority.Job, log zerolog.Logger) {
 
 // heartbeat extends the job's lease every third of a lease until stopped.
 func (e *Engine) heartbeat(ctx context.Context, j *priority.Job, log zerolog.Logger) (stop func()) {
-	return every(ctx, e.q.Lease()/3, func(ctx context.Context) {
+	return Every(ctx, e.q.Lease()/3, func(ctx context.Context) {
 		if ok, err := e.Queue(j.Kind).Extend(ctx, j); err == nil && !ok {
 			log.Warn().Msg("Lease lost; another instance may redo this job")
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/tocsin-alert/tocsin/audit"
 	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/delivery"
 	"github.com/tocsin-alert/tocsin/priority"
 	"github.com/tocsin-alert/tocsin/release"
 	"github.com/tocsin-alert/tocsin/routing"
@@ -796,7 +797,7 @@ func (g *Gateway) settleDrafts(ctx context.Context) {
 	if g.drafts == nil {
 		return
 	}
-	stop := every(ctx, 5*time.Second, func(ctx context.Context) {
+	stop := delivery.Every(ctx, 5*time.Second, func(ctx context.Context) {
 		ds, err := g.drafts.List(ctx, 1000)
 		if err != nil {
 			return

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"time"
+
+	"github.com/tocsin-alert/tocsin/delivery"
 )
 
 // Run claims and delivers jobs for every channel kind that has an adapter
@@ -26,7 +28,7 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 // resumeUnfinished finishes, every half lease, the plans of large alerts and
 // the retraction sweeps whose instance died before they were done.
 func (g *Gateway) resumeUnfinished(ctx context.Context) {
-	stop := every(ctx, max(g.q.Lease()/2, 100*time.Millisecond), func(ctx context.Context) {
+	stop := delivery.Every(ctx, max(g.q.Lease()/2, 100*time.Millisecond), func(ctx context.Context) {
 		n, err := g.q.Resume(ctx, g.route)
 		if err != nil && ctx.Err() == nil {
 			g.log.Warn().Err(err).Msg("Resuming an unfinished plan or retraction sweep failed; trying again")
@@ -37,25 +39,4 @@ func (g *Gateway) resumeUnfinished(ctx context.Context) {
 	})
 	<-ctx.Done()
 	stop()
-}
-
-// every runs f every d until ctx ends or stop is called; stop returns once
-// f's last run has.
-func every(ctx context.Context, d time.Duration, f func(context.Context)) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { // exits when ctx ends or stop is called
-		defer close(done)
-		t := time.NewTicker(d)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				f(ctx)
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
