@@ -70,8 +70,10 @@ type Metrics struct {
 
 // Engine runs the deliveries of one gateway instance.
 type Engine struct {
-	q, bulk                *priority.Queue
-	log                    zerolog.Logger
+	q, bulk *priority.Queue
+	log     zerolog.Logger
+	// logs limits failure lines per channel and failure kind.
+	logs                   *logLimiter
 	metrics                Metrics
 	workers, urgentWorkers int
 	retryInitial, retryMax time.Duration
@@ -102,8 +104,11 @@ func New(o Deps) *Engine {
 		fence = e.CheckFence
 	}
 	ro, bo := o.Retry, o.Breaker
+	e.logs = newLogLimiter(logWindow, e.log)
 	ro.OnRetry = func(d alert.Delivery, attempt int, err error, wait time.Duration) {
-		if attempt == 1 || attempt%10 == 0 { // once per delivery, then sparsely
+		// A line for the first of each kind per window; a dead provider's
+		// million deliveries become one line and a summary.
+		if e.logs.allow(string(d.Target.Kind)+"/"+failureKind(err)+"/retry", "Delivery retried") {
 			e.log.Warn().Str("alert_id", string(d.Alert.ID)).Str("target", d.Target.Key()).
 				Str("message", string(d.Message)).Int("attempt", attempt).Err(err).Dur("wait", wait).Msg("Delivery retried")
 		}
@@ -175,6 +180,9 @@ func (e *Engine) CheckFence(ctx context.Context, d alert.Delivery) error {
 func (e *Engine) Run(ctx context.Context, grace time.Duration, loops ...func(ctx context.Context)) {
 	hard, stop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stop(nil)
+	logsDone := make(chan struct{})
+	go func() { e.logs.run(hard); close(logsDone) }() // exits when hard is cancelled, after a last summary
+	defer func() { stop(nil); <-logsDone }()
 	fences := e.q.Fences(hard)
 	go func() { // exits when hard is cancelled and Fences closes its channel
 		for id := range fences {
@@ -208,6 +216,9 @@ func (e *Engine) Run(ctx context.Context, grace time.Duration, loops ...func(ctx
 		<-done
 	}
 }
+
+// logWindow is how long failures of one kind are summed up in one line.
+const logWindow = 10 * time.Second
 
 // Every runs f every d until ctx ends or stop is called; stop returns once
 // f's last run has. The gateway's own periodic work (resuming plans,
@@ -409,7 +420,8 @@ func (e *Engine) runJob(hard context.Context, j *priority.Job, a adapters.Adapte
 					e.metrics.Latency(j.Kind, msg, time.Since(since))
 				}
 			case alert.StateFailed:
-				if !errors.Is(err, adapters.ErrFenced) && context.Cause(ctx) != errFenced {
+				if !errors.Is(err, adapters.ErrFenced) && context.Cause(ctx) != errFenced &&
+					e.logs.allow(string(t.Kind)+"/"+failureKind(err)+"/failed", "Delivery failed") {
 					log.Warn().Str("target", t.Key()).Str("message", string(msg)).Err(err).Msg("Delivery failed")
 				}
 			}
