@@ -92,7 +92,16 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 				closers = append(closers, pool.close)
 			}
 		}
-		conn, err := mqttcmd.New(mc, log)
+		// The client id is claimed in Redis first, so a second instance
+		// started by mistake never takes this one's broker session.
+		cctx, cancel := context.WithTimeout(context.Background(), instanceTTL+5*time.Second)
+		release, err := claimClientID(cctx, first, cfg.Redis.KeyPrefix, cfg.MQTT.ClientID, log)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, release) // runs after conn.Close: closers run in reverse
+		conn, err = mqttcmd.New(mc, log)
 		if err != nil {
 			return fail(err)
 		}
