@@ -87,21 +87,28 @@ func (st *Store) SignIn(ctx context.Context, id, password, code string) (token s
 			st.entry("signin.locked", "system", id, map[string]string{
 				"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339)}),
 		).Text()
-		switch {
-		case err != nil:
-			return err
-		case res == "ok":
-			s = &Session{Operator: id, Created: time.UnixMilli(now.UnixMilli()), LastSeen: time.UnixMilli(now.UnixMilli()), SteppedUp: time.UnixMilli(now.UnixMilli())}
-			return nil
-		case res == "stale":
-			return errStale
-		}
-		return ErrSignIn
+		s, err = signedIn(res, err, id, now)
+		return err
 	})
 	if err != nil {
 		return "", nil, err
 	}
 	return token, s, nil
+}
+
+// signedIn turns a sign-in script's answer into the new session or the
+// error: ErrSignIn for every refusal, errStale to read and try again.
+func signedIn(res string, err error, id string, now time.Time) (*Session, error) {
+	switch {
+	case err != nil:
+		return nil, err
+	case res == "ok":
+		t := time.UnixMilli(now.UnixMilli())
+		return &Session{Operator: id, Created: t, LastSeen: t, SteppedUp: t}, nil
+	case res == "stale":
+		return nil, errStale
+	}
+	return nil, ErrSignIn
 }
 
 func orDefault(s, def string) string {

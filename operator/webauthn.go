@@ -560,17 +560,8 @@ func (w *WebAuthn) SignIn(ctx context.Context, id, password string, response []b
 				"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339)}),
 			w.cloneEntry(id, a.cred), failed("unknown_key"),
 		).Text()
-		switch {
-		case err != nil:
-			return err
-		case res == "ok":
-			t := time.UnixMilli(now.UnixMilli())
-			s = &Session{Operator: id, Created: t, LastSeen: t, SteppedUp: t}
-			return nil
-		case res == "stale":
-			return errStale
-		}
-		return ErrSignIn
+		s, err = signedIn(res, err, id, now)
+		return err
 	})
 	if err != nil {
 		return "", nil, err
