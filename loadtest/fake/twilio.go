@@ -359,11 +359,15 @@ func (f *Twilio) updateCall(w http.ResponseWriter, r *http.Request) {
 	sid := strings.TrimSuffix(r.PathValue("sid"), ".json")
 	f.mu.Lock()
 	c := f.calls[sid]
-	if c != nil && r.PostForm.Get("Status") == "canceled" {
-		c.CancelRequested = true
-		if c.Status == "queued" || c.Status == "initiated" || c.Status == "ringing" {
-			c.Status = "canceled"
+	var status string
+	if c != nil {
+		if r.PostForm.Get("Status") == "canceled" {
+			c.CancelRequested = true
+			if c.Status == "queued" || c.Status == "initiated" || c.Status == "ringing" {
+				c.Status = "canceled"
+			}
 		}
+		status = c.Status // read under the lock: the callbacks goroutine writes it
 	}
 	f.mu.Unlock()
 	if c == nil {
@@ -371,7 +375,7 @@ func (f *Twilio) updateCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"sid": c.SID, "status": c.Status})
+	json.NewEncoder(w).Encode(map[string]any{"sid": sid, "status": status})
 }
 
 // callbacks posts each status in turn to the callback URL, signed like
