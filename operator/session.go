@@ -84,8 +84,7 @@ func (st *Store) SignIn(ctx context.Context, id, password, code string) (token s
 			r.sessionSum, sum, right, step, ms(now), msDur(ttl), st.opts.LockoutFailures, msDur(st.opts.LockoutFor), ms(lockEnd), id,
 			st.entry("signin", actorOf(id), id, nil),
 			failed(orDefault(reason, "bad_code")), failed("locked"), failed("disabled"), failed("replayed_code"),
-			st.entry("signin.locked", "system", id, map[string]string{
-				"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339)}),
+			st.lockedEntry(id, lockEnd, false),
 		).Text()
 		s, err = signedIn(res, err, id, now)
 		return err
@@ -94,6 +93,30 @@ func (st *Store) SignIn(ctx context.Context, id, password, code string) (token s
 		return "", nil, err
 	}
 	return token, s, nil
+}
+
+// steppedUp turns a step-up script's answer into its error: ErrStepUp for
+// every refusal, ErrNoSession when the session is gone.
+func steppedUp(res string, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case res == "ok":
+		return nil
+	case res == "nosession":
+		return ErrNoSession
+	}
+	return ErrStepUp
+}
+
+// lockedEntry is the audit of a lockout until lockEnd (sessionEnded: a
+// step-up's failures locked the person out, which also ends the session).
+func (st *Store) lockedEntry(id string, lockEnd time.Time, sessionEnded bool) string {
+	d := map[string]string{"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339)}
+	if sessionEnded {
+		d["session_ended"] = "true"
+	}
+	return st.entry("signin.locked", "system", id, d)
 }
 
 // signedIn turns a sign-in script's answer into the new session or the
@@ -274,16 +297,7 @@ func (st *Store) StepUp(ctx context.Context, token, code string) error {
 		[]string{st.audit.Seq, st.audit.Log, st.k.rec(id), st.k.fail(id), st.k.lock(id), st.k.session(sum)},
 		sum, right, step, ms(now), st.opts.LockoutFailures, msDur(st.opts.LockoutFor), ms(lockEnd),
 		st.entry("stepup", actorOf(id), id, nil), failed("bad_code"), failed("locked"), failed("replayed_code"),
-		st.entry("signin.locked", "system", id, map[string]string{
-			"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339), "session_ended": "true"}),
+		st.lockedEntry(id, lockEnd, true),
 	).Text()
-	switch {
-	case err != nil:
-		return err
-	case res == "ok":
-		return nil
-	case res == "nosession":
-		return ErrNoSession
-	}
-	return ErrStepUp
+	return steppedUp(res, err)
 }

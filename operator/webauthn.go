@@ -556,8 +556,7 @@ func (w *WebAuthn) SignIn(ctx context.Context, id, password string, response []b
 			r.sessionSum, sum, right, field, count, ms(now), msDur(ttl), st.opts.LockoutFailures, msDur(st.opts.LockoutFor), ms(lockEnd), id,
 			st.entry("signin", actorOf(id), id, detail),
 			failed(orDefault(reason, "bad_assertion")), failed("locked"), failed("disabled"), failed("clone_suspected"),
-			st.entry("signin.locked", "system", id, map[string]string{
-				"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339)}),
+			st.lockedEntry(id, lockEnd, false),
 			w.cloneEntry(id, a.cred), failed("unknown_key"),
 		).Text()
 		s, err = signedIn(res, err, id, now)
@@ -648,17 +647,8 @@ func (w *WebAuthn) StepUp(ctx context.Context, token string, response []byte) er
 		sum, right, field, count, ms(now), st.opts.LockoutFailures, msDur(st.opts.LockoutFor), ms(lockEnd),
 		st.entry("stepup", actorOf(id), id, detail), failed(orDefault(a.reason, "bad_assertion")), failed("locked"),
 		failed("clone_suspected"),
-		st.entry("signin.locked", "system", id, map[string]string{
-			"failures": strconv.Itoa(st.opts.LockoutFailures), "until": lockEnd.UTC().Format(time.RFC3339), "session_ended": "true"}),
+		st.lockedEntry(id, lockEnd, true),
 		w.cloneEntry(id, a.cred), failed("unknown_key"),
 	).Text()
-	switch {
-	case err != nil:
-		return err
-	case res == "ok":
-		return nil
-	case res == "nosession":
-		return ErrNoSession
-	}
-	return ErrStepUp
+	return steppedUp(res, err)
 }
