@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tocsin-alert/tocsin/alert"
-	"github.com/tocsin-alert/tocsin/internal/testenv"
 	"github.com/tocsin-alert/tocsin/priority"
 )
 
@@ -264,21 +262,7 @@ func TestWatchUnknownAlert(t *testing.T) {
 // End to end against the demo's gateway: watch an alert until it completes,
 // then retract it with --follow until every channel shows retracted n/n.
 func TestWatchDemo(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, []string{"--listen", addr, "--log-level", "error"}, out) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("demo did not stop")
-		}
-	}()
-	waitFor(t, out, "centre receives appears below", 1)
+	addr, _ := startDemo(t)
 
 	url := "http://" + addr
 	c := &client{url: url, key: demoDispatchKey}
@@ -290,7 +274,7 @@ func TestWatchDemo(t *testing.T) {
 	var a struct{ ID string }
 	json.Unmarshal(b, &a)
 
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer wcancel()
 	var w bytes.Buffer
 	if err := runWatch(wctx, []string{a.ID, "--url", url, "--key", demoDispatchKey, "--interval", "100ms"}, &w); err != nil {

@@ -61,26 +61,8 @@ func newConsoleKit(t *testing.T) *consoleKit {
 
 	// The demo, its console on a fixed port so that it is http://localhost:PORT
 	// (a secure context: security keys work there).
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cport := testenv.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- runDemo(ctx, []string{"--listen", addr, "--console", fmt.Sprintf("127.0.0.1:%d", cport), "--log-level", "error"}, out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("demo = %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("demo did not stop")
-		}
-	})
-	waitFor(t, out, "centre receives appears below", 1)
+	addr, out := startDemo(t, "--console", fmt.Sprintf("127.0.0.1:%d", cport))
 	base := fmt.Sprintf("http://localhost:%d", cport)
 	link := func(who string) string {
 		t.Helper()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,24 +50,45 @@ func waitFor(t *testing.T, out *syncBuffer, what string, n int) {
 	t.Fatalf("demo output lacks %d× %q:\n%s", n, what, out.String())
 }
 
+// startDemo runs the demo on a free port with args (default: no console),
+// waits until it has printed its walkthrough, and stops it when the test
+// ends, failing the test if it does not stop cleanly within 15 s.
+func startDemo(t *testing.T, args ...string) (addr string, out *syncBuffer) {
+	t.Helper()
+	addr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	if !slices.Contains(args, "--console") {
+		args = append(args, "--console", "off")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out = &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runDemo(ctx, append([]string{"--listen", addr, "--log-level", "error"}, args...), out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("demo = %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("demo did not stop")
+		}
+	})
+	waitFor(t, out, "centre receives appears below", 1)
+	return addr, out
+}
+
 // The demo as `make demo` runs it (in-process Redis stand-in and broker): an
 // alert sounds the school's three sirens and its retraction gives them
 // all_clear. The console is down the whole time (its port is taken): an
 // outage of the console never blocks an alert or a retraction.
 func TestDemoWalkthrough(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- runDemo(ctx, []string{"--listen", addr, "--console", taken.Addr().String(), "--log-level", "fatal"}, out)
-	}()
-	waitFor(t, out, "centre receives appears below", 1)
+	addr, out := startDemo(t, "--console", taken.Addr().String())
 	if strings.Contains(out.String(), "Console:") {
 		t.Fatalf("the console claims to serve on a taken port:\n%s", out.String())
 	}
@@ -123,15 +145,6 @@ func TestDemoWalkthrough(t *testing.T) {
 	c.Publish("tocsin/v1/trigger/school-amok-button", 1, false, b).WaitTimeout(5 * time.Second)
 	waitFor(t, out, "← WARNUNG: Amokalarm (Taster)", 1) // the halls' PA
 	waitFor(t, out, "← alarm", 6)                       // the three sirens once more
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo = %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("demo did not stop")
-	}
 }
 
 // TestDemoFourEyes is step 5 of the demo's walkthrough over HTTP, as a
@@ -142,25 +155,7 @@ func TestDemoWalkthrough(t *testing.T) {
 // retract --follow`, GET /v1/audit names who did what, and the printed
 // `tocsin audit verify` command checks the chain.
 func TestDemoFourEyes(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- runDemo(ctx, []string{"--listen", addr, "--console", "127.0.0.1:0", "--log-level", "error"}, out)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("demo = %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("demo did not stop")
-		}
-	}()
-	waitFor(t, out, "centre receives appears below", 1)
+	addr, out := startDemo(t, "--console", "127.0.0.1:0")
 	printed := func(re string) []string {
 		t.Helper()
 		m := regexp.MustCompile(re).FindStringSubmatch(out.String())
@@ -248,7 +243,7 @@ func TestDemoFourEyes(t *testing.T) {
 	t.Setenv("TOCSIN_URL", "http://"+addr)
 	t.Setenv("TOCSIN_KEY", anna)
 	var follow bytes.Buffer
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer rcancel()
 	if err := runRetract(rctx, []string{id, "--reason", "false_alarm", "--follow"}, &follow); err != nil {
 		t.Fatalf("retract --follow: %v\n%s", err, follow.String())

@@ -2,27 +2,16 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
-
-	"github.com/tocsin-alert/tocsin/internal/testenv"
 )
 
 // The client commands print tables by default and the API's JSON with
 // --json; an unknown filter value is refused before anything is asked.
 func TestClientTables(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- runDemo(ctx, []string{"--listen", addr, "--console", "off", "--log-level", "fatal"}, out)
-	}()
-	defer func() { cancel(); <-done }()
-	waitFor(t, out, "centre receives appears below", 1)
+	addr, _ := startDemo(t)
 	url := "http://" + addr
 	var b bytes.Buffer
 	if err := runSend(url, demoDispatchKey, &b); err != nil {
