@@ -61,8 +61,20 @@ func newConsoleKit(t *testing.T) *consoleKit {
 
 	// The demo, its console on a fixed port so that it is http://localhost:PORT
 	// (a secure context: security keys work there).
-	cport := testenv.FreePort(t)
-	addr, out := startDemo(t, "--console", fmt.Sprintf("127.0.0.1:%d", cport))
+	// A free port can be taken by another test's process between FreePort
+	// and the console's bind (the console then does not serve, the gateway
+	// does): start again on another port.
+	var cport int
+	var addr string
+	var out *syncBuffer
+	for try := 0; ; try++ {
+		cport = testenv.FreePort(t)
+		addr, out = startDemo(t, "--console", fmt.Sprintf("127.0.0.1:%d", cport))
+		if strings.Contains(out.String(), "Console: ") || try == 2 {
+			break
+		}
+		t.Logf("console port %d was taken; starting the demo again", cport)
+	}
 	base := fmt.Sprintf("http://localhost:%d", cport)
 	link := func(who string) string {
 		t.Helper()
