@@ -69,6 +69,9 @@ type Config struct {
 	Audit AuditConf `yaml:"audit"`
 	// Console is the web console's listener.
 	Console Console `yaml:"console"`
+	// Policy says which severities and events may use which channels per
+	// zone, and which signal a siren sounds for each event.
+	ChannelPolicy ChannelPolicy `yaml:"channel_policy"`
 
 	texts *alert.Texts
 	// digest is the SHA-256 of the file the configuration was parsed from.
@@ -87,6 +90,7 @@ type Redis struct {
 	DB          int      `yaml:"db"`
 	Username    string   `yaml:"username"`
 	PasswordEnv string   `yaml:"password_env"`
+	password    string
 	// KeyPrefix is put in front of every key, so one Redis can serve several deployments.
 	KeyPrefix string `yaml:"key_prefix"`
 }
@@ -97,6 +101,7 @@ type MQTT struct {
 	ClientID    string `yaml:"client_id"`
 	Username    string `yaml:"username"`
 	PasswordEnv string `yaml:"password_env"`
+	password    string
 	// TopicPrefix is the root of Tocsin's topics, "tocsin/v1" by default.
 	TopicPrefix string `yaml:"topic_prefix"`
 }
@@ -555,6 +560,8 @@ func (c *Config) validate(root *yaml.Node) Problems {
 	c.validateRecipients(&v, zones)
 	c.validateEndpoints(&v, zones)
 	c.validateTriggers(&v, zones)
+	c.validatePolicy(&v, zones)
+	c.validateSecrets(&v)
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {
 			v.add("time_zone", "unknown time zone (use an IANA name such as Europe/Berlin)")

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -29,6 +30,7 @@ type PAController struct {
 	URL string `yaml:"url"`
 	// TokenEnv names the environment variable with a bearer token for URL.
 	TokenEnv string `yaml:"token_env"`
+	token    string
 	// MQTT says the controller takes commands on {prefix}/pa/{id}/cmd and
 	// acks them on {prefix}/pa/{id}/ack, like a siren.
 	MQTT bool `yaml:"mqtt"`
@@ -234,6 +236,8 @@ type DispatchCentre struct {
 	HMACKeyEnv string `yaml:"hmac_key_env"`
 	// TLS, if set, is the client certificate (mTLS) and the CA to trust.
 	TLS *TLSFiles `yaml:"tls"`
+	key []byte
+	tls *tls.Config
 	// Drills says the centre takes test and exercise alerts.
 	Drills bool `yaml:"drills"`
 }

@@ -63,6 +63,7 @@ type TwilioAccount struct {
 	AccountSID string `yaml:"account_sid"`
 	// AuthTokenEnv names the environment variable holding the auth token.
 	AuthTokenEnv string `yaml:"auth_token_env"`
+	token        string
 	// BaseURL points the client at another host than api.twilio.com (the fake
 	// in loadtest/; never in production).
 	BaseURL string      `yaml:"base_url"`

@@ -27,6 +27,7 @@ import (
 	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/priority"
+	"github.com/tocsin-alert/tocsin/routing"
 )
 
 // maxBody caps request bodies.
@@ -128,6 +129,9 @@ type alertResponse struct {
 	// absorbed the request and why, or the earlier alert with the same
 	// fingerprint that did not absorb it and why not.
 	Dedup *dedupView `json:"dedup,omitempty"`
+	// Withheld are the channels the channel policy kept the alert from in a
+	// zone that has targets for them (e.g. sirens for a Moderate alert).
+	Withheld []routing.Withheld `json:"withheld,omitempty"`
 }
 
 // dedupView explains a dedup decision (README.md, the dedup table).
@@ -356,13 +360,9 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 	if pol := g.policyFor(p); pol != config.PolicyAuto {
 		return priority.Enqueued{}, g.holdAlert(w, r.Context(), a, p, pol)
 	}
-	targets := g.route(a)
-	if len(targets) == 0 {
-		what := "no target"
-		if a.Status.IsDrill() {
-			what = "no target that takes drills"
-		}
-		return priority.Enqueued{}, badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
+	targets, withheld, err := g.plan(a)
+	if err != nil {
+		return priority.Enqueued{}, err
 	}
 	res, err := g.q.Enqueue(r.Context(), priority.Plan{Alert: a, IdempotencyKey: idem, Fingerprint: priority.Fingerprint(a), Targets: targets, Supersedes: supersedes})
 	if errors.Is(err, priority.ErrIdempotencyConflict) {
@@ -390,7 +390,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 		Int("priority", int(a.Priority)).Int("targets", len(targets)).Str("status", string(a.Status)).Str("dedup", res.Why).Msg("Alert accepted")
 	g.superseded(r.Context(), a.ID, res.Fenced, p)
 	w.Header().Set("Location", "/v1/alerts/"+string(a.ID))
-	writeJSON(w, http.StatusAccepted, withExtra(alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets), Zones: a.Zones, Dedup: dedupOf(res)}, extra))
+	writeJSON(w, http.StatusAccepted, withExtra(alertResponse{ID: a.ID, Priority: a.Priority, State: "queued", Targets: len(targets), Zones: a.Zones, Dedup: dedupOf(res), Withheld: withheld}, extra))
 	return res, nil
 }
 

@@ -26,7 +26,7 @@ func TestDeadSirensNeverStallTheLane(t *testing.T) {
 	s := newStack(t, stackOptions{workers: 1, urgent: 1, offline: dead, hold: "400ms"})
 	var school []string
 	for i := range 3 {
-		r := s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Moderate","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
+		r := s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Severe","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
 		if r.Code != 202 {
 			t.Fatalf("school alert = %d %s", r.Code, r.Raw)
 		}
@@ -44,7 +44,7 @@ func TestDeadSirensNeverStallTheLane(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "its all_clear 3/3", func() bool { return s.sirenCounts(extID)["retracted"] == "3/3" })
 
-	mod := s.post(`{"status":"actual","event":"Info","severity":"Moderate","urgency":"Expected","zones":["townhall"],"channels":["siren"]}`)
+	mod := s.post(`{"status":"actual","event":"Info","severity":"Severe","urgency":"Expected","zones":["townhall"],"channels":["siren"]}`)
 	modID := mod.Body["id"].(string)
 	eventually(t, 10*time.Second, "an ordinary alert to live sirens delivered behind the dead ones", func() bool {
 		return s.counts(modID, "siren")["delivered"] == float64(3)
@@ -141,7 +141,7 @@ func BenchmarkClaimPastDeadTargets(b *testing.B) {
 // school's (dead) sirens than there are ordinary workers.
 func busyWithSchool(s *stack) {
 	for i := range 4 {
-		s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Moderate","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
+		s.post(fmt.Sprintf(`{"status":"actual","event":"Gas %d","severity":"Severe","urgency":"Expected","zones":["school"],"channels":["siren"]}`, i))
 	}
 	time.Sleep(500 * time.Millisecond)
 }

@@ -75,7 +75,7 @@ func (g *Gateway) listTemplates(w http.ResponseWriter, r *http.Request, p *confi
 	for i := range g.cfg.Templates {
 		t := &g.cfg.Templates[i]
 		sev, _ := alert.ParseSeverity(t.Severity)
-		a := &alert.Alert{Status: alert.StatusActual, Severity: sev, Zones: t.Zones, Channels: t.Channels}
+		a := &alert.Alert{Status: alert.StatusActual, Event: t.Event, Severity: sev, Zones: t.Zones, Channels: t.Channels}
 		v := templateView{Template: t, Counts: counts(g.route(a))}
 		if t.Expires > 0 {
 			v.Expires = t.Expires.String()
@@ -147,13 +147,9 @@ func (g *Gateway) compose(req *draftRequest, p *config.Principal, now time.Time)
 		pkg.Template, pkg.TemplateVersion, pkg.Retraction = tmpl.ID, tmpl.Version, tmpl.RetractionTexts()
 		a.RetractionTexts = pkg.Retraction
 	}
-	targets := g.route(a)
-	if len(targets) == 0 {
-		what := "no target"
-		if a.Status.IsDrill() {
-			what = "no target that takes drills"
-		}
-		return nil, nil, badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
+	targets, _, err := g.plan(a)
+	if err != nil {
+		return nil, nil, err
 	}
 	pkg.Counts = counts(targets)
 	pkg.Texts = map[string]string{}
@@ -164,9 +160,9 @@ func (g *Gateway) compose(req *draftRequest, p *config.Principal, now time.Time)
 	texts := g.cfg.Texts()
 	if pkg.Counts[alert.KindSiren] > 0 {
 		// The signal the sirens would sound, and on each retraction.
-		pkg.Texts["siren/-"] = siren.SignalFor(alert.Delivery{Alert: a, Message: alert.MessageAlert})
+		pkg.Texts["siren/-"] = siren.SignalFor(alert.Delivery{Alert: a, Message: alert.MessageAlert}, g.cfg.ChannelPolicy.Signal)
 		for _, reason := range []string{"false_alarm", "all_clear"} {
-			pkg.Texts["siren/-/"+reason] = siren.SignalFor(alert.Delivery{Alert: a, Message: alert.MessageRetraction, Reason: reason})
+			pkg.Texts["siren/-/"+reason] = siren.SignalFor(alert.Delivery{Alert: a, Message: alert.MessageRetraction, Reason: reason}, nil)
 		}
 	}
 	for _, k := range []alert.Kind{alert.KindPA, alert.KindSMS, alert.KindVoice} {

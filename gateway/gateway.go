@@ -171,6 +171,28 @@ func newID(now time.Time) alert.ID {
 // route turns an alert into its targets (routing.Router.Route).
 func (g *Gateway) route(a *alert.Alert) []alert.Target { return g.router.Route(a) }
 
+// plan routes an alert that is to go out: its targets and the channels the
+// channel policy withheld, or, when nothing is left to reach, a 400 that
+// says why (no target in its zones, none that takes drills, or the policy).
+func (g *Gateway) plan(a *alert.Alert) ([]alert.Target, []routing.Withheld, error) {
+	targets, withheld := g.router.Plan(a)
+	if len(targets) > 0 {
+		return targets, withheld, nil
+	}
+	if len(withheld) > 0 {
+		why := make([]string, len(withheld))
+		for i, w := range withheld {
+			why[i] = w.Reason
+		}
+		return nil, withheld, badRequest("severity", "nothing may be reached: "+strings.Join(why, "; "))
+	}
+	what := "no target"
+	if a.Status.IsDrill() {
+		what = "no target that takes drills"
+	}
+	return nil, nil, badRequest("zones", fmt.Sprintf("%s in zones %s for channels %v", what, strings.Join(a.Zones, ", "), channelsOrAll(a.Channels)))
+}
+
 // Kinds are the channel kinds this gateway can deliver on.
 func (g *Gateway) Kinds() []alert.Kind {
 	var ks []alert.Kind

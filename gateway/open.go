@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +39,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	newQueue := func() *priority.Queue {
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
-			Username: cfg.Redis.Username, Password: os.Getenv(cfg.Redis.PasswordEnv),
+			Username: cfg.Redis.Username, Password: cfg.Redis.Password(),
 			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 			MaxRetries: 1,
 		})
@@ -69,7 +67,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	if !sirenOver || cfg.PA.UsesMQTT() || len(cfg.Triggers.Sources) > 0 {
 		mc := mqttcmd.Config{
 			Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username,
-			Password: os.Getenv(cfg.MQTT.PasswordEnv), TopicPrefix: cfg.MQTT.TopicPrefix, AckTimeout: cfg.Siren.AckTimeout,
+			Password: cfg.MQTT.Password(), TopicPrefix: cfg.MQTT.TopicPrefix, AckTimeout: cfg.Siren.AckTimeout,
 			Kinds: []string{"siren", "pa"},
 		}
 		var conn *mqttcmd.Client
@@ -112,7 +110,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			}
 			return nil
 		}
-		ads[alert.KindSiren] = siren.New(conn)
+		ads[alert.KindSiren] = siren.New(conn, cfg.ChannelPolicy.Signal)
 		if len(cfg.PA.Zones) > 0 {
 			p := openPA(cfg, conn)
 			ads[alert.KindPA] = p
@@ -140,12 +138,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			if acct == nil {
 				continue
 			}
-			token := os.Getenv(acct.AuthTokenEnv)
-			if token == "" {
-				// Without it no send succeeds and no status callback could be
-				// checked: refuse to start rather than look ready.
-				return fail(fmt.Errorf("twilio account %q: environment variable %s must hold the auth token", acct.ID, acct.AuthTokenEnv))
-			}
+			token := acct.AuthToken() // config.Load refused an empty one
 			tokens[acct.AccountSID] = token
 			tw := twilioapi.Account{SID: acct.AccountSID, AuthToken: token, BaseURL: acct.BaseURL}
 			cb := strings.TrimRight(cfg.PublicURL, "/") + "/v1/callbacks/twilio"
@@ -196,7 +189,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 func openPA(cfg *config.Config, conn *mqttcmd.Client) *pa.Notifier {
 	pc := pa.Config{Controllers: map[string]pa.Controller{}, Zones: map[string]pa.Zone{}, MQTT: conn, Location: cfg.Location(), Texts: cfg.Texts()}
 	for _, c := range cfg.PA.Controllers {
-		pc.Controllers[c.ID] = pa.Controller{ID: c.ID, URL: c.URL, Token: os.Getenv(c.TokenEnv)}
+		pc.Controllers[c.ID] = pa.Controller{ID: c.ID, URL: c.URL, Token: c.Token()}
 	}
 	for _, z := range cfg.PA.Zones {
 		pc.Zones[z.ID] = pa.Zone{ID: z.ID, Controller: z.Controller, Fallback: z.Fallback, Language: z.Language, Repeat: z.Repeat}
@@ -220,49 +213,15 @@ func openDispatch(cfg *config.Config) (*dispatch.Notifier, map[string][]byte, er
 	}
 	keys := map[string][]byte{}
 	for _, c := range cfg.Dispatch.Centres {
-		key := os.Getenv(c.HMACKeyEnv)
-		if len(key) < 16 {
-			return nil, nil, fmt.Errorf("dispatch centre %q: environment variable %s must hold the shared HMAC key (16 characters or more)", c.ID, c.HMACKeyEnv)
-		}
-		centre := dispatch.Centre{ID: c.ID, URL: c.URL, Key: []byte(key), InsecureHTTP: c.InsecureHTTP}
-		if c.TLS != nil {
-			tc, err := tlsClient(c.TLS)
-			if err != nil {
-				return nil, nil, fmt.Errorf("dispatch centre %q: tls: %w", c.ID, err)
-			}
-			centre.TLS = tc
-		}
-		dc.Centres[c.ID], keys[c.ID] = centre, []byte(key)
+		// Key and TLS files were read by config.Load, which refuses them missing.
+		centre := dispatch.Centre{ID: c.ID, URL: c.URL, Key: c.HMACKey(), InsecureHTTP: c.InsecureHTTP, TLS: c.TLSClient()}
+		dc.Centres[c.ID], keys[c.ID] = centre, c.HMACKey()
 	}
 	n, err := dispatch.New(dc)
 	if err != nil {
 		return nil, nil, err
 	}
 	return n, keys, nil
-}
-
-// tlsClient is a TLS client configuration from PEM files: a client
-// certificate for mTLS, and the CA that signs the server's certificate.
-func tlsClient(f *config.TLSFiles) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.CertFile != "" {
-		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.Certificates = []tls.Certificate{c}
-	}
-	if f.CAFile != "" {
-		pem, err := os.ReadFile(f.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificates", f.CAFile)
-		}
-	}
-	return tc, nil
 }
 
 func closeAll(fs []func()) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tocsin-alert/tocsin/gateway"
+	"github.com/tocsin-alert/tocsin/config"
 	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
@@ -246,18 +246,15 @@ func TestTwilioCallbackSignature(t *testing.T) {
 
 // A Twilio account whose auth token is missing would send nothing and could
 // not check a single callback (one signed with the empty key would pass):
-// the gateway refuses to start, naming the variable.
+// the configuration is refused (by serve and by config check alike),
+// naming the field and the variable.
 func TestTwilioTokenRequired(t *testing.T) {
 	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
 	s := newStack(t, stackOptions{phones: 1, twilio: tw, noGateway: true})
 	t.Setenv("TOCSIN_TEST_TWILIO_MAIN", "")
-	gw, err := gateway.Open(s.cfg, testLogger(t), nil)
-	if err == nil {
-		gw.Close()
-		t.Fatal("Open started a gateway whose Twilio account has no auth token")
-	}
-	if !strings.Contains(err.Error(), "TOCSIN_TEST_TWILIO_MAIN") {
-		t.Fatalf("Open: %v; want the environment variable named", err)
+	_, err := config.Parse([]byte(s.cfgYML))
+	if err == nil || !strings.Contains(err.Error(), "twilio.accounts[0].auth_token_env: environment variable TOCSIN_TEST_TWILIO_MAIN is empty") {
+		t.Fatalf("Parse without the auth token: %v; want the field and the environment variable named", err)
 	}
 }
 

@@ -167,9 +167,9 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if err != nil {
 		return reject("template %q: %v", t.Trigger, err)
 	}
-	targets := g.route(a)
-	if len(targets) == 0 {
-		return reject("no target in zone %q for template %q", t.Zone, t.Trigger)
+	targets, _, err := g.plan(a)
+	if err != nil {
+		return reject("template %q in zone %q: %s", t.Trigger, t.Zone, err.(*Problem).Detail)
 	}
 	if pol := g.cfg.Release.SourcePolicy(src.ID); pol != config.PolicyAuto && g.drafts != nil {
 		// Held for people: nothing is queued. The draft's id comes from the

@@ -78,8 +78,47 @@ func (r *Router) Recipient(targetID string) (adapters.Recipient, bool) {
 // reached once per kind, however many groups list it; a dispatch centre once,
 // however many of its zones the alert names.
 func (r *Router) Route(a *alert.Alert) []alert.Target {
+	ts, _ := r.Plan(a)
+	return ts
+}
+
+// Withheld is a channel kind the channel policy kept an alert from using in
+// a zone that has targets for it.
+type Withheld struct {
+	Kind   alert.Kind `json:"kind"`
+	Zone   string     `json:"zone"`
+	Reason string     `json:"reason"`
+}
+
+// Plan is Route that also says which channels the channel policy withheld
+// where the zone has targets for them (an actual alert below a channel's
+// lowest severity): the sender learns that no siren sounds.
+func (r *Router) Plan(a *alert.Alert) ([]alert.Target, []Withheld) {
 	var ts []alert.Target
+	var withheld []Withheld
 	wants := func(k alert.Kind) bool { return slices.Contains(a.Channels, k) }
+	// allowed decides a kind in a zone once; a refusal is reported once,
+	// and only where the zone has a target of that kind.
+	type zk struct {
+		z string
+		k alert.Kind
+	}
+	decided := map[zk]bool{}
+	allowed := func(k alert.Kind, z string) bool {
+		if a.Status.IsDrill() {
+			return true
+		}
+		ok, done := decided[zk{z, k}]
+		if !done {
+			rule := r.cfg.ChannelPolicy.Rule(k, z, a.Event)
+			ok = rule.Allows(a.Severity)
+			decided[zk{z, k}] = ok
+			if !ok {
+				withheld = append(withheld, Withheld{Kind: k, Zone: z, Reason: rule.Why(z, a.Severity)})
+			}
+		}
+		return ok
+	}
 	type once struct {
 		k     alert.Kind
 		dedup string
@@ -93,21 +132,21 @@ func (r *Router) Route(a *alert.Alert) []alert.Target {
 		}
 	}
 	for _, z := range a.Zones {
-		if wants(alert.KindSiren) {
+		if wants(alert.KindSiren) && r.hasSiren(z) && allowed(alert.KindSiren, z) {
 			for _, s := range r.sirens[z] {
 				if !a.Status.IsDrill() || s.Drills {
 					add(alert.KindSiren, s.ID, s.ID)
 				}
 			}
 		}
-		if wants(alert.KindPA) {
+		if wants(alert.KindPA) && r.hasPA(z) && allowed(alert.KindPA, z) {
 			for _, pz := range r.paZones[z] {
 				if !a.Status.IsDrill() || pz.Drills {
 					add(alert.KindPA, pz.ID, pz.ID)
 				}
 			}
 		}
-		if wants(alert.KindDispatch) {
+		if wants(alert.KindDispatch) && r.hasDispatch(z) && allowed(alert.KindDispatch, z) {
 			for _, c := range r.centres[z] {
 				if !a.Status.IsDrill() || c.Drills {
 					add(alert.KindDispatch, c.ID, c.ID) // once, however many of its zones are hit
@@ -122,6 +161,7 @@ func (r *Router) Route(a *alert.Alert) []alert.Target {
 				groups = append(groups, grp)
 			}
 		}
+
 	}
 	// Phones are deduplicated only where they could repeat: across groups, or
 	// inside a group that lists a number twice. A million people in one
@@ -133,11 +173,20 @@ func (r *Router) Route(a *alert.Alert) []alert.Target {
 	}
 	ts = slices.Grow(ts, n)
 	for _, grp := range groups {
+		var kinds []alert.Kind
+		for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
+			if wants(k) && allowed(k, grp.Zone) {
+				kinds = append(kinds, k)
+			}
+		}
+		if len(kinds) == 0 {
+			continue
+		}
 		for i := range grp.Members.Len() {
 			p := grp.Members.At(i)
 			id := ""
-			for _, k := range []alert.Kind{alert.KindSMS, alert.KindVoice} {
-				if wants(k) && p.Reaches(k) {
+			for _, k := range kinds {
+				if p.Reaches(k) {
 					if id == "" {
 						id = grp.ID + "." + p.ID
 					}
@@ -150,5 +199,9 @@ func (r *Router) Route(a *alert.Alert) []alert.Target {
 			}
 		}
 	}
-	return ts
+	return ts, withheld
 }
+
+func (r *Router) hasSiren(z string) bool    { return len(r.sirens[z]) > 0 }
+func (r *Router) hasPA(z string) bool       { return len(r.paZones[z]) > 0 }
+func (r *Router) hasDispatch(z string) bool { return len(r.centres[z]) > 0 }

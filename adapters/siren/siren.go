@@ -37,8 +37,9 @@ type Command struct {
 
 // SignalFor is the signal a delivery turns into: all_clear for a retraction
 // (stop when an update supersedes the alert: the danger is not over), test
-// for a drill (test or exercise) alert, alarm otherwise.
-func SignalFor(d alert.Delivery) string {
+// for a drill (test or exercise) alert, and for an actual alert the profile
+// its event is given (config channel_policy.signals; alarm when profile is nil).
+func SignalFor(d alert.Delivery, profile func(event string) string) string {
 	switch {
 	case d.Message == alert.MessageRetraction && d.Reason == "superseded":
 		return SignalStop // an update replaces it: stop, never all_clear
@@ -46,20 +47,26 @@ func SignalFor(d alert.Delivery) string {
 		return SignalAllClear
 	case d.Alert != nil && d.Alert.Status.IsDrill():
 		return SignalTest
+	case profile != nil && d.Alert != nil:
+		return profile(d.Alert.Event)
 	}
 	return SignalAlarm
 }
 
 // Notifier is the siren adapter. It sends over a shared MQTT command client.
 type Notifier struct {
-	conn *mqttcmd.Client
+	conn    *mqttcmd.Client
+	profile func(event string) string
 }
 
 var _ adapters.Adapter = (*Notifier)(nil)
 
 // New returns the siren adapter on conn, which must subscribe to the "siren"
-// kind's acks.
-func New(conn *mqttcmd.Client) *Notifier { return &Notifier{conn: conn} }
+// kind's acks. profile names the signal for an actual alert's event (nil:
+// alarm for every event).
+func New(conn *mqttcmd.Client, profile func(event string) string) *Notifier {
+	return &Notifier{conn: conn, profile: profile}
+}
 
 // Deliver publishes the command for d to its siren and waits for the siren's
 // ack. It returns nil only on an "ok" ack.
@@ -67,7 +74,7 @@ func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	if d.Target.Kind != alert.KindSiren {
 		return adapters.Permanent(fmt.Errorf("siren: target %s is not a siren", d.Target.Key()))
 	}
-	cmd := Command{DeliveryID: d.ID, Signal: SignalFor(d), ExpiresAt: d.Expires, SentAt: time.Now().UTC()}
+	cmd := Command{DeliveryID: d.ID, Signal: SignalFor(d, n.profile), ExpiresAt: d.Expires, SentAt: time.Now().UTC()}
 	if d.Alert != nil {
 		cmd.AlertID, cmd.Event, cmd.Exercise = string(d.Alert.ID), d.Alert.Event, d.Alert.Status.IsDrill()
 	}

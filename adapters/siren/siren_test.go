@@ -31,7 +31,7 @@ func TestConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(c.Close)
-			return siren.New(c)
+			return siren.New(c, nil)
 		},
 		Target:  alert.Target{Kind: alert.KindSiren, ID: "s1"},
 		Silent:  &alert.Target{Kind: alert.KindSiren, ID: "mute"},
@@ -50,25 +50,37 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// An actual alert sounds its event's profile; a drill is always test, a
+// retraction all_clear and a superseded alert stop, whatever the profile.
 func TestSignalFor(t *testing.T) {
+	fire := func(event string) string {
+		if event == "Fire" {
+			return "fire"
+		}
+		return "alarm"
+	}
 	for _, tt := range []struct {
-		status alert.Status
-		msg    alert.Message
-		want   string
+		status  alert.Status
+		msg     alert.Message
+		event   string
+		profile func(string) string
+		want    string
 	}{
-		{alert.StatusActual, alert.MessageAlert, siren.SignalAlarm},
-		{alert.StatusExercise, alert.MessageAlert, siren.SignalTest},
-		{alert.StatusTest, alert.MessageAlert, siren.SignalTest},
-		{alert.StatusActual, alert.MessageRetraction, siren.SignalAllClear},
-		{alert.StatusExercise, alert.MessageRetraction, siren.SignalAllClear},
-		{alert.StatusActual, "superseded", siren.SignalStop},
+		{alert.StatusActual, alert.MessageAlert, "Fire", nil, siren.SignalAlarm},
+		{alert.StatusActual, alert.MessageAlert, "Fire", fire, "fire"},
+		{alert.StatusActual, alert.MessageAlert, "Amok", fire, siren.SignalAlarm},
+		{alert.StatusExercise, alert.MessageAlert, "Fire", fire, siren.SignalTest},
+		{alert.StatusTest, alert.MessageAlert, "Fire", fire, siren.SignalTest},
+		{alert.StatusActual, alert.MessageRetraction, "Fire", fire, siren.SignalAllClear},
+		{alert.StatusExercise, alert.MessageRetraction, "Fire", fire, siren.SignalAllClear},
+		{alert.StatusActual, "superseded", "Fire", fire, siren.SignalStop},
 	} {
-		d := alert.Delivery{Alert: &alert.Alert{Status: tt.status}, Message: tt.msg}
+		d := alert.Delivery{Alert: &alert.Alert{Status: tt.status, Event: tt.event}, Message: tt.msg}
 		if tt.msg == "superseded" {
 			d.Message, d.Reason = alert.MessageRetraction, "superseded"
 		}
-		if got := siren.SignalFor(d); got != tt.want {
-			t.Errorf("SignalFor(%s, %s) = %s, want %s", tt.status, tt.msg, got, tt.want)
+		if got := siren.SignalFor(d, tt.profile); got != tt.want {
+			t.Errorf("SignalFor(%s %s, %s, profile %v) = %s, want %s", tt.status, tt.event, tt.msg, tt.profile != nil, got, tt.want)
 		}
 	}
 }

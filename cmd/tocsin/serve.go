@@ -29,6 +29,7 @@ func configCheck(path string, out io.Writer) int {
 	if err == nil {
 		fmt.Fprintf(out, "%s: ok\n", path)
 		printSMSTexts(out, cfg.Texts())
+		fmt.Fprint(out, cfg.PolicyMatrix())
 		return 0
 	}
 	var ps config.Problems

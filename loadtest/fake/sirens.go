@@ -129,14 +129,14 @@ func (f *Fleet) connect(id string) mqtt.Client {
 }
 
 // obey carries out a command as Tocsin's siren contract asks a controller
-// to: an alarm (or test) adds its alert to those the siren sounds for (the
+// to: an alarm (a test, or a profile such as fire) adds its alert to those the siren sounds for (the
 // latest one's signal is heard); stop and all_clear take only the alert they
 // name away; the siren is quiet when none is left. So an update's alarm and
 // the stop of the alert it replaces may arrive in either order, and
 // retracting one of two alerts in force leaves the other sounding.
 func (f *Fleet) obey(id string, cmd SirenCommand) {
 	as := slices.DeleteFunc(f.active[id], func(a string) bool { return a == cmd.AlertID })
-	if cmd.Signal == "alarm" || cmd.Signal == "test" {
+	if cmd.Signal != "stop" && cmd.Signal != "all_clear" { // alarm, test or a profile (fire, amok, …)
 		as = append(as, cmd.AlertID)
 	}
 	f.active[id] = as

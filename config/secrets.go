@@ -1,0 +1,97 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+)
+
+// Secrets and files are resolved here, once, when the configuration is
+// loaded: so `tocsin config check` names every missing one in one run, the
+// way `serve` would refuse it, and serve has nothing left to discover.
+
+// AuthToken is the account's auth token, read from AuthTokenEnv at load time.
+func (a *TwilioAccount) AuthToken() string { return a.token }
+
+// HMACKey is the key shared with the centre, read from HMACKeyEnv at load time.
+func (d *DispatchCentre) HMACKey() []byte { return d.key }
+
+// TLSClient is the TLS client the centre's tls files make (nil without tls).
+func (d *DispatchCentre) TLSClient() *tls.Config { return d.tls }
+
+// Token is the controller's bearer token, read from TokenEnv at load time.
+func (p *PAController) Token() string { return p.token }
+
+// Password is the Redis password, read from PasswordEnv at load time.
+func (r *Redis) Password() string { return r.password }
+
+// Password is the broker password, read from PasswordEnv at load time.
+func (m *MQTT) Password() string { return m.password }
+
+// env reads a configured secret's environment variable; a variable named
+// but empty (or shorter than min) is a problem at field.
+func (v *validator) env(field, name, what string, min int) string {
+	if name == "" {
+		return ""
+	}
+	s := os.Getenv(name)
+	switch {
+	case s == "":
+		v.add(field, fmt.Sprintf("environment variable %s is empty or unset: it must hold %s", name, what))
+	case len(s) < min:
+		v.add(field, fmt.Sprintf("environment variable %s must hold %s (%d characters or more)", name, what, min))
+	}
+	return s
+}
+
+func (c *Config) validateSecrets(v *validator) {
+	c.Redis.password = v.env("redis.password_env", c.Redis.PasswordEnv, "the Redis password", 1)
+	c.MQTT.password = v.env("mqtt.password_env", c.MQTT.PasswordEnv, "the broker password", 1)
+	for i := range c.Twilio.Accounts {
+		a := &c.Twilio.Accounts[i]
+		// Without it no send succeeds and no status callback could be
+		// checked (one signed with an empty key would pass).
+		a.token = v.env(fmt.Sprintf("twilio.accounts[%d].auth_token_env", i), a.AuthTokenEnv, "the account's auth token", 1)
+	}
+	for i := range c.PA.Controllers {
+		p := &c.PA.Controllers[i]
+		p.token = v.env(fmt.Sprintf("pa.controllers[%d].token_env", i), p.TokenEnv, "the controller's bearer token", 1)
+	}
+	for i := range c.Dispatch.Centres {
+		d := &c.Dispatch.Centres[i]
+		f := fmt.Sprintf("dispatch.centres[%d]", i)
+		d.key = []byte(v.env(f+".hmac_key_env", d.HMACKeyEnv, "the HMAC key shared with the centre", 16))
+		if d.TLS != nil {
+			tc, err := d.TLS.client()
+			if err != nil {
+				v.add(f+".tls", err.Error())
+			}
+			d.tls = tc
+		}
+	}
+}
+
+// client is a TLS client configuration from the PEM files: a client
+// certificate for mTLS, and the CA that signs the server's certificate.
+func (f *TLSFiles) client() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.CertFile != "" && f.KeyFile != "" {
+		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	if f.CAFile != "" {
+		pem, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", f.CAFile)
+		}
+	}
+	return tc, nil
+}
