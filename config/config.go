@@ -6,6 +6,7 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -26,15 +27,21 @@ import (
 // Config is the whole of one gateway's configuration.
 type Config struct {
 	// Listen is the HTTP API's address.
-	Listen     string      `yaml:"listen"`
-	Redis      Redis       `yaml:"redis"`
-	MQTT       MQTT        `yaml:"mqtt"`
-	Queue      Queue       `yaml:"queue"`
-	Siren      SirenConfig `yaml:"siren"`
-	Delivery   Delivery    `yaml:"delivery"`
-	Zones      []Zone      `yaml:"zones"`
-	Sirens     []Siren     `yaml:"sirens"`
-	Principals []Principal `yaml:"principals"`
+	Listen string `yaml:"listen"`
+	// TLS is the API's and the console's server certificate (re-read when
+	// the files change).
+	TLS *ServerTLS `yaml:"tls"`
+	// InsecurePlaintext allows listening, and reaching Redis and the
+	// broker, beyond loopback without TLS (a network you trust).
+	InsecurePlaintext bool        `yaml:"insecure_plaintext"`
+	Redis             Redis       `yaml:"redis"`
+	MQTT              MQTT        `yaml:"mqtt"`
+	Queue             Queue       `yaml:"queue"`
+	Siren             SirenConfig `yaml:"siren"`
+	Delivery          Delivery    `yaml:"delivery"`
+	Zones             []Zone      `yaml:"zones"`
+	Sirens            []Siren     `yaml:"sirens"`
+	Principals        []Principal `yaml:"principals"`
 	// Contacts are the people told by SMS and voice, in groups per zone.
 	Contacts []ContactGroup `yaml:"contacts"`
 	Twilio   Twilio         `yaml:"twilio"`
@@ -91,6 +98,10 @@ type Redis struct {
 	Username    string   `yaml:"username"`
 	PasswordEnv string   `yaml:"password_env"`
 	password    string
+	// TLS, when set, makes every connection TLS (the CA that signs the
+	// servers' certificates; a client certificate if Redis asks for one).
+	TLS       *TLSFiles `yaml:"tls"`
+	tlsConfig *tls.Config
 	// KeyPrefix is put in front of every key, so one Redis can serve several deployments.
 	KeyPrefix string `yaml:"key_prefix"`
 }
@@ -102,6 +113,10 @@ type MQTT struct {
 	Username    string `yaml:"username"`
 	PasswordEnv string `yaml:"password_env"`
 	password    string
+	// TLS are the CA and client certificate for an mqtts:// broker
+	// (without it, mqtts:// trusts the system's CAs).
+	TLS       *TLSFiles `yaml:"tls"`
+	tlsConfig *tls.Config
 	// TopicPrefix is the root of Tocsin's topics, "tocsin/v1" by default.
 	TopicPrefix string `yaml:"topic_prefix"`
 }
@@ -432,6 +447,9 @@ func applyEnv(c *Config) {
 	if v := os.Getenv("TOCSIN_REDIS_ADDRS"); v != "" {
 		c.Redis.Addrs = strings.Split(v, ",")
 	}
+	if v := os.Getenv("TOCSIN_INSECURE_PLAINTEXT"); v == "true" {
+		c.InsecurePlaintext = true
+	}
 	if v := os.Getenv("TOCSIN_MQTT_BROKER"); v != "" {
 		c.MQTT.Broker = v
 	}
@@ -562,6 +580,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 	c.validateTriggers(&v, zones)
 	c.validatePolicy(&v, zones)
 	c.validateSecrets(&v)
+	c.validateTransport(&v)
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {
 			v.add("time_zone", "unknown time zone (use an IANA name such as Europe/Berlin)")

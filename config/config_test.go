@@ -37,12 +37,48 @@ queue: {lease: 2s}
 func TestEnvOverrides(t *testing.T) {
 	t.Setenv("TOCSIN_REDIS_ADDRS", "10.0.0.1:6379,10.0.0.2:6379")
 	t.Setenv("TOCSIN_LISTEN", ":9999")
+	t.Setenv("TOCSIN_INSECURE_PLAINTEXT", "true")
 	c, err := config.Parse([]byte("zones: []\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Redis.Addrs) != 2 || c.Listen != ":9999" {
-		t.Fatalf("overrides not applied: %v %v", c.Redis.Addrs, c.Listen)
+	if len(c.Redis.Addrs) != 2 || c.Listen != ":9999" || !c.InsecurePlaintext {
+		t.Fatalf("overrides not applied: %v %v %v", c.Redis.Addrs, c.Listen, c.InsecurePlaintext)
+	}
+}
+
+// Nothing leaves loopback in clear unless insecure_plaintext says the
+// network is trusted: the API and console listeners need tls, Redis
+// redis.tls, the broker mqtts://. Every such problem is named at once.
+func TestPlaintextOnlyOnLoopback(t *testing.T) {
+	plain := "listen: 0.0.0.0:8080\nconsole: {listen: \"[::]:8081\"}\nredis: {addrs: [redis.internal:6379, 127.0.0.1:6380]}\nmqtt: {broker: tcp://broker.internal:1883}\nzones: []\n"
+	_, err := config.Parse([]byte(plain))
+	for _, want := range []string{
+		"listen: 0.0.0.0:8080 is not a loopback address and has no TLS: set tls",
+		"console.listen: [::]:8081 is not a loopback address",
+		"redis.addrs[0]: redis.internal:6379 is not a loopback address and has no TLS: set redis.tls",
+		"mqtt.broker: broker.internal:1883 is not a loopback address and has no TLS: use mqtts://",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse: %v; want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "redis.addrs[1]") {
+		t.Errorf("Parse: %v; 127.0.0.1 is loopback", err)
+	}
+	if _, err := config.Parse([]byte("insecure_plaintext: true\n" + plain)); err != nil {
+		t.Errorf("with insecure_plaintext: %v", err)
+	}
+	for _, ok := range []string{"listen: localhost:8080\n", "listen: \"[::1]:8080\"\n", "mqtt: {broker: \"mqtts://broker.example:8883\"}\n"} {
+		if _, err := config.Parse([]byte(ok)); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	_, err = config.Parse([]byte("tls: {cert_file: /nonexistent/api.pem, key_file: /nonexistent/api.key}\nredis: {tls: {ca_file: /nonexistent/ca.pem}}\nmqtt: {broker: tcp://127.0.0.1:1883, tls: {ca_file: /nonexistent/ca.pem}}\n"))
+	for _, want := range []string{"tls: open /nonexistent/api.pem", "redis.tls: open /nonexistent/ca.pem", "mqtt.tls: needs an mqtts:// broker"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse: %v; want %q", err, want)
+		}
 	}
 }
 
@@ -112,10 +148,7 @@ func TestKeyFile(t *testing.T) {
 
 // The shipped example config must stay valid.
 func TestExampleConfigIsValid(t *testing.T) {
-	t.Setenv("TOCSIN_KEY_LEITSTELLE", "example-dispatch-key-0001")
-	t.Setenv("TOCSIN_KEY_OPERATOR", "example-operator-key-0001")
-	t.Setenv("TOCSIN_TRIGGER_SCHOOL_BUTTON_KEY", "example-button-key-0001")
-	t.Setenv("TOCSIN_TRIGGER_SCHOOL_FIRE_KEY", "example-fire-panel-key-01")
+	exampleEnv(t)
 	if _, err := config.Parse(exampleConfig(t)); err != nil {
 		t.Fatalf("deploy/tocsin.example.yaml: %v", err)
 	}

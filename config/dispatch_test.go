@@ -40,15 +40,29 @@ func exampleConfig(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	b = bytes.ReplaceAll(b, []byte(exampleSigningCert), []byte(cert))
-	return bytes.ReplaceAll(b, []byte(exampleSigningKey), []byte(key))
+	b = bytes.ReplaceAll(b, []byte(exampleSigningKey), []byte(key))
+	// The centre's mTLS files: the same test pair, its certificate as the CA.
+	for old, new := range map[string]string{"/etc/tocsin/tls/client.pem": cert, "/etc/tocsin/tls/client.key": key, "/etc/tocsin/tls/leitstelle-ca.pem": cert} {
+		if !bytes.Contains(b, []byte(old)) {
+			t.Fatalf("deploy/tocsin.example.yaml no longer names %s", old)
+		}
+		b = bytes.ReplaceAll(b, []byte(old), []byte(new))
+	}
+	return b
+}
+
+// exampleEnv sets every secret deploy/tocsin.example.yaml names, as the
+// README's "Running it for real" exports them.
+func exampleEnv(t *testing.T) {
+	for _, v := range []string{"TOCSIN_KEY_LEITSTELLE", "TOCSIN_KEY_OPERATOR", "TOCSIN_TWILIO_MAIN_TOKEN", "TOCSIN_TWILIO_BACKUP_TOKEN",
+		"TOCSIN_PA_SCHOOL_TOKEN", "TOCSIN_DISPATCH_SOEST_KEY", "TOCSIN_TRIGGER_SCHOOL_BUTTON_KEY", "TOCSIN_TRIGGER_SCHOOL_FIRE_KEY"} {
+		t.Setenv(v, "example-secret-"+strings.ToLower(v))
+	}
 }
 
 // The example's dispatch centre is XML-signed and https://.
 func TestExampleConfigSignsDispatch(t *testing.T) {
-	t.Setenv("TOCSIN_KEY_LEITSTELLE", "example-dispatch-key-0001")
-	t.Setenv("TOCSIN_KEY_OPERATOR", "example-operator-key-0001")
-	t.Setenv("TOCSIN_TRIGGER_SCHOOL_BUTTON_KEY", "example-button-key-0001")
-	t.Setenv("TOCSIN_TRIGGER_SCHOOL_FIRE_KEY", "example-fire-panel-key-01")
+	exampleEnv(t)
 	c, err := config.Parse(exampleConfig(t))
 	if err != nil {
 		t.Fatalf("deploy/tocsin.example.yaml with test signing files: %v", err)
@@ -135,7 +149,7 @@ func TestDispatchSigningAndHTTPS(t *testing.T) {
 			[]string{"line 6: dispatch.centres[0].url: must be https://"}},
 		{"insecure_http: false", dispatchYAML(good, "http://ils.example/cap", ", insecure_http: false"),
 			[]string{"dispatch.centres[0].url: must be https://: over http://"}},
-		{"http:// with tls", dispatchYAML(good, "http://ils.example/cap", ", insecure_http: true, tls: {ca_file: /x}"),
+		{"http:// with tls", dispatchYAML(good, "http://ils.example/cap", fmt.Sprintf(", insecure_http: true, tls: {ca_file: %q}", cert)),
 			[]string{"dispatch.centres[0].url: must be https:// when tls is set"}},
 		{"not a URL", dispatchYAML(good, "ftp://ils.example/cap", ", insecure_http: true"),
 			[]string{"dispatch.centres[0].url: must be the https:// URL the centre takes CAP documents at"}},

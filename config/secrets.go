@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 )
 
@@ -94,4 +96,83 @@ func (f *TLSFiles) client() (*tls.Config, error) {
 		}
 	}
 	return tc, nil
+}
+
+// ServerTLS is a server certificate and its key (PEM files).
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// TLSConfig is the TLS client for Redis (nil without redis.tls).
+func (r *Redis) TLSConfig() *tls.Config { return r.tlsConfig }
+
+// TLSConfig is the TLS client for an mqtts:// broker (nil for tcp://).
+func (m *MQTT) TLSConfig() *tls.Config { return m.tlsConfig }
+
+// Loopback reports whether a listen or dial address (host:port, or a URL's
+// host) stays on this machine.
+func Loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validateTransport: without TLS, nothing leaves loopback unless
+// insecure_plaintext says the network is trusted.
+func (c *Config) validateTransport(v *validator) {
+	plain := func(field, addr, fix string) {
+		if !c.InsecurePlaintext && !Loopback(addr) {
+			v.add(field, fmt.Sprintf("%s is not a loopback address and has no TLS: %s, or set insecure_plaintext: true for a network you trust", addr, fix))
+		}
+	}
+	if t := c.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			v.add("tls", "cert_file and key_file are both required")
+		} else if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			v.add("tls", err.Error())
+		}
+	} else {
+		plain("listen", c.Listen, "set tls (cert_file, key_file)")
+		if l := c.Console.Listen; l != "" && l != "off" {
+			plain("console.listen", l, "set tls (cert_file, key_file)")
+		}
+	}
+	if c.Redis.TLS != nil {
+		tc, err := c.Redis.TLS.client()
+		if err != nil {
+			v.add("redis.tls", err.Error())
+		}
+		c.Redis.tlsConfig = tc
+	} else {
+		for i, a := range c.Redis.Addrs {
+			plain(fmt.Sprintf("redis.addrs[%d]", i), a, "set redis.tls")
+		}
+	}
+	u, err := url.Parse(c.MQTT.Broker)
+	switch {
+	case err != nil || u.Host == "":
+		v.add("mqtt.broker", "must be a URL such as mqtts://broker.example:8883 or tcp://127.0.0.1:1883")
+	case u.Scheme == "mqtts" || u.Scheme == "ssl" || u.Scheme == "tls":
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.MQTT.TLS != nil {
+			if tc, err = c.MQTT.TLS.client(); err != nil {
+				v.add("mqtt.tls", err.Error())
+			}
+		}
+		c.MQTT.tlsConfig = tc
+	case u.Scheme == "tcp" || u.Scheme == "mqtt":
+		if c.MQTT.TLS != nil {
+			v.add("mqtt.tls", "needs an mqtts:// broker")
+		}
+		plain("mqtt.broker", u.Host, "use mqtts://")
+	default:
+		v.add("mqtt.broker", fmt.Sprintf("scheme %q: use mqtts:// (or tcp:// on loopback)", u.Scheme))
+	}
 }

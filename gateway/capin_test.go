@@ -19,6 +19,7 @@ import (
 	"github.com/beevik/etree"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"github.com/tocsin-alert/tocsin/alert"
 	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
 	"github.com/tocsin-alert/tocsin/loadtest/fake"
@@ -57,7 +58,10 @@ func readFixtures(t *testing.T) map[string][]byte {
 // whose areas hit a zone are accepted through the same queue as JSON (here
 // the school zone is the whole map, plus one geocode from each document that
 // has no geometry); Cancels of messages not seen leave tombstones; a document
-// whose area names no geocode or geometry is refused naming the area.
+// whose area names no geocode or geometry is refused naming the area. The
+// school has sirens and staff: every document below Severe reaches the staff
+// and has its sirens withheld by the channel policy, and says so (a test
+// message is not held back: it reaches only drill targets, as test).
 func TestCAPRealDocumentsIngest(t *testing.T) {
 	docs := readFixtures(t)
 	var codes []string
@@ -74,7 +78,8 @@ func TestCAPRealDocumentsIngest(t *testing.T) {
 			}
 		}
 	}
-	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, geocodes: [%s], polygon: %q}", strings.Join(codes, ", "), world)})
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{school: fmt.Sprintf("{id: school, geocodes: [%s], polygon: %q}", strings.Join(codes, ", "), world), phones: 1, twilio: tw})
 	s.cancelWorkers() // ingest only
 	for name, b := range docs {
 		r := s.postCAP(string(fresh(b)))
@@ -93,8 +98,13 @@ func TestCAPRealDocumentsIngest(t *testing.T) {
 				t.Errorf("%s: %d %s; want accepted", name, r.Code, r.Raw)
 				continue
 			}
-			if got := s.get(r.Body["id"].(string)); got.Body["msgType"] != msgType || got.Body["source"] == "" {
+			got := s.get(r.Body["id"].(string))
+			if got.Body["msgType"] != msgType || got.Body["source"] == "" {
 				t.Errorf("%s: stored %s; want msgType %s and the CAP sender as source", name, got.Raw, msgType)
+			}
+			sev, _ := alert.ParseSeverity(fmt.Sprint(got.Body["severity"]))
+			if withheld := strings.Contains(r.Raw, `"withheld":[{"kind":"siren"`); r.Code == 202 && withheld != (sev < alert.SeveritySevere && got.Body["status"] == "actual") {
+				t.Errorf("%s (%s %s): %s; want the sirens withheld exactly for actual alerts below Severe", name, got.Body["status"], sev, r.Raw)
 			}
 		}
 	}

@@ -27,6 +27,17 @@ import (
 	"github.com/tocsin-alert/tocsin/routing"
 )
 
+// NewRedis is a client of the configured Redis (single, Sentinel or
+// Cluster; TLS with redis.tls), as the gateway and the CLI make it.
+func NewRedis(cfg *config.Config) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
+		Username: cfg.Redis.Username, Password: cfg.Redis.Password(), TLSConfig: cfg.Redis.TLSConfig(),
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		MaxRetries: 1,
+	})
+}
+
 // Open wires a Gateway from its configuration: the Redis client (single,
 // Sentinel or Cluster), the queue, and every channel kind's adapter. An
 // adapter in override replaces the configured one for its kind (tests,
@@ -37,12 +48,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	var closers []func()
 	var first redis.UniversalClient
 	newQueue := func() *priority.Queue {
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{
-			Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
-			Username: cfg.Redis.Username, Password: cfg.Redis.Password(),
-			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-			MaxRetries: 1,
-		})
+		rdb := NewRedis(cfg)
 		closers = append(closers, func() { rdb.Close() })
 		if first == nil {
 			first = rdb
@@ -67,7 +73,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	if !sirenOver || cfg.PA.UsesMQTT() || len(cfg.Triggers.Sources) > 0 {
 		mc := mqttcmd.Config{
 			Broker: cfg.MQTT.Broker, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username,
-			Password: cfg.MQTT.Password(), TopicPrefix: cfg.MQTT.TopicPrefix, AckTimeout: cfg.Siren.AckTimeout,
+			Password: cfg.MQTT.Password(), TLS: cfg.MQTT.TLSConfig(), TopicPrefix: cfg.MQTT.TopicPrefix, AckTimeout: cfg.Siren.AckTimeout,
 			Kinds: []string{"siren", "pa"},
 		}
 		var conn *mqttcmd.Client

@@ -1,6 +1,7 @@
 package mqttcmd
 
 import (
+	"crypto/tls"
 	"time"
 )
 
@@ -12,6 +13,8 @@ type Config struct {
 	ClientID string
 	Username string
 	Password string
+	// TLS is the TLS client for an mqtts:// broker (CA, client certificate).
+	TLS *tls.Config
 	// TopicPrefix roots the topics: {prefix}/{kind}/{device}/cmd and .../ack.
 	TopicPrefix string
 	// Kinds are the device kinds whose acks to subscribe to ("siren", "pa").

@@ -74,6 +74,9 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	if cfg.Username != "" {
 		o.SetUsername(cfg.Username).SetPassword(cfg.Password)
 	}
+	if cfg.TLS != nil {
+		o.SetTLSConfig(cfg.TLS)
+	}
 	c.client = mqtt.NewClient(o)
 	// Routes before the first connection, so messages the persistent session
 	// kept while we were away are not dropped for want of a handler.

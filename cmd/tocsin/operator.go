@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tocsin-alert/tocsin/config"
+	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/operator"
 )
 
@@ -139,14 +140,7 @@ func listOperators(ctx context.Context, cfg *config.Config, st *operator.Store, 
 }
 
 // operatorRedis is a Redis client as the gateway makes it (gateway.Open).
-func operatorRedis(cfg *config.Config) redis.UniversalClient {
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
-		Username: cfg.Redis.Username, Password: os.Getenv(cfg.Redis.PasswordEnv),
-		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-		MaxRetries: 1,
-	})
-}
+func operatorRedis(cfg *config.Config) redis.UniversalClient { return gateway.NewRedis(cfg) }
 
 // operatorStore is the operator store of the configuration's people and
 // session settings.
