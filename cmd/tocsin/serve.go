@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -108,14 +107,14 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 		return err
 	}
 	defer g.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen(cfg, cfg.Listen, log)
 	if err != nil {
 		return err
 	}
 	api := g.Handler()
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
 	go srv.Serve(ln) // exits when srv.Shutdown is called
-	log.Info().Str("listen", ln.Addr().String()).Strs("redis", cfg.Redis.Addrs).Str("mqtt", cfg.MQTT.Broker).Msg("Tocsin gateway serving")
+	log.Info().Str("listen", ln.Addr().String()).Bool("tls", cfg.TLS != nil).Strs("redis", cfg.Redis.Addrs).Bool("redis_tls", cfg.Redis.TLS != nil).Str("mqtt", cfg.MQTT.Broker).Msg("Tocsin gateway serving")
 	// The console has its own listener, so it can face the control-room
 	// network only; it is a client of the API, and its outage leaves the
 	// API (and so every retraction) untouched.
@@ -127,7 +126,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 		}
 		// A console that cannot listen is an outage of the console only: the
 		// gateway goes on, and the API and the CLI still retract.
-		if cln, err := net.Listen("tcp", addr); err != nil {
+		if cln, err := listen(cfg, addr, log); err != nil {
 			log.Error().Err(err).Str("listen", addr).Msg("Console not serving; the API serves on")
 		} else {
 			csrv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
