@@ -80,6 +80,9 @@ type stackOptions struct {
 	clientID     string
 	noGateway    bool
 	fleetOption  func(*fake.FleetOptions)
+	// mqttUser, if set, is the gateway's broker user name; its password is
+	// the environment variable TOCSIN_TEST_MQTT_PASSWORD.
+	mqttUser string
 
 	// phones > 0 adds a contact group "staff" of that many people in zone
 	// school, reached by SMS and voice through twilio (and fallback, if set).
@@ -247,7 +250,11 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		}
 	}
 	h := func(k string) string { return hex.EncodeToString(config.HashKey(k)) }
-	yml := fmt.Sprintf(stackConfig, o.redis.Addr(), testenv.MQTTURL(o.broker), o.clientID, o.lease, o.batch, o.workers,
+	clientID := o.clientID
+	if o.mqttUser != "" {
+		clientID += ", username: " + o.mqttUser + ", password_env: TOCSIN_TEST_MQTT_PASSWORD"
+	}
+	yml := fmt.Sprintf(stackConfig, o.redis.Addr(), testenv.MQTTURL(o.broker), clientID, o.lease, o.batch, o.workers,
 		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
 	if o.limit != "" {
 		yml = strings.Replace(yml, "channels: [siren, pa, sms, voice, dispatch], retract: true}", "channels: [siren, pa, sms, voice, dispatch], retract: true}\n    "+strings.ReplaceAll(o.limit, ", ", "\n    "), 1)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/rs/zerolog"
 )
 
@@ -35,6 +36,9 @@ type Client struct {
 	cfg    Config
 	log    zerolog.Logger
 	client mqtt.Client
+	// stop ends the first connection's attempts (Close).
+	stop      chan struct{}
+	closeOnce sync.Once
 
 	mu      sync.Mutex
 	waiting map[string]chan Ack
@@ -64,8 +68,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	c := &Client{cfg: cfg, log: log.With().Str("component", "mqtt").Logger(), waiting: map[string]chan Ack{}, acked: map[string]time.Time{}}
 	o := mqtt.NewClientOptions().AddBroker(cfg.Broker).SetClientID(cfg.ClientID).
 		SetCleanSession(false).SetResumeSubs(true).SetOrderMatters(false).
-		SetAutoReconnect(true).SetConnectRetry(true).
-		SetConnectRetryInterval(250 * time.Millisecond).SetMaxReconnectInterval(2 * time.Second).
+		SetAutoReconnect(true).SetConnectTimeout(3 * time.Second).SetMaxReconnectInterval(2 * time.Second).
 		SetKeepAlive(10 * time.Second).SetPingTimeout(3 * time.Second).SetWriteTimeout(5 * time.Second).
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -84,20 +87,60 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		c.subs = append(c.subs, subscription{topic: topic, handler: h})
 		c.client.AddRoute(topic, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })
 	}
-	tok := c.client.Connect()
-	if !tok.WaitTimeout(cfg.ConnectWait) {
-		c.log.Warn().Str("broker", cfg.Broker).Msg("MQTT broker not reachable yet; connecting in the background")
-	} else if err := tok.Error(); err != nil {
-		return nil, fmt.Errorf("mqtt: connect: %w", err)
+	c.stop = make(chan struct{})
+	connected := make(chan struct{})
+	go c.connect(connected) // exits once connected, or on Close
+	select {
+	case <-connected:
+	case <-time.After(cfg.ConnectWait):
+		c.log.Warn().Str("broker", cfg.Broker).Msg("MQTT not connected yet; connecting in the background")
 	}
 	return c, nil
+}
+
+// connect makes the first connection, backing off between attempts. A
+// broker that refuses the credentials is told apart from one that cannot
+// be reached: it is a configuration error, logged as such, and retried
+// slowly (up to every 30s) rather than hammered. After the first
+// connection, paho reconnects by itself.
+func (c *Client) connect(connected chan<- struct{}) {
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		tok := c.client.Connect()
+		tok.Wait()
+		err := tok.Error()
+		if err == nil {
+			close(connected)
+			return
+		}
+		ceiling := time.Second
+		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+			ceiling = 30 * time.Second
+			if wait < time.Second {
+				wait = time.Second
+			}
+			c.log.Error().Str("broker", c.cfg.Broker).Str("username", c.cfg.Username).Dur("retry_in", wait).
+				Msg("MQTT broker refused the connection: not authorised (check mqtt.username, mqtt.password_env and the broker's password file and ACL)")
+		} else if attempt == 1 || attempt%30 == 0 {
+			c.log.Warn().Err(err).Str("broker", c.cfg.Broker).Int("attempt", attempt).Msg("MQTT broker not reachable; retrying")
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, ceiling)
+	}
 }
 
 // Connected reports whether the MQTT connection is up.
 func (c *Client) Connected() bool { return c.client.IsConnectionOpen() }
 
 // Close disconnects, waiting up to 250ms for in-flight publishes.
-func (c *Client) Close() { c.client.Disconnect(250) }
+func (c *Client) Close() {
+	c.closeOnce.Do(func() { close(c.stop) })
+	c.client.Disconnect(250)
+}
 
 // TopicPrefix is the prefix the client's topics start with.
 func (c *Client) TopicPrefix() string { return c.cfg.TopicPrefix }

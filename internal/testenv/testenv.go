@@ -193,6 +193,20 @@ func Mosquitto(t testing.TB) *Server {
 	})
 }
 
+// MosquittoConf starts a mosquitto broker with the configuration conf
+// returns for its port and directory (a deployed configuration, rewritten
+// to listen on loopback and keep its files in dir).
+func MosquittoConf(t testing.TB, conf func(port int, dir string) string) *Server {
+	t.Helper()
+	return launch(t, "mosquitto", "mosquitto", func(dir string, port int) []string {
+		f := filepath.Join(dir, fmt.Sprintf("mosquitto-%d.conf", port))
+		if err := os.WriteFile(f, []byte(conf(port, dir)+"\nuser "+currentUser()+"\n"), 0o644); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		return []string{"-c", f}
+	})
+}
+
 // MQTTURL is the broker URL of a mosquitto Server.
 func MQTTURL(s *Server) string { return "tcp://" + s.Addr() }
 
@@ -217,4 +231,21 @@ func MosquittoPub(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// MosquittoPasswd adds user with password to a mosquitto password file
+// (creating it), as an administrator would with mosquitto_passwd -b.
+func MosquittoPasswd(t testing.TB, file, user, password string) {
+	t.Helper()
+	bin, err := binary("mosquitto_passwd", "mosquitto")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	args := []string{"-b", file, user, password}
+	if _, err := os.Stat(file); err != nil {
+		args = append([]string{"-c"}, args...)
+	}
+	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd %s: %v\n%s", user, err, out)
+	}
 }

@@ -51,6 +51,9 @@ type FleetOptions struct {
 	Offline []string
 	// OnCommand, if set, is told of each command (the demo prints them).
 	OnCommand func(Received)
+	// Password, if set, gives each controller's broker password; its user
+	// name is its id (the deployed ACL's %u).
+	Password func(id string) string
 }
 
 // Fleet is a set of siren (or MQTT PA) controllers, each a real MQTT client with a stable
@@ -125,6 +128,9 @@ func (f *Fleet) connect(id string) mqtt.Client {
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(200 * time.Millisecond).SetMaxReconnectInterval(time.Second).
 		SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(cmdTopic, 1, handle) })
+	if f.o.Password != nil {
+		o.SetUsername(id).SetPassword(f.o.Password(id))
+	}
 	return mqtt.NewClient(o)
 }
 
