@@ -22,7 +22,7 @@ func TestOperatorCLI(t *testing.T) {
 	ctx := context.Background()
 	addr := testenv.Redis(t, true).Addr()
 	path := filepath.Join(t.TempDir(), "tocsin.yaml")
-	os.WriteFile(path, []byte("listen: 0.0.0.0:9090\nredis: {addrs: ['"+addr+"'], key_prefix: cli}\n"+
+	os.WriteFile(path, []byte("insecure_plaintext: true\nlisten: 0.0.0.0:9090\nredis: {addrs: ['"+addr+"'], key_prefix: cli}\n"+
 		"zones: [{id: town}]\nsirens: [{id: s1, zone: town}]\noperators:\n"+
 		"  - {id: alice, name: Alice Adler, roles: [admin, approver], zones: ['*']}\n"+
 		"  - {id: bob, name: Bob Berg, roles: [viewer], zones: [town]}\n"), 0o600)

@@ -112,7 +112,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 		return err
 	}
 	api := g.Handler()
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, ErrorLog: httpErrorLog(log)}
 	go srv.Serve(ln) // exits when srv.Shutdown is called
 	log.Info().Str("listen", ln.Addr().String()).Bool("tls", cfg.TLS != nil).Strs("redis", cfg.Redis.Addrs).Bool("redis_tls", cfg.Redis.TLS != nil).Str("mqtt", cfg.MQTT.Broker).Msg("Tocsin gateway serving")
 	// The console has its own listener, so it can face the control-room
@@ -129,7 +129,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log zerolog.Logger, sta
 		if cln, err := listen(cfg, addr, log); err != nil {
 			log.Error().Err(err).Str("listen", addr).Msg("Console not serving; the API serves on")
 		} else {
-			csrv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+			csrv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, ErrorLog: httpErrorLog(log)}
 			go csrv.Serve(cln) // exits when csrv.Close is called
 			defer csrv.Close()
 			log.Info().Str("listen", cln.Addr().String()).Msg("Tocsin console serving")

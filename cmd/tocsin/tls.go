@@ -2,8 +2,10 @@ package main
 
 import (
 	"crypto/tls"
+	stdlog "log"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +71,20 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	}
 	return r.cert, nil
 }
+
+// httpErrorLog sends net/http's own complaints (failed TLS handshakes from
+// scanners, plain HTTP on the TLS port) to the log at debug level.
+func httpErrorLog(log zerolog.Logger) *stdlog.Logger {
+	l := log.With().Str("component", "http").Logger()
+	return stdlog.New(writerFunc(func(p []byte) (int, error) {
+		l.Debug().Msg(strings.TrimSpace(string(p)))
+		return len(p), nil
+	}), "", 0)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // listen listens on addr, with TLS when the configuration has a certificate.
 func listen(cfg *config.Config, addr string, log zerolog.Logger) (net.Listener, error) {
