@@ -34,7 +34,7 @@ func benchRouter(b *testing.B, n int) *routing.Router {
 // batches (priority.BenchmarkEnqueueFanout).
 func BenchmarkRoute10k(b *testing.B) {
 	r := benchRouter(b, 10000)
-	a := &alert.Alert{Status: alert.StatusActual, Zones: []string{"school"}, Channels: []alert.Kind{alert.KindSiren, alert.KindSMS, alert.KindVoice}}
+	a := &alert.Alert{Status: alert.StatusActual, Severity: alert.SeverityExtreme, Zones: []string{"school"}, Channels: []alert.Kind{alert.KindSiren, alert.KindSMS, alert.KindVoice}}
 	b.Run("tocsin", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
