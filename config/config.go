@@ -79,6 +79,9 @@ type Config struct {
 	// Policy says which severities and events may use which channels per
 	// zone, and which signal a siren sounds for each event.
 	ChannelPolicy ChannelPolicy `yaml:"channel_policy"`
+	// Probes check on a schedule that every siren and provider account can
+	// still be reached.
+	Probes Probes `yaml:"probes"`
 
 	texts *alert.Texts
 	// digest is the SHA-256 of the file the configuration was parsed from.
@@ -581,6 +584,7 @@ func (c *Config) validate(root *yaml.Node) Problems {
 	c.validatePolicy(&v, zones)
 	c.validateSecrets(&v)
 	c.validateTransport(&v)
+	c.validateProbes(&v)
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {
 			v.add("time_zone", "unknown time zone (use an IANA name such as Europe/Berlin)")

@@ -830,7 +830,11 @@ func (g *Gateway) getChannelHealth(w http.ResponseWriter, r *http.Request, p *co
 	if open == nil {
 		open = map[string]string{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"channels": out, "breakers": open})
+	probes, err := g.probeResults(r.Context())
+	if err != nil {
+		return unavailable("cannot read the probes right now")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": out, "breakers": open, "probes": probes})
 	return nil
 }
 

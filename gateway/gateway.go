@@ -65,6 +65,7 @@ type Gateway struct {
 	waErr  error
 	// keeper archives the audit and signs checkpoints (config audit.dir).
 	keeper *audit.Keeper
+	probes []Probe
 }
 
 // Options are a Gateway's collaborators.
@@ -98,6 +99,8 @@ type Options struct {
 	// Redis, if set, keeps operators' sessions and drafts (the queue's
 	// Redis, under the same key prefix).
 	Redis redis.UniversalClient
+	// Probes are the synthetic checks run on their schedules (they need Redis).
+	Probes []Probe
 }
 
 // New builds a Gateway.
@@ -145,6 +148,8 @@ func New(o Options) *Gateway {
 		},
 	})
 	g.twilioTokens = o.TwilioTokens
+	g.probes = o.Probes
+	g.m.reg.MustRegister(probeCollector{g})
 	g.shapes = zoneShapes(o.Config.Zones)
 	g.dispatchKeys = o.DispatchKeys
 	return g

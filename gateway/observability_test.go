@@ -21,7 +21,11 @@ import (
 // whose breaker opened, so every series family has been written.
 func TestPrometheusRulesAndDashboard(t *testing.T) {
 	dead := sirenIDs("townhall", 1)
-	s := newStack(t, stackOptions{offline: dead, hold: "300ms"})
+	s := newStack(t, stackOptions{offline: dead, hold: "300ms", extra: `
+operators:
+  - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
+probes: {sirens: 1s, timeout: 500ms}
+`})
 	body := `{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","zones":["school"],"channels":["siren"]}`
 	r := s.post(body, "Idempotency-Key", "obs-1")
 	s.post(body, "Idempotency-Key", "obs-1")
@@ -34,6 +38,7 @@ func TestPrometheusRulesAndDashboard(t *testing.T) {
 	eventually(t, 10*time.Second, "every family on /metrics, the dead siren's breaker open", func() bool {
 		exposed = s.do("GET", "/metrics", "", "", "").Raw
 		return strings.Contains(exposed, `tocsin_breaker_state{target="siren/`+dead[0]+`"} 2`) &&
+			strings.Contains(exposed, `tocsin_probe_ok{kind="siren",target="`+dead[0]+`"} 0`) &&
 			strings.Contains(exposed, `tocsin_delivery_latency_seconds_bucket{kind="siren",message="retraction"`)
 	})
 	names := map[string]bool{"up": true} // Prometheus' own, per scrape target

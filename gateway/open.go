@@ -62,6 +62,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 	ads := map[alert.Kind]adapters.Adapter{}
 	fallbacks := map[alert.Kind]adapters.Adapter{}
 	var ready func(context.Context) error
+	var probes []Probe
 	fail := func(err error) (*Gateway, error) {
 		closeAll(closers)
 		return nil, err
@@ -116,7 +117,14 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			}
 			return nil
 		}
-		ads[alert.KindSiren] = siren.New(conn, cfg.ChannelPolicy.Signal)
+		sn := siren.New(conn, cfg.ChannelPolicy.Signal)
+		ads[alert.KindSiren] = sn
+		if every := cfg.Probes.Sirens; every > 0 {
+			for _, s := range cfg.Sirens {
+				probes = append(probes, Probe{Kind: "siren", Target: s.ID, Zone: s.Zone, Every: every,
+					Run: func(ctx context.Context) error { return sn.Probe(ctx, s.ID) }})
+			}
+		}
 		if len(cfg.PA.Zones) > 0 {
 			p := openPA(cfg, conn)
 			ads[alert.KindPA] = p
@@ -147,6 +155,14 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			token := acct.AuthToken() // config.Load refused an empty one
 			tokens[acct.AccountSID] = token
 			tw := twilioapi.Account{SID: acct.AccountSID, AuthToken: token, BaseURL: acct.BaseURL}
+			if every := cfg.Probes.Twilio; every > 0 {
+				c, err := twilioapi.New(tw)
+				if err != nil {
+					return fail(err)
+				}
+				probes = append(probes, Probe{Kind: "twilio", Target: acct.ID, Every: every,
+					Run: func(context.Context) error { return c.Check(tw.SID) }})
+			}
 			cb := strings.TrimRight(cfg.PublicURL, "/") + "/v1/callbacks/twilio"
 			set := ads
 			if i == 1 {
@@ -181,6 +197,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		Config: cfg, Router: router, Queue: q, BulkQueue: bulk, Redis: first, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
 		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax, Hold: cfg.Delivery.Hold},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
+		Probes:  probes,
 	})
 	gw.Ready = ready
 	if err := gw.openAudit(log); err != nil {

@@ -20,7 +20,7 @@ func (g *Gateway) Run(ctx context.Context, grace time.Duration) error {
 	} else {
 		close(kept)
 	}
-	g.delivery.Run(ctx, grace, g.resumeUnfinished, g.settleDrafts)
+	g.delivery.Run(ctx, grace, g.resumeUnfinished, g.settleDrafts, g.runProbes)
 	<-kept // the keeper's last round saw every entry the jobs appended
 	return nil
 }

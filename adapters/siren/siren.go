@@ -7,6 +7,8 @@ package siren
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -22,6 +24,10 @@ const (
 	SignalAllClear = "all_clear"
 	SignalStop     = "stop"
 	SignalTest     = "test"
+	// SignalProbe asks a controller to ack without sounding: the synthetic
+	// check that it can still be reached. It never sounds, whatever the
+	// controller's profiles.
+	SignalProbe = "probe"
 )
 
 // Command is the JSON published on a siren's command topic.
@@ -66,6 +72,15 @@ var _ adapters.Adapter = (*Notifier)(nil)
 // alarm for every event).
 func New(conn *mqttcmd.Client, profile func(event string) string) *Notifier {
 	return &Notifier{conn: conn, profile: profile}
+}
+
+// Probe sends siren id a silent probe command and waits for its ack.
+func (n *Notifier) Probe(ctx context.Context, id string) error {
+	var b [6]byte
+	rand.Read(b[:])
+	did := "probe." + id + "." + hex.EncodeToString(b[:])
+	payload, _ := json.Marshal(Command{DeliveryID: did, Signal: SignalProbe, ExpiresAt: time.Now().Add(time.Minute).UTC(), SentAt: time.Now().UTC()})
+	return n.conn.Send(ctx, "siren", id, did, payload)
 }
 
 // Deliver publishes the command for d to its siren and waits for the siren's

@@ -65,6 +65,19 @@ func New(a Account) (*Client, error) {
 	return &Client{RestClient: twilio.NewRestClientWithParams(twilio.ClientParams{Client: c}), t: t}, nil
 }
 
+// Check fetches the account with its credentials: the API is reachable and
+// the token is good (the synthetic probe of an account; it sends nothing).
+func (c *Client) Check(sid string) error {
+	acct, err := c.Api.FetchAccount(sid)
+	if err != nil {
+		return err
+	}
+	if acct.Status != nil && *acct.Status != "active" {
+		return fmt.Errorf("twilio: account %s is %s", sid, *acct.Status)
+	}
+	return nil
+}
+
 // transport rewrites the host when a base URL is set and remembers the last
 // Retry-After Twilio sent with a 429 (twilio-go's error drops the header).
 type transport struct {

@@ -141,6 +141,9 @@ func (f *Fleet) connect(id string) mqtt.Client {
 // the stop of the alert it replaces may arrive in either order, and
 // retracting one of two alerts in force leaves the other sounding.
 func (f *Fleet) obey(id string, cmd SirenCommand) {
+	if cmd.Signal == "probe" {
+		return // acked, never sounded
+	}
 	as := slices.DeleteFunc(f.active[id], func(a string) bool { return a == cmd.AlertID })
 	if cmd.Signal != "stop" && cmd.Signal != "all_clear" { // alarm, test or a profile (fire, amok, …)
 		as = append(as, cmd.AlertID)

@@ -104,6 +104,7 @@ func StartTwilio(o TwilioOptions) (*Twilio, error) {
 		sends: map[string][]send{}, violations: map[string]int{}, hang: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /2010-04-01/Accounts/{account}/Messages.json", f.createMessage)
+	mux.HandleFunc("GET /2010-04-01/Accounts/{account}", f.fetchAccount)
 	mux.HandleFunc("POST /2010-04-01/Accounts/{account}/Calls.json", f.createCall)
 	mux.HandleFunc("POST /2010-04-01/Accounts/{account}/Calls/{sid}", f.updateCall)
 	f.srv = &http.Server{Handler: mux}
@@ -266,6 +267,18 @@ func segments(body string) int {
 		return 1
 	}
 	return (n + part - 1) / part
+}
+
+// fetchAccount answers GET /2010-04-01/Accounts/{sid}.json (the account
+// check of a probe) with the same authentication and failure mode as a send.
+func (f *Twilio) fetchAccount(w http.ResponseWriter, r *http.Request) {
+	sid := strings.TrimSuffix(r.PathValue("account"), ".json")
+	r.SetPathValue("account", sid)
+	if !f.admit(w, r) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"sid": sid, "status": "active", "type": "Full"})
 }
 
 func (f *Twilio) createMessage(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,51 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/alert"
+)
+
+// Probes are the synthetic checks that answer "can we still alert?": each
+// target of a kind is probed on its schedule (0: never), by one gateway
+// instance at a time, and a failing probe is told to the on-duty operators
+// on another channel.
+type Probes struct {
+	// Sirens get a silent "probe" command they must ack (never sounded).
+	Sirens time.Duration `yaml:"sirens"`
+	// Twilio accounts get an API check (the account fetched with its token).
+	Twilio time.Duration `yaml:"twilio"`
+	// Timeout bounds one probe (10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// Notify are the channels a failing probe is told on, to every on-duty
+	// operator with a phone (sms, voice); never the failing probe's own kind.
+	Notify []alert.Kind `yaml:"notify"`
+}
+
+func (c *Config) validateProbes(v *validator) {
+	p := &c.Probes
+	if p.Timeout == 0 {
+		p.Timeout = 10 * time.Second
+	}
+	if p.Notify == nil {
+		p.Notify = []alert.Kind{alert.KindSMS, alert.KindVoice}
+	}
+	for f, d := range map[string]time.Duration{"probes.sirens": p.Sirens, "probes.twilio": p.Twilio} {
+		if d != 0 && (d < time.Second || d > 7*24*time.Hour) {
+			v.add(f, fmt.Sprintf("%s: want 0 (off) or between 1s and 168h", d))
+		}
+	}
+	if p.Timeout < 100*time.Millisecond || p.Timeout > time.Minute {
+		v.add("probes.timeout", "must be between 100ms and 1m")
+	}
+	for i, k := range p.Notify {
+		if k != alert.KindSMS && k != alert.KindVoice {
+			v.add(fmt.Sprintf("probes.notify[%d]", i), fmt.Sprintf("%q: operators are told by sms or voice", k))
+		}
+	}
+	if (p.Sirens > 0 || p.Twilio > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
+		v.add("probes", "nobody would hear of a failing probe: give an operator on_duty: true and a phone")
+	}
+}

@@ -1,0 +1,72 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tocsin-alert/tocsin/loadtest/fake"
+)
+
+// "Can we still alert?" Every siren gets a silent probe each second and a
+// dead one is found: GET /v1/health/channels and /metrics say which, the
+// on-duty operator is told once by SMS (not once per failing round), no
+// siren sounds for a probe, and the Twilio account's API check passes until
+// the provider fails it. The siren coming back passes again.
+func TestProbes(t *testing.T) {
+	dead := sirenIDs("school", 1)[0]
+	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
+	s := newStack(t, stackOptions{offline: []string{dead}, phones: 1, twilio: tw, extra: `
+operators:
+  - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
+probes: {sirens: 1s, twilio: 1s, timeout: 2s, notify: [sms]}
+`})
+	probes := func() string { return s.do("GET", "/v1/health/channels", operatorKey, "", "").Raw }
+	eventually(t, 8*time.Second, "the dead siren's probe failing and a live one passing", func() bool {
+		p := probes()
+		return strings.Contains(p, `"kind":"siren","target":"`+dead+`","ok":false`) &&
+			strings.Contains(p, `"kind":"siren","target":"school-01","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":true`)
+	})
+	m := s.do("GET", "/metrics", "", "", "").Raw
+	for _, want := range []string{`tocsin_probe_ok{kind="siren",target="` + dead + `"} 0`, `tocsin_probe_ok{kind="siren",target="townhall-00"} 1`, `tocsin_probe_ok{kind="twilio",target="main"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	told := func() int {
+		n := 0
+		for _, msg := range tw.Messages() {
+			if msg.To == "+4915199999999" && strings.Contains(msg.Body, dead) {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 5*time.Second, "the on-duty operator told by SMS", func() bool { return told() == 1 })
+	time.Sleep(2500 * time.Millisecond) // more failing rounds
+	if n := told(); n != 1 {
+		t.Errorf("the operator was told %d times; want once while it keeps failing", n)
+	}
+	for _, id := range append(sirenIDs("school", 3), sirenIDs("townhall", 3)...) {
+		if a := s.fleet.Sounding(id); a != "" {
+			t.Errorf("siren %s sounds for %s after probes; a probe must never sound", id, a)
+		}
+	}
+	probed := 0
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.Signal == "probe" {
+			probed++
+		} else {
+			t.Errorf("siren %s got %s; only probes were sent", rc.Siren, rc.Cmd.Signal)
+		}
+	}
+	if probed < 6 {
+		t.Errorf("%d probe commands; want every siren probed", probed)
+	}
+	s.fleet.SetOffline(dead, false)
+	tw.SetFailure(fake.TwilioFailure{Status: 503})
+	eventually(t, 8*time.Second, "the siren passing again, the account failing", func() bool {
+		p := probes()
+		return strings.Contains(p, `"target":"`+dead+`","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":false`)
+	})
+}
