@@ -212,6 +212,10 @@ type Principal struct {
 	// keyHash is the resolved SHA-256 of the key, filled by Load.
 	keyHash []byte
 	certs   []*x509.Certificate
+	// Upstream makes this principal a central Tocsin that forwards alerts
+	// here as CAP over its dispatch route (kind upstream).
+	Upstream *UpstreamLink `yaml:"upstream"`
+
 	// operator is the person behind a session principal (Operator.Principal).
 	operator *Operator
 }
@@ -540,10 +544,17 @@ func (c *Config) validate(root *yaml.Node) Problems {
 		}
 		switch p.Kind {
 		case "dispatch", "operator", "building":
+			if p.Upstream != nil {
+				v.add(f+".upstream", "only for kind upstream")
+			}
+		case "upstream":
+			p.validateUpstream(&v, f)
 		default:
-			v.add(f+".kind", "must be dispatch, operator or building")
+			v.add(f+".kind", "must be dispatch, operator, building or upstream")
 		}
-		if err := p.resolveKey(); err != nil {
+		if p.Kind == "upstream" {
+			// No API key: a central gateway signs each CAP message instead.
+		} else if err := p.resolveKey(); err != nil {
 			v.add(f+keyField(p), err.Error())
 		} else if other, dup := keys[string(p.keyHash)]; dup {
 			v.add(f+keyField(p), fmt.Sprintf("same API key as principal %q; every principal needs its own", other))

@@ -16,6 +16,7 @@ import (
 var unauthenticated = map[string]int{
 	"POST /v1/callbacks/twilio/{delivery}": 403, // Twilio's signature
 	"POST /v1/callbacks/cap/{centre}":      404, // the centre's HMAC (an unknown centre is named as unknown)
+	"POST /v1/upstream/{upstream}":         404, // the central's HMAC and XML signature (an unknown upstream is named as unknown)
 	"POST /v1/session":                     401, // credentials in the body, one vague answer
 	"POST /v1/enrol":                       400, // the invite token in the body
 	"POST /v1/session/key/options":         404, // a security key's challenge; 404 without public_url

@@ -250,6 +250,7 @@ func (g *Gateway) endpoints() []endpoint {
 		p("POST /v1/alerts/{id}/retract", g.retract),
 		{"POST /v1/callbacks/twilio/{delivery}", authHMAC, g.twilioCallback},
 		{"POST /v1/callbacks/cap/{centre}", authHMAC, g.capAck},
+		{"POST /v1/upstream/{upstream}", authHMAC, g.postUpstream},
 		p("GET /v1/sources", g.listSources),
 		p("PUT /v1/sources/{source}/maintenance", g.putMaintenance),
 		p("DELETE /v1/sources/{source}/maintenance", g.deleteMaintenance),

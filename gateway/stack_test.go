@@ -80,6 +80,8 @@ type stackOptions struct {
 	clientID     string
 	noGateway    bool
 	fleetOption  func(*fake.FleetOptions)
+	// principal, if set, is YAML for further principals (a list item).
+	principal string
 	// mqttUser, if set, is the gateway's broker user name; its password is
 	// the environment variable TOCSIN_TEST_MQTT_PASSWORD.
 	mqttUser string
@@ -258,6 +260,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
 	if o.limit != "" {
 		yml = strings.Replace(yml, "channels: [siren, pa, sms, voice, dispatch], retract: true}", "channels: [siren, pa, sms, voice, dispatch], retract: true}\n    "+strings.ReplaceAll(o.limit, ", ", "\n    "), 1)
+	}
+	if o.principal != "" {
+		yml = strings.Replace(yml, "principals:\n", "principals:\n"+o.principal, 1)
 	}
 	if o.urgent > 0 {
 		yml = strings.Replace(yml, "dedup_window: 2s}", fmt.Sprintf("dedup_window: 2s, urgent_workers: %d}", o.urgent), 1)
