@@ -17,6 +17,9 @@ type Probes struct {
 	Sirens time.Duration `yaml:"sirens"`
 	// Twilio accounts get an API check (the account fetched with its token).
 	Twilio time.Duration `yaml:"twilio"`
+	// Dispatch centres (and site gateways) get a CAP message with status
+	// Test that they must Ack within the timeout.
+	Dispatch time.Duration `yaml:"dispatch"`
 	// Timeout bounds one probe (10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// Notify are the channels a failing probe is told on, to every on-duty
@@ -32,7 +35,7 @@ func (c *Config) validateProbes(v *validator) {
 	if p.Notify == nil {
 		p.Notify = []alert.Kind{alert.KindSMS, alert.KindVoice}
 	}
-	for f, d := range map[string]time.Duration{"probes.sirens": p.Sirens, "probes.twilio": p.Twilio} {
+	for f, d := range map[string]time.Duration{"probes.sirens": p.Sirens, "probes.twilio": p.Twilio, "probes.dispatch": p.Dispatch} {
 		if d != 0 && (d < time.Second || d > 7*24*time.Hour) {
 			v.add(f, fmt.Sprintf("%s: want 0 (off) or between 1s and 168h", d))
 		}
@@ -45,7 +48,7 @@ func (c *Config) validateProbes(v *validator) {
 			v.add(fmt.Sprintf("probes.notify[%d]", i), fmt.Sprintf("%q: operators are told by sms or voice", k))
 		}
 	}
-	if (p.Sirens > 0 || p.Twilio > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
+	if (p.Sirens > 0 || p.Twilio > 0 || p.Dispatch > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
 		v.add("probes", "nobody would hear of a failing probe: give an operator on_duty: true and a phone")
 	}
 }

@@ -105,6 +105,13 @@ func (g *Gateway) capAck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, ref := range refs {
+		if probe, ok := strings.CutPrefix(ref.Identifier, dispatch.ProbePrefix); ok && ref.Sender == g.cfg.Dispatch.Sender && strings.HasPrefix(probe, centre+".") {
+			if err := g.probeAcked(r.Context(), ref.Identifier); err != nil {
+				writeProblem(w, unavailable(err.Error()))
+				return
+			}
+			continue
+		}
 		id, t, msg, err := alert.ParseDeliveryID(strings.TrimSuffix(ref.Identifier, dispatch.AllClearSuffix))
 		if ref.Sender != g.cfg.Dispatch.Sender || err != nil || t.Kind != alert.KindDispatch || t.ID != centre {
 			writeProblem(w, badRequest("references", "references "+ref.Identifier+", which Tocsin did not send to "+centre))

@@ -140,6 +140,17 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			return fail(err)
 		}
 		ads[alert.KindDispatch], dispatchKeys = d, keys
+		if every := cfg.Probes.Dispatch; every > 0 {
+			for _, c := range cfg.Dispatch.Centres {
+				probes = append(probes, Probe{Kind: "dispatch", Target: c.ID, Every: every, Run: func(ctx context.Context) error {
+					id, err := d.Probe(ctx, c.ID)
+					if err != nil {
+						return err
+					}
+					return gw.waitProbeAck(ctx, id)
+				}})
+			}
+		}
 	}
 	tokens := map[string]string{}
 	router := routing.New(cfg)

@@ -143,6 +143,32 @@ func (g *Gateway) notifyProbe(ctx context.Context, p Probe, r ProbeResult) {
 	g.log.Info().Str("probe", p.Kind+"/"+p.Target).Int("notices", len(targets)).Msg("On-duty operators told of the failing probe")
 }
 
+func (g *Gateway) probeAckKey(identifier string) string {
+	return g.cfg.Redis.KeyPrefix + ":probe:ack:" + identifier
+}
+
+// probeAcked records a centre's Ack of a probe message (whichever instance
+// takes it; the probing one waits for it in waitProbeAck).
+func (g *Gateway) probeAcked(ctx context.Context, identifier string) error {
+	return g.rdb.Set(ctx, g.probeAckKey(identifier), "1", 10*time.Minute).Err()
+}
+
+// waitProbeAck waits until the Ack of the probe message identifier is in,
+// or ctx ends.
+func (g *Gateway) waitProbeAck(ctx context.Context, identifier string) error {
+	for {
+		n, err := g.rdb.Exists(ctx, g.probeAckKey(identifier)).Result()
+		if err == nil && n == 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no CAP Ack of probe %s", identifier)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // probeResults are every probe's last outcome, by kind and target.
 func (g *Gateway) probeResults(ctx context.Context) ([]ProbeResult, error) {
 	out := []ProbeResult{}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/internal/testenv"
 	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
@@ -12,20 +13,28 @@ import (
 // dead one is found: GET /v1/health/channels and /metrics say which, the
 // on-duty operator is told once by SMS (not once per failing round), no
 // siren sounds for a probe, and the Twilio account's API check passes until
-// the provider fails it. The siren coming back passes again.
+// the provider fails it; the dispatch centre Acks its CAP Test message until
+// it fails. The siren coming back passes again.
 func TestProbes(t *testing.T) {
 	dead := sirenIDs("school", 1)[0]
 	tw := fakeTwilio(t, fake.TwilioOptions{NoCallbacks: true})
-	s := newStack(t, stackOptions{offline: []string{dead}, phones: 1, twilio: tw, extra: `
+	port := testenv.FreePort(t)
+	ils, err := fake.StartDispatch(fake.DispatchOptions{Keys: map[string][]byte{"ils": []byte(dispatchHMAC)}, AckURL: ackURL(port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ils.Close)
+	s := newStack(t, stackOptions{offline: []string{dead}, phones: 1, twilio: tw, dispatch: ils, publicPort: port, extra: `
 operators:
   - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
-probes: {sirens: 1s, twilio: 1s, timeout: 2s, notify: [sms]}
+probes: {sirens: 1s, twilio: 1s, dispatch: 1s, timeout: 2s, notify: [sms]}
 `})
 	probes := func() string { return s.do("GET", "/v1/health/channels", operatorKey, "", "").Raw }
 	eventually(t, 8*time.Second, "the dead siren's probe failing and a live one passing", func() bool {
 		p := probes()
 		return strings.Contains(p, `"kind":"siren","target":"`+dead+`","ok":false`) &&
-			strings.Contains(p, `"kind":"siren","target":"school-01","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":true`)
+			strings.Contains(p, `"kind":"siren","target":"school-01","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":true`) &&
+			strings.Contains(p, `"kind":"dispatch","target":"ils","ok":true`)
 	})
 	m := s.do("GET", "/metrics", "", "", "").Raw
 	for _, want := range []string{`tocsin_probe_ok{kind="siren",target="` + dead + `"} 0`, `tocsin_probe_ok{kind="siren",target="townhall-00"} 1`, `tocsin_probe_ok{kind="twilio",target="main"} 1`} {
@@ -65,8 +74,10 @@ probes: {sirens: 1s, twilio: 1s, timeout: 2s, notify: [sms]}
 	}
 	s.fleet.SetOffline(dead, false)
 	tw.SetFailure(fake.TwilioFailure{Status: 503})
-	eventually(t, 8*time.Second, "the siren passing again, the account failing", func() bool {
+	ils.Fail("ils", "error")
+	eventually(t, 8*time.Second, "the siren passing again, the account and the centre failing", func() bool {
 		p := probes()
-		return strings.Contains(p, `"target":"`+dead+`","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":false`)
+		return strings.Contains(p, `"target":"`+dead+`","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":false`) &&
+			strings.Contains(p, `"kind":"dispatch","target":"ils","ok":false`)
 	})
 }

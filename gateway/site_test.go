@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ func TestSiteGateway(t *testing.T) {
   signing: {cert_file: %q, key_file: %q}
   centres:
     - {id: site-school, zones: [school], url: %q, hmac_key_env: TOCSIN_TEST_SITE_HMAC, insecure_http: true}
+operators:
+  - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
+probes: {dispatch: 1s}
 `, cert, key, site.url+"/v1/upstream/central")})
 
 	r := central.post(`{"status":"actual","event":"Amok","severity":"Extreme","urgency":"Immediate","headline":"Amokalarm","zones":["school"],"channels":["dispatch"]}`)
@@ -46,6 +50,11 @@ func TestSiteGateway(t *testing.T) {
 	centralID := r.Body["id"].(string)
 	eventually(t, 10*time.Second, "the central's delivery to the site acked", func() bool {
 		return central.counts(centralID, "dispatch")["delivered"] == float64(1)
+	})
+	// The central's probe of the site (a CAP Test message) is acked, and
+	// sounds nothing there.
+	eventually(t, 5*time.Second, "the site passing the central's probe", func() bool {
+		return strings.Contains(central.do("GET", "/v1/health/channels", operatorKey, "", "").Raw, `"kind":"dispatch","target":"site-school","ok":true`)
 	})
 	school := sirenIDs("school", 3)
 	var siteID string

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tocsin-alert/tocsin/adapters"
@@ -41,6 +42,13 @@ func (g *Gateway) postUpstream(w http.ResponseWriter, r *http.Request) {
 	if err := dispatch.Verify(p.Upstream.HMACKey(), r.Header, body, time.Now()); err != nil {
 		g.log.Warn().Str("upstream", p.ID).Str("remote", r.RemoteAddr).Err(err).Msg("Upstream CAP with a bad signature refused")
 		writeProblem(w, forbidden("", err.Error()))
+		return
+	}
+	// The central's probe (a CAP Test message) is only acknowledged: there is
+	// nothing to deliver, and the Ack proves the path both ways.
+	if doc, err := cap.Parse(body); err == nil && doc.Status == "Test" && strings.HasPrefix(doc.Identifier, dispatch.ProbePrefix) {
+		w.WriteHeader(http.StatusAccepted)
+		go g.ackUpstream(p, doc) // ends when acked or after its tries
 		return
 	}
 	r = r.WithContext(audit.WithActor(r.Context(), actorName(p)))

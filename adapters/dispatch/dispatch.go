@@ -13,6 +13,7 @@ package dispatch
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -137,6 +138,29 @@ func New(cfg Config) (*Notifier, error) {
 // Route is one breaker per centre.
 func (n *Notifier) Route(d alert.Delivery) adapters.Route {
 	return adapters.Route{Breaker: "dispatch/" + d.Target.ID}
+}
+
+// ProbePrefix starts the identifier of a probe: a CAP Test message a centre
+// must Ack like any other, which tells Tocsin the whole path works.
+const ProbePrefix = "probe."
+
+// Probe sends centre a signed CAP message with status Test (nothing for a
+// centre to act on) and returns its identifier; the probe passes when the
+// centre's Ack referencing it arrives.
+func (n *Notifier) Probe(ctx context.Context, centre string) (string, error) {
+	c, ok := n.cfg.Centres[centre]
+	if !ok {
+		return "", fmt.Errorf("dispatch: no centre %q", centre)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	now := time.Now()
+	msg := header(ProbePrefix+centre+"."+hex.EncodeToString(b[:]), n.cfg.Sender, now, alert.StatusTest, "Alert")
+	msg.Note = "Tocsin probe: please acknowledge; nothing to act on"
+	exp := cap.Time{Time: now.Add(10 * time.Minute)}
+	msg.Infos = []cap.Info{{Language: "en", Categories: []string{"Other"}, Event: "Probe", Urgency: "Unknown", Severity: "Unknown",
+		Certainty: "Unknown", Expires: &exp, SenderName: "Tocsin", Headline: "Tocsin probe"}}
+	return msg.Identifier, n.post(ctx, c, msg)
 }
 
 // Pending says a nil Deliver means the centre has it; its CAP Ack confirms.
