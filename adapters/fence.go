@@ -2,6 +2,8 @@ package adapters
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -44,13 +46,18 @@ func WithAttempts(ctx context.Context) (context.Context, func() int) {
 
 // Fence returns the innermost decorator: right before each call to the
 // adapter — after any pacing wait, before every retry — it runs check (the
-// gateway's fence check) and stops with check's error, permanently, if it
-// fails. Each call it lets through is counted under WithAttempts.
+// gateway's fence check) and stops, permanently, when the alert is fenced
+// (ErrFenced). A check that could not be made (Redis away, failing over)
+// sends nothing and is retried: nothing goes out unchecked, and a Redis blip
+// never turns a target into a failed one. Each call it lets through is
+// counted under WithAttempts.
 func Fence(check func(ctx context.Context, d alert.Delivery) error) Decorator {
 	return func(next Adapter) Adapter {
 		return Func(func(ctx context.Context, d alert.Delivery) error {
-			if err := check(ctx, d); err != nil {
+			if err := check(ctx, d); errors.Is(err, ErrFenced) {
 				return Permanent(err)
+			} else if err != nil {
+				return NotAttempted(fmt.Errorf("fence check: %w", err))
 			}
 			if err := ctx.Err(); err != nil {
 				return err

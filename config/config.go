@@ -107,6 +107,12 @@ type Redis struct {
 	tlsConfig *tls.Config
 	// KeyPrefix is put in front of every key, so one Redis can serve several deployments.
 	KeyPrefix string `yaml:"key_prefix"`
+	// WaitReplicas, with Sentinel, is how many replicas must have an alert or
+	// a retraction before it is answered (Redis WAIT), so a failover loses
+	// none; WaitTimeout bounds the wait (1s; then 503, and the retry is a
+	// duplicate). Run one replica more than this, so a failover leaves enough.
+	WaitReplicas int           `yaml:"wait_replicas"`
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`
 }
 
 // MQTT says how to reach the broker the sirens listen on.

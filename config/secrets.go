@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"time"
 )
 
 // Secrets and files are resolved here, once, when the configuration is
@@ -127,6 +128,15 @@ func Loopback(hostport string) bool {
 // validateTransport: without TLS, nothing leaves loopback unless
 // insecure_plaintext says the network is trusted.
 func (c *Config) validateTransport(v *validator) {
+	if c.Redis.WaitReplicas < 0 || c.Redis.WaitReplicas > 5 {
+		v.add("redis.wait_replicas", "must be between 0 and 5")
+	}
+	if c.Redis.WaitReplicas > 0 && c.Redis.MasterName == "" {
+		v.add("redis.wait_replicas", "needs Sentinel (redis.master_name): a single Redis has no replicas to wait for")
+	}
+	if t := c.Redis.WaitTimeout; t != 0 && (t < 10*time.Millisecond || t > 10*time.Second) {
+		v.add("redis.wait_timeout", "must be between 10ms and 10s")
+	}
 	plain := func(field, addr, fix string) {
 		if !c.InsecurePlaintext && !Loopback(addr) {
 			v.add(field, fmt.Sprintf("%s is not a loopback address and has no TLS: %s, or set insecure_plaintext: true for a network you trust", addr, fix))

@@ -369,6 +369,10 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 		return res, &Problem{Type: "urn:tocsin:problem:idempotency-key-reused", Title: "Idempotency-Key reused", Status: http.StatusUnprocessableEntity,
 			Field: "Idempotency-Key", Detail: fmt.Sprintf("this key made alert %s, whose content differs: a new alert needs a new key", res.ID)}
 	}
+	if errors.Is(err, priority.ErrNotReplicated) {
+		g.log.Error().Err(err).Str("principal", p.ID).Msg("Alert stored on the Redis master, not yet on its replicas")
+		return res, unavailable("stored, but not yet confirmed by the Redis replicas: retry the same request (same Idempotency-Key, or within the dedup window): it is answered as the same alert")
+	}
 	if err != nil {
 		g.log.Error().Err(err).Str("principal", p.ID).Msg("Alert not stored")
 		return res, unavailable("the queue cannot store the alert right now; nothing was accepted, retry")

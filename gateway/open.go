@@ -56,6 +56,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		return priority.New(rdb, priority.Options{
 			Prefix: cfg.Redis.KeyPrefix, DedupWindow: cfg.Queue.DedupWindow, IdempotencyTTL: cfg.Queue.IdempotencyTTL,
 			Lease: cfg.Queue.Lease, BatchSize: cfg.Queue.BatchSize,
+			WaitReplicas: cfg.Redis.WaitReplicas, WaitTimeout: cfg.Redis.WaitTimeout,
 		})
 	}
 	q, bulk := newQueue(), newQueue()

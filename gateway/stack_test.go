@@ -80,6 +80,9 @@ type stackOptions struct {
 	clientID     string
 	noGateway    bool
 	fleetOption  func(*fake.FleetOptions)
+	// sentinel, if set, is the Redis the gateway uses, through its Sentinel,
+	// waiting for one replica (redis.wait_replicas: 1).
+	sentinel *testenv.Sentinel
 	// principal, if set, is YAML for further principals (a list item).
 	principal string
 	// mqttUser, if set, is the gateway's broker user name; its password is
@@ -234,6 +237,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.lease == "" {
 		o.lease = "1s"
 	}
+	if o.sentinel != nil {
+		o.redis = o.sentinel.Sentinel
+	}
 	if o.redis == nil {
 		o.redis = testenv.Redis(t)
 	}
@@ -260,6 +266,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		sb.String(), h(dispatchKey), h(operatorKey), h(buildingKey))
 	if o.limit != "" {
 		yml = strings.Replace(yml, "channels: [siren, pa, sms, voice, dispatch], retract: true}", "channels: [siren, pa, sms, voice, dispatch], retract: true}\n    "+strings.ReplaceAll(o.limit, ", ", "\n    "), 1)
+	}
+	if o.sentinel != nil {
+		yml = strings.Replace(yml, "redis: {addrs: ["+o.redis.Addr()+"]}", "redis: {addrs: ["+o.redis.Addr()+"], master_name: "+o.sentinel.Name+", wait_replicas: 1}", 1)
 	}
 	if o.principal != "" {
 		yml = strings.Replace(yml, "principals:\n", "principals:\n"+o.principal, 1)

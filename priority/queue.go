@@ -35,6 +35,10 @@ var (
 	ErrIdempotencyConflict = errors.New("idempotency key reused for a different alert")
 	// ErrReplay: the trigger event was seen before.
 	ErrReplay = errors.New("trigger event already seen")
+	// ErrNotReplicated: the write is on the master, but fewer replicas than
+	// Options.WaitReplicas confirmed it in time. Retrying the same request
+	// (its Idempotency-Key, or its fingerprint) finds it and waits again.
+	ErrNotReplicated = errors.New("stored on the Redis master but not yet on enough replicas")
 )
 
 // Options tune a Queue. Zero values take the defaults named on each field.
@@ -58,6 +62,13 @@ type Options struct {
 	Retain time.Duration
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// WaitReplicas, when above 0, makes the writes an answer promises —
+	// storing an alert, fencing one — wait (Redis WAIT, on the same
+	// connection) until that many replicas have them, for at most
+	// WaitTimeout (1s); fewer in time is ErrNotReplicated. With Sentinel, a
+	// failover then loses no alert or retraction that was answered.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Queue is the Redis queue. It is safe for concurrent use.
@@ -99,7 +110,45 @@ func New(rdb redis.UniversalClient, o Options) *Queue {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = time.Second
+	}
 	return &Queue{rdb: rdb, k: keys{prefix: o.Prefix}, opts: o}
+}
+
+// runAcked runs a script whose effect an answer promises. With
+// WaitReplicas, the script and a WAIT go in one pipeline, so on one
+// connection: WAIT counts the replicas that have this client's writes.
+func (q *Queue) runAcked(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if q.opts.WaitReplicas <= 0 {
+		return s.Run(ctx, q.rdb, keys, args...)
+	}
+	run := func() (*redis.Cmd, *redis.Cmd) {
+		var cmd, wait *redis.Cmd
+		q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			cmd = s.EvalSha(ctx, p, keys, args...)
+			wait = p.Do(ctx, "WAIT", q.opts.WaitReplicas, q.opts.WaitTimeout.Milliseconds())
+			return nil
+		})
+		return cmd, wait
+	}
+	cmd, wait := run()
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// A new master (after a failover) has not cached the script yet.
+		if err := s.Load(ctx, q.rdb).Err(); err != nil {
+			return cmd
+		}
+		cmd, wait = run()
+	}
+	if cmd.Err() != nil {
+		return cmd
+	}
+	if n, err := wait.Int(); err != nil || n < q.opts.WaitReplicas {
+		out := redis.NewCmd(ctx)
+		out.SetErr(fmt.Errorf("%w (%d of %d within %v)", ErrNotReplicated, n, q.opts.WaitReplicas, q.opts.WaitTimeout))
+		return out
+	}
+	return cmd
 }
 
 // Lease is the configured lease length.
@@ -273,7 +322,7 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 	for _, id := range p.Supersedes {
 		args = append(args, string(id))
 	}
-	r, err := enqueueCmd.Run(ctx, q.rdb,
+	r, err := q.runAcked(ctx, enqueueCmd,
 		append([]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning(), eventKey, q.k.retracting()},
 			q.auditKeys()...),
 		args...).Slice()
@@ -633,7 +682,7 @@ func (q *Queue) Fence(ctx context.Context, id alert.ID, reason, note string, fir
 	for _, t := range first {
 		args = append(args, t.Key())
 	}
-	res, err := retractCmd.Run(ctx, q.rdb, append([]string{q.k.alert(id), q.k.ledger(id), q.k.retracting()}, q.auditKeys()...),
+	res, err := q.runAcked(ctx, retractCmd, append([]string{q.k.alert(id), q.k.ledger(id), q.k.retracting()}, q.auditKeys()...),
 		args...).Int64Slice()
 	if err != nil {
 		return Retracted{}, fmt.Errorf("fence: %w", err)
