@@ -51,13 +51,15 @@ func TestEnvOverrides(t *testing.T) {
 // network is trusted: the API and console listeners need tls, Redis
 // redis.tls, the broker mqtts://. Every such problem is named at once.
 func TestPlaintextOnlyOnLoopback(t *testing.T) {
-	plain := "listen: 0.0.0.0:8080\nconsole: {listen: \"[::]:8081\"}\nredis: {addrs: [redis.internal:6379, 127.0.0.1:6380]}\nmqtt: {broker: tcp://broker.internal:1883}\nzones: []\n"
+	plain := "listen: 0.0.0.0:8080\nconsole: {listen: \"[::]:8081\"}\nredis: {addrs: [redis.internal:6379, 127.0.0.1:6380]}\nmqtt: {broker: tcp://broker.internal:1883}\nzones: []\n" +
+		"pa: {controllers: [{id: p1, url: \"http://pa.internal/cmd\"}]}\n"
 	_, err := config.Parse([]byte(plain))
 	for _, want := range []string{
 		"listen: 0.0.0.0:8080 is not a loopback address and has no TLS: set tls",
 		"console.listen: [::]:8081 is not a loopback address",
 		"redis.addrs[0]: redis.internal:6379 is not a loopback address and has no TLS: set redis.tls",
 		"mqtt.broker: broker.internal:1883 is not a loopback address and has no TLS: use mqtts://",
+		"pa.controllers[0].url: pa.internal is not a loopback address and has no TLS: use https://",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse: %v; want %q", err, want)
@@ -76,6 +78,13 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 	}
 	_, err = config.Parse([]byte("tls: {cert_file: /nonexistent/api.pem, key_file: /nonexistent/api.key}\nredis: {tls: {ca_file: /nonexistent/ca.pem}}\nmqtt: {broker: tcp://127.0.0.1:1883, tls: {ca_file: /nonexistent/ca.pem}}\n"))
 	for _, want := range []string{"tls: open /nonexistent/api.pem", "redis.tls: open /nonexistent/ca.pem", "mqtt.tls: needs an mqtts:// broker"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse: %v; want %q", err, want)
+		}
+	}
+	// A client certificate without its key is named, not dropped.
+	_, err = config.Parse([]byte("mqtt: {broker: \"mqtts://127.0.0.1:8883\", tls: {cert_file: /etc/tocsin/client.pem}}\n"))
+	for _, want := range []string{"mqtt.tls: cert_file and key_file go together"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse: %v; want %q", err, want)
 		}

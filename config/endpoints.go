@@ -346,10 +346,6 @@ func (c *Config) validateEndpoints(v *validator, zones map[string]bool) {
 		if dc.HMACKeyEnv == "" {
 			v.add(f+".hmac_key_env", "required: the environment variable holding the key shared with the centre")
 		}
-		if dc.TLS != nil {
-			if (dc.TLS.CertFile == "") != (dc.TLS.KeyFile == "") {
-				v.add(f+".tls", "cert_file and key_file go together")
-			}
-		}
+		// dc.TLS is read, and checked, with the other secrets (validateSecrets).
 	}
 }

@@ -103,8 +103,9 @@ func containsFold(list []string, s string) bool {
 var signalName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // reservedSignals are the signals Tocsin itself sends for retractions,
-// updates and drills; a profile cannot take their names.
-var reservedSignals = []string{"stop", "all_clear", "test"}
+// updates, drills and probes; a profile cannot take their names (a profile
+// named probe would turn every alarm into a silent ack).
+var reservedSignals = []string{"stop", "all_clear", "test", "probe"}
 
 func (c *Config) validatePolicy(v *validator, zones map[string]bool) {
 	p := &c.ChannelPolicy
@@ -134,7 +135,7 @@ func (c *Config) validatePolicy(v *validator, zones map[string]bool) {
 	}
 	check := func(field, s string) {
 		if !signalName.MatchString(s) || slices.Contains(reservedSignals, s) {
-			v.add(field, fmt.Sprintf("%q is not a signal profile: lower-case letters, digits and '_', and not stop, all_clear or test", s))
+			v.add(field, fmt.Sprintf("%q is not a signal profile: lower-case letters, digits and '_', and not stop, all_clear, test or probe", s))
 		}
 	}
 	for i, r := range p.Signals {

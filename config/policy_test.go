@@ -83,6 +83,7 @@ channel_policy:
   signals:
     - {events: [Fire], signal: stop}
     - {signal: "Fire Alarm"}
+    - {events: [Amok], signal: probe}
   default_signal: all_clear
 `))
 	var ps config.Problems
@@ -99,6 +100,7 @@ channel_policy:
 		`channel_policy.signals[1].events: required`,
 		`channel_policy.signals[1].signal: "Fire Alarm" is not a signal profile`,
 		`channel_policy.default_signal: "all_clear" is not a signal profile`,
+		`channel_policy.signals[2].signal: "probe" is not a signal profile`,
 		`triggers.sources[0].zones: trigger "storm" (Sturm, Moderate) may use none of its channels [siren] in zone school`,
 	} {
 		if !strings.Contains(got, want) {

@@ -79,7 +79,10 @@ func (c *Config) validateSecrets(v *validator) {
 // certificate for mTLS, and the CA that signs the server's certificate.
 func (f *TLSFiles) client() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.CertFile != "" && f.KeyFile != "" {
+	if (f.CertFile == "") != (f.KeyFile == "") {
+		return nil, fmt.Errorf("cert_file and key_file go together (a client certificate and its key)")
+	}
+	if f.CertFile != "" {
 		c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 		if err != nil {
 			return nil, err
@@ -152,6 +155,11 @@ func (c *Config) validateTransport(v *validator) {
 		plain("listen", c.Listen, "set tls (cert_file, key_file)")
 		if l := c.Console.Listen; l != "" && l != "off" {
 			plain("console.listen", l, "set tls (cert_file, key_file)")
+		}
+	}
+	for i, pc := range c.PA.Controllers {
+		if u, err := url.Parse(pc.URL); err == nil && u.Scheme == "http" {
+			plain(fmt.Sprintf("pa.controllers[%d].url", i), u.Host, "use https:// (its bearer token would cross the network in clear)")
 		}
 	}
 	if c.Redis.TLS != nil {

@@ -361,9 +361,13 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, p *config.Princ
 		return priority.Enqueued{}, g.holdAlert(w, r.Context(), a, p, pol)
 	}
 	targets, withheld, err := g.plan(a)
-	if err != nil {
+	if err != nil && len(supersedes) == 0 {
 		return priority.Enqueued{}, err
 	}
+	// An Update that may reach nobody (say, lowered to Moderate where only
+	// sirens are) still replaces what it supersedes: those are fenced in the
+	// same step and their sirens get stop, so a downgraded warning never
+	// leaves the old alarm sounding.
 	res, err := g.q.Enqueue(r.Context(), priority.Plan{Alert: a, IdempotencyKey: idem, Fingerprint: priority.Fingerprint(a), Targets: targets, Supersedes: supersedes})
 	if errors.Is(err, priority.ErrIdempotencyConflict) {
 		return res, &Problem{Type: "urn:tocsin:problem:idempotency-key-reused", Title: "Idempotency-Key reused", Status: http.StatusUnprocessableEntity,

@@ -69,6 +69,15 @@ func (g *Gateway) twilioCallback(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// probeCentre is the centre a probe identifier ("<centre>.<hex>", after
+// the prefix) was sent to; centre ids may contain dots.
+func probeCentre(s string) string {
+	if i := strings.LastIndexByte(s, '.'); i > 0 {
+		return s[:i]
+	}
+	return ""
+}
+
 // capAck takes a dispatch centre's CAP Ack: signed like what Tocsin sends
 // (X-Tocsin-Timestamp, X-Tocsin-Signature, the centre's key), msgType Ack,
 // referencing messages Tocsin sent that centre. Each referenced delivery
@@ -105,7 +114,7 @@ func (g *Gateway) capAck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, ref := range refs {
-		if probe, ok := strings.CutPrefix(ref.Identifier, dispatch.ProbePrefix); ok && ref.Sender == g.cfg.Dispatch.Sender && strings.HasPrefix(probe, centre+".") {
+		if probe, ok := strings.CutPrefix(ref.Identifier, dispatch.ProbePrefix); ok && ref.Sender == g.cfg.Dispatch.Sender && probeCentre(probe) == centre {
 			if err := g.probeAcked(r.Context(), ref.Identifier); err != nil {
 				writeProblem(w, unavailable(err.Error()))
 				return

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/cap"
 	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
 
@@ -72,5 +73,32 @@ channel_policy:
 		if w, ok := want[rc.Cmd.AlertID]; ok && rc.Cmd.Signal != w {
 			t.Errorf("siren %s sounded %s for %s; want %s", rc.Siren, rc.Cmd.Signal, rc.Cmd.Event, w)
 		}
+	}
+}
+
+// A CAP Update that lowers a Severe thunderstorm warning to Moderate may
+// sound no siren — and must still stop the sirens the Severe one started:
+// it is stored with nothing to reach, fences the original in the same step,
+// and the answer names the withheld sirens.
+func TestCAPUpdateBelowPolicyStopsSirens(t *testing.T) {
+	s := newStack(t, stackOptions{school: worldSchool})
+	b, orig := thunderstorm(t)
+	r := s.postCAP(string(b))
+	if r.Code != 202 {
+		t.Fatalf("Severe warning = %d %s", r.Code, r.Raw)
+	}
+	origID := r.Body["id"].(string)
+	eventually(t, 5*time.Second, "the Severe warning sounding", func() bool { return s.sirenCounts(origID)["delivered"] == float64(3) })
+	u := *orig
+	u.Identifier, u.MsgType, u.References, u.Sent = "KSTO1055887203-lowered", "Update", cap.JoinReferences(orig.Ref()), cap.Time{Time: time.Now()}
+	u.Infos = append([]cap.Info(nil), orig.Infos...)
+	u.Infos[0].Severity = "Moderate"
+	doc, _ := cap.Encode(&u)
+	r = s.postCAP(string(doc))
+	if r.Code != 202 || !strings.Contains(r.Raw, origID) || !strings.Contains(r.Raw, `"withheld"`) {
+		t.Fatalf("Moderate update = %d %s; want 202 superseding %s with the sirens withheld", r.Code, r.Raw, origID)
+	}
+	for _, id := range sirenIDs("school", 3) {
+		eventually(t, 5*time.Second, "siren "+id+" stopped", func() bool { return s.fleet.Sounding(id) == "" })
 	}
 }

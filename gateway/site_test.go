@@ -2,10 +2,12 @@ package gateway_test
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/adapters/dispatch"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
 	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
@@ -99,5 +101,48 @@ probes: {dispatch: 1s}
 	}
 	if len(alarms) != 2 || alarms[siteID] != 3 || alarms[string(a.AlertID)] != 3 {
 		t.Errorf("alarms at the site by alert: %v; want the central's and the button's, 3 sirens each, nothing doubled", alarms)
+	}
+}
+
+// The upstream door takes nothing it cannot prove came from the central:
+// no or a wrong HMAC, a stale timestamp, a document without the central's
+// XML signature — and an unknown upstream is named as unknown.
+func TestUpstreamRefusals(t *testing.T) {
+	cert, _, err := fake.TestSigningCert(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "site-shared-hmac-key-0001"
+	t.Setenv("TOCSIN_TEST_SITE_HMAC", key)
+	site := newStack(t, stackOptions{school: `{id: school, geocodes: ["tocsin:zone=school"]}`, principal: fmt.Sprintf(`  - id: central
+    kind: upstream
+    cap_certs: [%q]
+    upstream: {hmac_key_env: TOCSIN_TEST_SITE_HMAC, ack_url: "http://127.0.0.1:1/v1/callbacks/cap/site", insecure_http: true}
+    scopes: {zones: [school], channels: [siren]}
+`, cert)})
+	doc, _ := thunderstorm(t) // real CAP, not signed by the central
+	signed := func(k string, at time.Time) []string {
+		return []string{dispatch.HeaderTimestamp, strconv.FormatInt(at.Unix(), 10), dispatch.HeaderSignature, dispatch.Sign([]byte(k), at, doc)}
+	}
+	for _, c := range []struct {
+		name, path string
+		hdr        []string
+		code       int
+		want       string
+	}{
+		{"no signature", "/v1/upstream/central", nil, 403, dispatch.HeaderTimestamp},
+		{"another key", "/v1/upstream/central", signed("not-the-shared-key-000001", time.Now()), 403, "does not match the body"},
+		{"stale", "/v1/upstream/central", signed(key, time.Now().Add(-10*time.Minute)), 403, "away from now"},
+		{"not XML-signed by the central", "/v1/upstream/central", signed(key, time.Now()), 403, "cap_certs"},
+		{"unknown upstream", "/v1/upstream/nobody", signed(key, time.Now()), 404, "no upstream"},
+		{"a dispatch principal is no upstream", "/v1/upstream/leitstelle", signed(key, time.Now()), 404, "no upstream"},
+	} {
+		r := site.do("POST", c.path, "", "application/cap+xml", string(doc), c.hdr...)
+		if r.Code != c.code || !strings.Contains(r.Raw, c.want) {
+			t.Errorf("%s: %d %s; want %d naming %q", c.name, r.Code, r.Raw, c.code, c.want)
+		}
+	}
+	if n := len(site.fleet.Received()); n != 0 {
+		t.Errorf("%d siren commands after refused upstream requests", n)
 	}
 }

@@ -169,7 +169,11 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	}
 	targets, _, err := g.plan(a)
 	if err != nil {
-		return reject("template %q in zone %q: %s", t.Trigger, t.Zone, err.(*Problem).Detail)
+		var prob *Problem
+		if errors.As(err, &prob) {
+			return reject("template %q in zone %q: %s", t.Trigger, t.Zone, prob.Detail)
+		}
+		return reject("template %q in zone %q: %v", t.Trigger, t.Zone, err)
 	}
 	if pol := g.cfg.Release.SourcePolicy(src.ID); pol != config.PolicyAuto && g.drafts != nil {
 		// Held for people: nothing is queued. The draft's id comes from the

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -44,9 +45,21 @@ func (g *Gateway) postUpstream(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, forbidden("", err.Error()))
 		return
 	}
+	// Only what the central signed counts, for the Ack as for the alert.
+	signed, err := cap.VerifySignature(body, p.CAPCertificates(), time.Now())
+	if err != nil {
+		g.log.Warn().Str("upstream", p.ID).Str("remote", r.RemoteAddr).Err(err).Msg("Upstream CAP without a valid XML signature refused")
+		writeProblem(w, forbidden("cap_certs", fmt.Sprintf("upstream %q must sign its CAP with its pinned certificate: %v", p.ID, err)))
+		return
+	}
+	doc, err := cap.Parse(signed)
+	if err != nil {
+		writeProblem(w, badRequest("alert", err.Error()))
+		return
+	}
 	// The central's probe (a CAP Test message) is only acknowledged: there is
 	// nothing to deliver, and the Ack proves the path both ways.
-	if doc, err := cap.Parse(body); err == nil && doc.Status == "Test" && strings.HasPrefix(doc.Identifier, dispatch.ProbePrefix) {
+	if doc.Status == "Test" && strings.HasPrefix(doc.Identifier, dispatch.ProbePrefix) {
 		w.WriteHeader(http.StatusAccepted)
 		go g.ackUpstream(p, doc) // ends when acked or after its tries
 		return
@@ -65,8 +78,10 @@ func (g *Gateway) postUpstream(w http.ResponseWriter, r *http.Request) {
 	if rec.status < 200 || rec.status > 299 {
 		return
 	}
-	doc, err := cap.Parse(body)
-	if err != nil {
+	// An alert this site holds for its own people (release policy approval
+	// or quarantine) is not delivered yet: no Ack, and the central's ledger
+	// shows the site sent, not delivered.
+	if doc.MsgType != "Cancel" && g.policyFor(p) != config.PolicyAuto {
 		return
 	}
 	// The Ack goes back on its own: the central already has its 2xx.

@@ -79,7 +79,9 @@ func (n *Notifier) Probe(ctx context.Context, id string) error {
 	var b [6]byte
 	rand.Read(b[:])
 	did := "probe." + id + "." + hex.EncodeToString(b[:])
-	payload, _ := json.Marshal(Command{DeliveryID: did, Signal: SignalProbe, ExpiresAt: time.Now().Add(time.Minute).UTC(), SentAt: time.Now().UTC()})
+	// Marked exercise too: a controller that predates probe and sounds what
+	// it does not know would at worst sound a drill, never an alarm.
+	payload, _ := json.Marshal(Command{DeliveryID: did, Signal: SignalProbe, ExpiresAt: time.Now().Add(time.Minute).UTC(), SentAt: time.Now().UTC(), Exercise: true})
 	return n.conn.Send(ctx, "siren", id, did, payload)
 }
 

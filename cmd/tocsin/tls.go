@@ -72,12 +72,18 @@ func (r *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return r.cert, nil
 }
 
-// httpErrorLog sends net/http's own complaints (failed TLS handshakes from
-// scanners, plain HTTP on the TLS port) to the log at debug level.
+// httpErrorLog sends net/http's own complaints to the log: failed TLS
+// handshakes from scanners and plain HTTP on the TLS port at debug level, a
+// handler's panic as an error.
 func httpErrorLog(log zerolog.Logger) *stdlog.Logger {
 	l := log.With().Str("component", "http").Logger()
 	return stdlog.New(writerFunc(func(p []byte) (int, error) {
-		l.Debug().Msg(strings.TrimSpace(string(p)))
+		msg := strings.TrimSpace(string(p))
+		if strings.HasPrefix(msg, "http: panic") {
+			l.Error().Msg(msg) // a handler's panic, with its stack
+		} else {
+			l.Debug().Msg(msg)
+		}
 		return len(p), nil
 	}), "", 0)
 }
