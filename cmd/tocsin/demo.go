@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -200,6 +201,12 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		*mqttURL = "tcp://" + addr
 	}
 	who := map[string]string{"+491700000001": "school-staff.rektorin", "+491700000002": "school-staff.hausmeister", "+447700900003": "school-staff.exchange-teacher"}
+	// The timeline is in the configuration's time zone, as the messages
+	// are ("… of 16:44"), whatever the machine's zone; set once the
+	// configuration is parsed, before anything is sent.
+	var loc atomic.Pointer[time.Location]
+	loc.Store(time.UTC)
+	stamp := func(t time.Time) string { return t.In(loc.Load()).Format("15:04:05.000") }
 	short := func(s string) string {
 		if r := []rune(s); len(r) > 70 {
 			return string(r[:70]) + "…"
@@ -209,14 +216,14 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	tw, err := fake.StartTwilio(fake.TwilioOptions{
 		Accounts: map[string]string{demoTwilioSID: demoTwilioToken},
 		OnMessage: func(m fake.FakeMessage) {
-			fmt.Fprintf(out, "%s  sms   %-30s ← %s\n", m.At.Format("15:04:05.000"), who[m.To], short(m.Body))
+			fmt.Fprintf(out, "%s  sms   %-30s ← %s\n", stamp(m.At), who[m.To], short(m.Body))
 		},
 		OnCall: func(c fake.FakeCall) {
 			text := c.Twiml
 			if i := strings.Index(text, `">`); i >= 0 {
 				text = strings.TrimSuffix(text[i+2:], "</Say></Response>")
 			}
-			fmt.Fprintf(out, "%s  call  %-30s ← %s\n", c.At.Format("15:04:05.000"), who[c.To], short(html.UnescapeString(text)))
+			fmt.Fprintf(out, "%s  call  %-30s ← %s\n", stamp(c.At), who[c.To], short(html.UnescapeString(text)))
 		},
 	})
 	if err != nil {
@@ -226,7 +233,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	os.Setenv("TOCSIN_DEMO_TWILIO_TOKEN", demoTwilioToken)
 	paFake, err := fake.StartPA(fake.PAOptions{Broker: *mqttURL, MQTTIDs: []string{"gym-pa"},
 		OnCommand: func(r fake.PAReceived) {
-			fmt.Fprintf(out, "%s  pa    %-30s ← %s\n", r.At.Format("15:04:05.000"), r.Cmd.Zone+" via "+r.Controller, short(r.Cmd.Text))
+			fmt.Fprintf(out, "%s  pa    %-30s ← %s\n", stamp(r.At), r.Cmd.Zone+" via "+r.Controller, short(r.Cmd.Text))
 		}})
 	if err != nil {
 		return err
@@ -259,7 +266,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 			case r.Doc.Note != "":
 				what += ": " + r.Doc.Note
 			}
-			fmt.Fprintf(out, "%s  cap   %-30s ← %s\n", r.At.Format("15:04:05.000"), r.Centre, short(what))
+			fmt.Fprintf(out, "%s  cap   %-30s ← %s\n", stamp(r.At), r.Centre, short(what))
 		}})
 	if err != nil {
 		return err
@@ -281,6 +288,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
+	loc.Store(cfg.Location())
 	cfg.Console.Listen = *consoleListen
 	if _, port, err := net.SplitHostPort(*consoleListen); err == nil && port != "0" {
 		// Browsers treat localhost as a secure context (security keys work).
@@ -301,7 +309,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 			if r.Repeat {
 				extra = " (repeat)"
 			}
-			fmt.Fprintf(out, "%s  siren %-30s ← %s (alert %s)%s\n", r.At.Format("15:04:05.000"), r.Siren, r.Cmd.Signal, r.Cmd.AlertID, extra)
+			fmt.Fprintf(out, "%s  siren %-30s ← %s (alert %s)%s\n", stamp(r.At), r.Siren, r.Cmd.Signal, r.Cmd.AlertID, extra)
 		},
 	})
 	if err != nil {
@@ -394,6 +402,7 @@ type demoOperators struct {
 	verifier string // the checkpoints' verifier key
 	redis    string
 	prefix   string
+	zone     string // the configuration's time zone
 }
 
 // demoAuditPoll is how often the demo's audit keeper archives the Redis log
@@ -407,7 +416,7 @@ func startDemoOperators(ctx context.Context, cfg *config.Config, verifier string
 	rdb := operatorRedis(cfg)
 	defer rdb.Close()
 	st := operatorStore(cfg, rdb, time.Now)
-	d := &demoOperators{invites: map[string]string{}, auditDir: cfg.Audit.Dir, verifier: verifier,
+	d := &demoOperators{invites: map[string]string{}, auditDir: cfg.Audit.Dir, verifier: verifier, zone: cfg.Location().String(),
 		redis: cfg.Redis.Addrs[0], prefix: cfg.Redis.KeyPrefix}
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -515,9 +524,10 @@ func (d *demoOperators) printWalkthrough(out io.Writer, url string) {
    bin/tocsin audit verify --dir %[7]s --redis %[8]s --prefix %[9]s \
      --key %[10]s --show $ID
 
-What each siren, PA zone, phone and dispatch centre receives appears below.
+What each siren, PA zone, phone and dispatch centre receives appears below,
+at %[11]s time as in the messages.
 `, url, d.invites["anna"], d.invites["ben"], demoPassword("anna"), demoPassword("ben"), demoAuditPoll,
-		d.auditDir, d.redis, d.prefix, d.verifier)
+		d.auditDir, d.redis, d.prefix, d.verifier, d.zone)
 }
 
 // demoCodeCmd is `tocsin demo code SECRET [--step N]`: the TOTP code of a

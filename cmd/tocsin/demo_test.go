@@ -124,6 +124,19 @@ func TestDemoWalkthrough(t *testing.T) {
 	waitFor(t, out, "← ALL CLEAR: The warning", 3)  // the English speaker's SMS and call, the gym's PA
 	waitFor(t, out, "← CAP Cancel", 1)
 	waitFor(t, out, "← CAP Update: ENTWARNUNG", 1)
+	// One timeline in the configuration's zone, as the messages give times
+	// ("… von 16:44"): the lines' clock is Berlin's, not the machine's.
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^(\d\d:\d\d):\d\d\.\d{3}  cap   \S+\s+← CAP Cancel: (.*)$`).FindStringSubmatch(out.String())
+	now := time.Now()
+	if !strings.Contains(out.String(), "at Europe/Berlin time as in the messages") || line == nil ||
+		(line[1] != now.In(berlin).Format("15:04") && line[1] != now.Add(-time.Minute).In(berlin).Format("15:04")) ||
+		!strings.Contains(line[2], line[1]) && !strings.Contains(line[2], minuteBefore(line[1])) {
+		t.Errorf("the Cancel's line %q: want Berlin's time, the time its text gives, and the header saying so", line)
+	}
 	if strings.Contains(out.String(), "townhall") {
 		t.Fatalf("a town hall siren was reached:\n%s", out.String())
 	}
@@ -302,4 +315,13 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("after %v: %s", d, what)
+}
+
+// minuteBefore is the "15:04" clock time a minute before hm.
+func minuteBefore(hm string) string {
+	t, err := time.Parse("15:04", hm)
+	if err != nil {
+		return hm
+	}
+	return t.Add(-time.Minute).Format("15:04")
 }
