@@ -15,6 +15,9 @@ import (
 type Probes struct {
 	// Sirens get a silent "probe" command they must ack (never sounded).
 	Sirens time.Duration `yaml:"sirens"`
+	// PA controllers get their health call (HTTP: GET on their url; MQTT: a
+	// probe command they ack and never play).
+	PA time.Duration `yaml:"pa"`
 	// Twilio accounts get an API check (the account fetched with its token).
 	Twilio time.Duration `yaml:"twilio"`
 	// Dispatch centres (and site gateways) get a CAP message with status
@@ -35,7 +38,7 @@ func (c *Config) validateProbes(v *validator) {
 	if p.Notify == nil {
 		p.Notify = []alert.Kind{alert.KindSMS, alert.KindVoice}
 	}
-	for f, d := range map[string]time.Duration{"probes.sirens": p.Sirens, "probes.twilio": p.Twilio, "probes.dispatch": p.Dispatch} {
+	for f, d := range map[string]time.Duration{"probes.sirens": p.Sirens, "probes.twilio": p.Twilio, "probes.dispatch": p.Dispatch, "probes.pa": p.PA} {
 		if d != 0 && (d < time.Second || d > 7*24*time.Hour) {
 			v.add(f, fmt.Sprintf("%s: want 0 (off) or between 1s and 168h", d))
 		}
@@ -48,7 +51,7 @@ func (c *Config) validateProbes(v *validator) {
 			v.add(fmt.Sprintf("probes.notify[%d]", i), fmt.Sprintf("%q: operators are told by sms or voice", k))
 		}
 	}
-	if (p.Sirens > 0 || p.Twilio > 0 || p.Dispatch > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
+	if (p.Sirens > 0 || p.Twilio > 0 || p.Dispatch > 0 || p.PA > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
 		v.add("probes", "nobody would hear of a failing probe: give an operator on_duty: true and a phone")
 	}
 }

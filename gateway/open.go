@@ -129,6 +129,11 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		if len(cfg.PA.Zones) > 0 {
 			p := openPA(cfg, conn)
 			ads[alert.KindPA] = p
+			if every := cfg.Probes.PA; every > 0 {
+				for _, c := range cfg.PA.Controllers {
+					probes = append(probes, Probe{Kind: "pa", Target: c.ID, Every: every, Run: func(ctx context.Context) error { return p.Probe(ctx, c.ID) }})
+				}
+			}
 			if cfg.PA.HasFallbacks() {
 				fallbacks[alert.KindPA] = p.Fallback()
 			}

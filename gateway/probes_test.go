@@ -24,17 +24,24 @@ func TestProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ils.Close)
-	s := newStack(t, stackOptions{offline: []string{dead}, phones: 1, twilio: tw, dispatch: ils, publicPort: port, extra: `
+	broker := testenv.Mosquitto(t)
+	pa, err := fake.StartPA(fake.PAOptions{Broker: testenv.MQTTURL(broker), MQTTIDs: []string{"pa-mqtt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pa.Close)
+	s := newStack(t, stackOptions{broker: broker, offline: []string{dead}, phones: 1, twilio: tw, dispatch: ils, pa: pa, publicPort: port, extra: `
 operators:
   - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
-probes: {sirens: 1s, twilio: 1s, dispatch: 1s, timeout: 2s, notify: [sms]}
+probes: {sirens: 1s, pa: 1s, twilio: 1s, dispatch: 1s, timeout: 2s, notify: [sms]}
 `})
 	probes := func() string { return s.do("GET", "/v1/health/channels", operatorKey, "", "").Raw }
 	eventually(t, 8*time.Second, "the dead siren's probe failing and a live one passing", func() bool {
 		p := probes()
 		return strings.Contains(p, `"kind":"siren","target":"`+dead+`","ok":false`) &&
 			strings.Contains(p, `"kind":"siren","target":"school-01","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":true`) &&
-			strings.Contains(p, `"kind":"dispatch","target":"ils","ok":true`)
+			strings.Contains(p, `"kind":"dispatch","target":"ils","ok":true`) && strings.Contains(p, `"kind":"pa","target":"pa-main","ok":true`) &&
+			strings.Contains(p, `"kind":"pa","target":"pa-mqtt","ok":true`)
 	})
 	m := s.do("GET", "/metrics", "", "", "").Raw
 	for _, want := range []string{`tocsin_probe_ok{kind="siren",target="` + dead + `"} 0`, `tocsin_probe_ok{kind="siren",target="townhall-00"} 1`, `tocsin_probe_ok{kind="twilio",target="main"} 1`} {
@@ -72,12 +79,18 @@ probes: {sirens: 1s, twilio: 1s, dispatch: 1s, timeout: 2s, notify: [sms]}
 	if probed < 6 {
 		t.Errorf("%d probe commands; want every siren probed", probed)
 	}
+	if n := len(pa.Received()); n != 0 {
+		t.Errorf("the PA controllers played %d commands; a probe must play nothing", n)
+	}
 	s.fleet.SetOffline(dead, false)
 	tw.SetFailure(fake.TwilioFailure{Status: 503})
 	ils.Fail("ils", "error")
+	pa.Fail("pa-main", "error")
+	pa.Fail("pa-mqtt", "error")
 	eventually(t, 8*time.Second, "the siren passing again, the account and the centre failing", func() bool {
 		p := probes()
 		return strings.Contains(p, `"target":"`+dead+`","ok":true`) && strings.Contains(p, `"kind":"twilio","target":"main","ok":false`) &&
-			strings.Contains(p, `"kind":"dispatch","target":"ils","ok":false`)
+			strings.Contains(p, `"kind":"dispatch","target":"ils","ok":false`) && strings.Contains(p, `"kind":"pa","target":"pa-main","ok":false`) &&
+			strings.Contains(p, `"kind":"pa","target":"pa-mqtt","ok":false`)
 	})
 }

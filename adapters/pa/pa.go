@@ -9,6 +9,8 @@ package pa
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -140,6 +142,43 @@ func CommandFor(d alert.Delivery, z Zone, tx *alert.Texts) Command {
 
 // Deliver plays d's announcement in its PA zone. It returns nil once the
 // controller confirmed it: a 2xx over HTTP, an "ok" ack over MQTT.
+// Probe checks that controller id can still play: an HTTP controller
+// answers GET on its url (with its token) with a 2xx — its health call,
+// which plays nothing; an MQTT controller acks a command whose
+// message_id and signal are "probe", which it must never play.
+func (n *Notifier) Probe(ctx context.Context, id string) error {
+	c, ok := n.cfg.Controllers[id]
+	if !ok {
+		return fmt.Errorf("pa: no controller %q", id)
+	}
+	if c.URL == "" {
+		if n.cfg.MQTT == nil {
+			return fmt.Errorf("pa: controller %q is on MQTT but no broker is configured", id)
+		}
+		var b [6]byte
+		rand.Read(b[:])
+		did := "probe." + id + "." + hex.EncodeToString(b[:])
+		payload, _ := json.Marshal(map[string]string{"delivery_id": did, "message_id": "probe", "signal": "probe"})
+		return n.cfg.MQTT.Send(ctx, "pa", id, did, payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL, nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("pa: controller %s: %w", id, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("pa: controller %s: health call answered %s", id, resp.Status)
+	}
+	return nil
+}
+
 func (n *Notifier) Deliver(ctx context.Context, d alert.Delivery) error {
 	if d.Target.Kind != alert.KindPA {
 		return adapters.Permanent(fmt.Errorf("pa: target %s is not a PA zone", d.Target.Key()))

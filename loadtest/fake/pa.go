@@ -72,12 +72,16 @@ func StartPA(o PAOptions) (*PA, error) {
 	p := &PA{o: o, Base: "http://" + l.Addr().String(), failing: map[string]string{}, hang: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /pa/{controller}", p.command)
+	mux.HandleFunc("GET /pa/{controller}", p.health)
 	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go p.srv.Serve(l) // exits on Close
 	if len(o.MQTTIDs) > 0 {
 		p.fleet, err = StartFleet(FleetOptions{Broker: o.Broker, TopicPrefix: o.TopicPrefix, Kind: "pa", IDs: o.MQTTIDs,
 			OnCommand: func(r Received) {
 				var c PACommand
+				if r.Cmd.Signal == "probe" {
+					return // acked, never played
+				}
 				if json.Unmarshal(r.Payload, &c) == nil && r.Acked {
 					p.record(PAReceived{Controller: r.Siren, Via: "mqtt", Cmd: c, At: r.At})
 				}
@@ -127,6 +131,24 @@ func (p *PA) record(r PAReceived) {
 	if p.o.OnCommand != nil {
 		p.o.OnCommand(r)
 	}
+}
+
+// health answers a controller's health call (Tocsin's probe): 200 while it
+// works, its failure mode otherwise; it plays nothing.
+func (p *PA) health(w http.ResponseWriter, r *http.Request) {
+	if p.o.Token != "" && r.Header.Get("Authorization") != "Bearer "+p.o.Token {
+		http.Error(w, `{"error":"bad token"}`, http.StatusUnauthorized)
+		return
+	}
+	p.mu.Lock()
+	mode := p.failing[r.PathValue("controller")]
+	p.mu.Unlock()
+	if mode != "" {
+		http.Error(w, `{"error":"amplifier fault"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"status":"ok"}`)
 }
 
 func (p *PA) command(w http.ResponseWriter, r *http.Request) {
