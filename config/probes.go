@@ -23,6 +23,12 @@ type Probes struct {
 	// Dispatch centres (and site gateways) get a CAP message with status
 	// Test that they must Ack within the timeout.
 	Dispatch time.Duration `yaml:"dispatch"`
+	// TestSMS sends a real SMS through the SMS route to an on-duty
+	// operator on a schedule (e.g. 168h, weekly); it passes when the
+	// provider reports it delivered within TestSMSTimeout (5m).
+	TestSMS        time.Duration `yaml:"test_sms"`
+	TestSMSTo      string        `yaml:"test_sms_to"`
+	TestSMSTimeout time.Duration `yaml:"test_sms_timeout"`
 	// Timeout bounds one probe (10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// Notify are the channels a failing probe is told on, to every on-duty
@@ -43,6 +49,17 @@ func (c *Config) validateProbes(v *validator) {
 			v.add(f, fmt.Sprintf("%s: want 0 (off) or between 1s and 168h", d))
 		}
 	}
+	if p.TestSMSTimeout == 0 {
+		p.TestSMSTimeout = 5 * time.Minute
+	}
+	if p.TestSMS != 0 {
+		if p.TestSMS < time.Second || p.TestSMS > 31*24*time.Hour {
+			v.add("probes.test_sms", fmt.Sprintf("%s: want 0 (off) or between 1s and 744h", p.TestSMS))
+		}
+		if o := c.Operator(p.TestSMSTo); o == nil || o.Phone == "" {
+			v.add("probes.test_sms_to", fmt.Sprintf("%q: must be an operator with a phone", p.TestSMSTo))
+		}
+	}
 	if p.Timeout < 100*time.Millisecond || p.Timeout > time.Minute {
 		v.add("probes.timeout", "must be between 100ms and 1m")
 	}
@@ -51,7 +68,7 @@ func (c *Config) validateProbes(v *validator) {
 			v.add(fmt.Sprintf("probes.notify[%d]", i), fmt.Sprintf("%q: operators are told by sms or voice", k))
 		}
 	}
-	if (p.Sirens > 0 || p.Twilio > 0 || p.Dispatch > 0 || p.PA > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
+	if (p.Sirens > 0 || p.Twilio > 0 || p.Dispatch > 0 || p.PA > 0 || p.TestSMS > 0) && !slices.ContainsFunc(c.Operators, func(o Operator) bool { return o.OnDuty && o.Phone != "" }) {
 		v.add("probes", "nobody would hear of a failing probe: give an operator on_duty: true and a phone")
 	}
 }

@@ -214,7 +214,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		Config: cfg, Router: router, Queue: q, BulkQueue: bulk, Redis: first, Log: log, Adapters: ads, Fallbacks: fallbacks, TwilioTokens: tokens, DispatchKeys: dispatchKeys,
 		Retry:   adapters.RetryOptions{Initial: cfg.Delivery.RetryInitial, Max: cfg.Delivery.RetryMax, Hold: cfg.Delivery.Hold},
 		Breaker: adapters.BreakerOptions{Failures: cfg.Delivery.BreakerFailures, Open: cfg.Delivery.BreakerOpen},
-		Probes:  probes,
+		Probes:  append(probes, testSMSProbe(cfg, func() *Gateway { return gw })...),
 	})
 	gw.Ready = ready
 	if err := gw.openAudit(log); err != nil {
@@ -295,4 +295,14 @@ func (g *Gateway) openAudit(log zerolog.Logger) error {
 	}
 	g.keeper = k
 	return nil
+}
+
+// testSMSProbe is the scheduled real test SMS (probes.test_sms), if any.
+func testSMSProbe(cfg *config.Config, gw func() *Gateway) []Probe {
+	p := cfg.Probes
+	if p.TestSMS == 0 || cfg.Twilio.Primary == "" {
+		return nil
+	}
+	return []Probe{{Kind: "sms", Target: p.TestSMSTo, Every: p.TestSMS, Timeout: p.TestSMSTimeout,
+		Run: func(ctx context.Context) error { return gw().testSMS(ctx, p.TestSMSTo) }}}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,7 +24,10 @@ type Probe struct {
 	Target string
 	Zone   string // the target's zone, if it has one
 	Every  time.Duration
-	Run    func(ctx context.Context) error
+	// Timeout, if set, replaces probes.timeout (a real test SMS waits for
+	// the provider's delivery report).
+	Timeout time.Duration
+	Run     func(ctx context.Context) error
 }
 
 // ProbeResult is a probe's last outcome, kept in Redis so every instance
@@ -55,7 +59,7 @@ func (g *Gateway) runProbes(ctx context.Context) {
 			if ok, err := g.rdb.SetNX(ctx, lock, host, p.Every*9/10).Result(); err != nil || !ok {
 				return // another instance has this round, or Redis is away (readiness says so)
 			}
-			pctx, cancel := context.WithTimeout(ctx, g.cfg.Probes.Timeout)
+			pctx, cancel := context.WithTimeout(ctx, cmp.Or(p.Timeout, g.cfg.Probes.Timeout))
 			err := p.Run(pctx)
 			cancel()
 			if ctx.Err() != nil {
@@ -141,6 +145,37 @@ func (g *Gateway) notifyProbe(ctx context.Context, p Probe, r ProbeResult) {
 		return
 	}
 	g.log.Info().Str("probe", p.Kind+"/"+p.Target).Int("notices", len(targets)).Msg("On-duty operators told of the failing probe")
+}
+
+// testSMS sends a real SMS to operator id through the SMS route, queued
+// like any delivery, and waits until the provider reports it delivered.
+func (g *Gateway) testSMS(ctx context.Context, id string) error {
+	now := time.Now()
+	a := &alert.Alert{ID: newID(now), Principal: "system", Source: "probe", Status: alert.StatusTest, MsgType: "Alert",
+		Event: "Test", Severity: alert.SeverityMinor, Urgency: alert.UrgencyImmediate,
+		Headline: "Tocsin: Test-SMS / test SMS — nichts zu tun / nothing to do",
+		Zones:    []string{g.cfg.Zones[0].ID}, Channels: []alert.Kind{alert.KindSMS}, Sent: now.UTC(), Expires: now.Add(g.cfg.Probes.TestSMSTimeout).UTC()}
+	a.Priority = alert.PriorityOf(a.Severity, a.Urgency)
+	if _, err := g.q.Enqueue(ctx, priority.Plan{Alert: a, Targets: []alert.Target{{Kind: alert.KindSMS, ID: operatorGroup + "." + id}}}); err != nil {
+		return fmt.Errorf("test SMS not queued: %w", err)
+	}
+	for {
+		if st, err := g.q.Status(ctx, a.ID); err == nil {
+			if c := st.Counts[alert.KindSMS]; c != nil {
+				switch {
+				case c.Delivered == 1:
+					return nil
+				case c.Failed+c.Expired+c.Cancelled > 0:
+					return fmt.Errorf("test SMS to %s not delivered (failed)", id)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("test SMS to %s: no delivery report within %v", id, g.cfg.Probes.TestSMSTimeout)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (g *Gateway) probeAckKey(identifier string) string {

@@ -94,3 +94,26 @@ probes: {sirens: 1s, pa: 1s, twilio: 1s, dispatch: 1s, timeout: 2s, notify: [sms
 			strings.Contains(p, `"kind":"pa","target":"pa-mqtt","ok":false`)
 	})
 }
+
+// The weekly real test SMS, here every 2 s: it goes to the on-duty
+// operator through the SMS route like any delivery and passes only when
+// Twilio reports it delivered; with the provider failing, it fails.
+func TestTestSMSProbe(t *testing.T) {
+	tw := fakeTwilio(t, fake.TwilioOptions{})
+	s := newStack(t, stackOptions{phones: 1, twilio: tw, extra: `
+operators:
+  - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
+probes: {test_sms: 2s, test_sms_to: ben, test_sms_timeout: 5s}
+`})
+	probe := func() string { return s.do("GET", "/v1/health/channels", operatorKey, "", "").Raw }
+	eventually(t, 10*time.Second, "the test SMS delivered", func() bool { return strings.Contains(probe(), `"kind":"sms","target":"ben","ok":true`) })
+	got := false
+	for _, m := range tw.Messages() {
+		got = got || m.To == "+4915199999999" && strings.Contains(m.Body, "test SMS")
+	}
+	if !got {
+		t.Errorf("no test SMS to Ben's phone among %d messages", len(tw.Messages()))
+	}
+	tw.SetFailure(fake.TwilioFailure{Status: 500})
+	eventually(t, 15*time.Second, "the test SMS failing with the provider", func() bool { return strings.Contains(probe(), `"kind":"sms","target":"ben","ok":false`) })
+}
