@@ -10,7 +10,7 @@ RAPID_CHECKS ?= 1000
 # make soak; make test runs 6.
 GATEWAY_MODEL_CHECKS ?= 60
 
-.PHONY: all build test demo bench soak fuzz lint fmt deps clean screenshots
+.PHONY: all build test demo bench soak fuzz lint fmt deps clean screenshots deploy-check
 
 all: build
 
@@ -62,6 +62,7 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags helm ./deploy/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -72,6 +73,14 @@ screenshots:
 	TOCSIN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestConsole(Story|Maintenance)$$' ./cmd/tocsin/
 
 # The Debian packages the tests use (the tests install them themselves as root).
+# The Helm chart: helm lint --strict, and the rendered manifests checked
+# against each other and against Tocsin (deploy/helm_test.go). Debian has no
+# helm package, so helm is built from its module (a minute, once). CI runs it.
+HELM_VERSION ?= v3.21.4
+deploy-check:
+	GOBIN=$(CURDIR)/bin $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	HELM=$(CURDIR)/bin/helm $(GO) test -tags helm -count=1 -run '^TestHelmChart$$' ./deploy/
+
 deps:
 	apt-get update && apt-get install -y --no-install-recommends redis-server mosquitto mosquitto-clients
 
