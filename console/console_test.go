@@ -44,6 +44,10 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.draft.Store(string(b))
 		w.WriteHeader(201)
 		io.WriteString(w, `{"id":"d1","state":"draft"}`)
+	case r.URL.Path == "/v1/health/channels":
+		io.WriteString(w, `{"channels":[{"kind":"siren","ready":0}],"breakers":{},"probes":[`+
+			`{"kind":"siren","target":"school-north","ok":false,"at":"2026-12-02T10:15:00Z","since":"2026-12-02T10:00:00Z","detail":"siren school-north: no ack from device"},`+
+			`{"kind":"twilio","target":"main","ok":true,"at":"2026-12-02T10:15:00Z","since":"2026-12-01T08:00:00Z"}]}`)
 	case r.Method == "POST" && r.URL.Path == "/v1/alerts/a1/retract":
 		a.retracts.Add(1)
 		w.WriteHeader(202)
@@ -251,6 +255,18 @@ func TestComposeSendsTheForm(t *testing.T) {
 		`{"language":"en","event":"Amok","headline":"Drill amok","instruction":"Stay inside"}`, `{"language":"pl","event":"Amok","headline":"Ćwiczenie"}`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("POST /v1/drafts body lacks %s:\n%s", want, got)
+		}
+	}
+}
+
+// The dashboard answers "can we still alert?": every probe from
+// GET /v1/health/channels, a failing one with since when and why.
+func TestDashboardShowsProbes(t *testing.T) {
+	srv, _, cl := newConsole(t)
+	body, _, _, _ := dashboard(t, srv, cl)
+	for _, want := range []string{`<li class="probe-fail breaker">siren school-north: `, "siren school-north: no ack from device", `<li class="probe-ok">twilio main: `} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q", want)
 		}
 	}
 }

@@ -452,6 +452,13 @@ func (s *Server) getDashboard(w http.ResponseWriter, r *http.Request, v *view) (
 			Ready int64  `json:"ready"`
 		} `json:"channels"`
 		Breakers map[string]string `json:"breakers"`
+		Probes   []struct {
+			Kind   string    `json:"kind"`
+			Target string    `json:"target"`
+			OK     bool      `json:"ok"`
+			Since  time.Time `json:"since"`
+			Detail string    `json:"detail"`
+		} `json:"probes"`
 	}
 	s.call(r.Context(), tok, "GET", "/v1/health/channels", nil, &health)
 	v.Data = map[string]any{"Alerts": alerts.Alerts, "Pending": pend.Drafts, "Maintenance": maint, "Health": health}
