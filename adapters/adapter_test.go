@@ -193,3 +193,36 @@ func TestAttemptsAndInflight(t *testing.T) {
 		}
 	}
 }
+
+// A fence that cannot be read (Redis away, failing over) sends nothing and
+// is retried: not permanent, not an attempt, and no failure of the target
+// for its breaker. A fenced alert stops for good.
+func TestFenceUncheckedIsRetried(t *testing.T) {
+	var calls atomic.Int32
+	inner := adapters.Func(func(ctx context.Context, d alert.Delivery) error { calls.Add(1); return nil })
+	redisDown := errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	var check atomic.Pointer[error]
+	set := func(err error) { check.Store(&err) }
+	set(redisDown)
+	a := adapters.Chain(inner, adapters.Breaker(adapters.BreakerOptions{Failures: 1}), adapters.Fence(func(context.Context, alert.Delivery) error {
+		return *check.Load()
+	}))
+	ctx, attempts := adapters.WithAttempts(context.Background())
+	for range 3 {
+		err := a.Deliver(ctx, delivery("s1", time.Minute))
+		if err == nil || adapters.IsPermanent(err) || !adapters.IsNotAttempted(err) || !errors.Is(err, redisDown) {
+			t.Fatalf("Deliver with the fence unreadable = %v; want a retryable, not-attempted error", err)
+		}
+	}
+	if attempts() != 0 || calls.Load() != 0 {
+		t.Fatalf("%d attempts, %d calls; want none", attempts(), calls.Load())
+	}
+	set(nil)
+	if err := a.Deliver(ctx, delivery("s1", time.Minute)); err != nil || calls.Load() != 1 {
+		t.Fatalf("with Redis back: %v, %d calls; want the delivery made (the breaker stayed closed)", err, calls.Load())
+	}
+	set(adapters.ErrFenced)
+	if err := a.Deliver(ctx, delivery("s1", time.Minute)); !adapters.IsPermanent(err) {
+		t.Fatalf("fenced: %v; want permanent", err)
+	}
+}

@@ -57,7 +57,8 @@ func (b *breaker) get(key string) *gobreaker.CircuitBreaker[struct{}] {
 			Timeout:     b.o.Open,
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.o.Failures },
 			IsExcluded: func(err error) bool {
-				return IsPermanent(err) || errors.Is(err, context.Canceled) || errors.Is(err, ErrFenced) || errors.Is(err, ErrNoFallback)
+				return IsPermanent(err) || errors.Is(err, context.Canceled) || errors.Is(err, ErrFenced) || errors.Is(err, ErrNoFallback) ||
+					errors.Is(err, ErrFenceUnchecked) // Redis, not the target
 			},
 			OnStateChange: func(name string, from, to gobreaker.State) {
 				if b.o.OnStateChange != nil {

@@ -44,6 +44,10 @@ func WithAttempts(ctx context.Context) (context.Context, func() int) {
 	return context.WithValue(ctx, attemptsKey{}, n), func() int { return int(n.Load()) }
 }
 
+// ErrFenceUnchecked: the fence could not be read (Redis away), so nothing
+// was sent. It says nothing about the target: breakers do not count it.
+var ErrFenceUnchecked = errors.New("fence not checked")
+
 // Fence returns the innermost decorator: right before each call to the
 // adapter — after any pacing wait, before every retry — it runs check (the
 // gateway's fence check) and stops, permanently, when the alert is fenced
@@ -57,7 +61,7 @@ func Fence(check func(ctx context.Context, d alert.Delivery) error) Decorator {
 			if err := check(ctx, d); errors.Is(err, ErrFenced) {
 				return Permanent(err)
 			} else if err != nil {
-				return NotAttempted(fmt.Errorf("fence check: %w", err))
+				return NotAttempted(fmt.Errorf("%w: %w", ErrFenceUnchecked, err))
 			}
 			if err := ctx.Err(); err != nil {
 				return err
