@@ -81,7 +81,15 @@ func New(o Options) (*Server, error) {
 		if page == "layout" {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", n)
+		// Times read in the configuration's zone, as the messages and the
+		// demo's timeline give them, not the server's.
+		loc := o.Config.Location()
+		t, err := template.New("layout.html").Funcs(funcs).Funcs(template.FuncMap{"time": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.In(loc).Format("02.01. 15:04:05")
+		}}).ParseFS(files, "templates/layout.html", n)
 		if err != nil {
 			return nil, fmt.Errorf("console: %s: %w", n, err)
 		}

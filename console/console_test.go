@@ -60,7 +60,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func newConsole(t *testing.T) (*httptest.Server, *api, *http.Client) {
 	t.Helper()
 	a := &api{}
-	c, err := New(Options{API: a, Config: &config.Config{}, Log: zerolog.Nop()})
+	c, err := New(Options{API: a, Config: &config.Config{TimeZone: "Europe/Berlin"}, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,8 @@ func TestComposeSendsTheForm(t *testing.T) {
 func TestDashboardShowsProbes(t *testing.T) {
 	srv, _, cl := newConsole(t)
 	body, _, _, _ := dashboard(t, srv, cl)
-	for _, want := range []string{`<li class="probe-fail breaker">siren school-north: `, "siren school-north: no ack from device", `<li class="probe-ok">twilio main: `} {
+	// Times in the configuration's zone (Europe/Berlin here: 10:00 UTC is 11:00).
+	for _, want := range []string{`<li class="probe-fail breaker">siren school-north: `, "02.12. 11:00:00", "siren school-north: no ack from device", `<li class="probe-ok">twilio main: `} {
 		if !strings.Contains(body, want) {
 			t.Errorf("dashboard lacks %q", want)
 		}

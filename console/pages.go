@@ -54,12 +54,7 @@ var funcs = template.FuncMap{
 		b, _ := json.Marshal(m)
 		return string(b)
 	},
-	"time": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.Local().Format("02.01. 15:04:05")
-	},
+	// "time" is added per console (New): it reads in the configuration's zone.
 	"pct": func(n, of int) int {
 		if of <= 0 {
 			return 0
