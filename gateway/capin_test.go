@@ -238,13 +238,16 @@ func thunderstorm(t *testing.T) ([]byte, *cap.Alert) {
 }
 
 // updateOf is a CAP Update of a, as its sender would write it, with a new
-// headline if one is given.
-func updateOf(a *cap.Alert, identifier, headline string) string {
+// headline if one is given, and its first info block changed by edit.
+func updateOf(a *cap.Alert, identifier, headline string, edit ...func(*cap.Info)) string {
 	u := *a
 	u.Identifier, u.MsgType, u.References, u.Sent = identifier, "Update", cap.JoinReferences(a.Ref()), cap.Time{Time: time.Now()}
 	u.Infos = append([]cap.Info(nil), a.Infos...)
 	if headline != "" {
 		u.Infos[0].Headline = headline
+	}
+	for _, e := range edit {
+		e(&u.Infos[0])
 	}
 	b, _ := cap.Encode(&u)
 	return string(b)

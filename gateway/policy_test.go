@@ -89,12 +89,7 @@ func TestCAPUpdateBelowPolicyStopsSirens(t *testing.T) {
 	}
 	origID := r.Body["id"].(string)
 	eventually(t, 5*time.Second, "the Severe warning sounding", func() bool { return s.sirenCounts(origID)["delivered"] == float64(3) })
-	u := *orig
-	u.Identifier, u.MsgType, u.References, u.Sent = "KSTO1055887203-lowered", "Update", cap.JoinReferences(orig.Ref()), cap.Time{Time: time.Now()}
-	u.Infos = append([]cap.Info(nil), orig.Infos...)
-	u.Infos[0].Severity = "Moderate"
-	doc, _ := cap.Encode(&u)
-	r = s.postCAP(string(doc))
+	r = s.postCAP(updateOf(orig, "KSTO1055887203-lowered", "", func(in *cap.Info) { in.Severity = "Moderate" }))
 	if r.Code != 202 || !strings.Contains(r.Raw, origID) || !strings.Contains(r.Raw, `"withheld"`) {
 		t.Fatalf("Moderate update = %d %s; want 202 superseding %s with the sirens withheld", r.Code, r.Raw, origID)
 	}
