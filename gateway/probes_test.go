@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tocsin-alert/tocsin/gateway"
 	"github.com/tocsin-alert/tocsin/internal/testenv"
 	"github.com/tocsin-alert/tocsin/loadtest/fake"
 )
@@ -116,4 +118,39 @@ probes: {test_sms: 2s, test_sms_to: ben, test_sms_timeout: 5s}
 	}
 	tw.SetFailure(fake.TwilioFailure{Status: 500})
 	eventually(t, 15*time.Second, "the test SMS failing with the provider", func() bool { return strings.Contains(probe(), `"kind":"sms","target":"ben","ok":false`) })
+}
+
+// Two instances share the probing: each round of a siren's probe is taken
+// by one of them (a lock in Redis per target and round), so a siren is not
+// probed once per instance.
+func TestProbesOneInstancePerRound(t *testing.T) {
+	s := newStack(t, stackOptions{extra: `
+operators:
+  - {id: ben, name: Ben Duty, roles: [viewer], zones: ["*"], phone: "+4915199999999", on_duty: true}
+probes: {sirens: 1s}
+`})
+	second := *s.cfg
+	second.MQTT.ClientID = s.cfg.MQTT.ClientID + "-second"
+	gw, err := gateway.Open(&second, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gw.Run(ctx, time.Second); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; gw.Close() })
+	start := time.Now()
+	time.Sleep(4500 * time.Millisecond)
+	rounds := int(time.Since(start)/time.Second) + 1
+	per := map[string]int{}
+	for _, rc := range s.fleet.Received() {
+		if rc.Cmd.Signal == "probe" && !rc.Repeat {
+			per[rc.Siren]++
+		}
+	}
+	for _, id := range append(sirenIDs("school", 3), sirenIDs("townhall", 3)...) {
+		if n := per[id]; n < 2 || n > rounds+1 {
+			t.Errorf("siren %s probed %d times in %d rounds by two instances; want one probe per round", id, n, rounds)
+		}
+	}
 }
