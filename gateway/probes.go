@@ -40,7 +40,13 @@ type ProbeResult struct {
 	// Since is when the probe last changed between ok and failing.
 	Since  time.Time `json:"since"`
 	Detail string    `json:"detail,omitempty"`
+	// Told is when the on-duty operators were last told this probe failed.
+	Told *time.Time `json:"told,omitempty"`
 }
+
+// probeRetell is how long a probe that fails again soon after it passed
+// (a flapping target) stays quiet: the operators know of it.
+const probeRetell = time.Hour
 
 func (g *Gateway) probeKey() string { return g.cfg.Redis.KeyPrefix + ":probes" }
 
@@ -90,6 +96,11 @@ func (g *Gateway) recordProbe(ctx context.Context, p Probe, err error) {
 		if prev.OK == r.OK {
 			r.Since = prev.Since
 		}
+		r.Told = prev.Told
+	}
+	tell := err != nil && (!known || prev.OK) && (r.Told == nil || now.Sub(*r.Told) >= probeRetell)
+	if tell {
+		r.Told = &now
 	}
 	b, _ := json.Marshal(r)
 	if e := g.rdb.HSet(ctx, g.probeKey(), field, b).Err(); e != nil {
@@ -98,7 +109,9 @@ func (g *Gateway) recordProbe(ctx context.Context, p Probe, err error) {
 	switch {
 	case err != nil && (!known || prev.OK):
 		g.log.Error().Err(err).Str("probe", field).Msg("Probe failed: this target may not be reachable in an emergency")
-		g.notifyProbe(ctx, p, r)
+		if tell {
+			g.notifyProbe(ctx, p, r)
+		}
 	case err == nil && known && !prev.OK:
 		g.log.Info().Str("probe", field).Time("failing_since", prev.Since).Msg("Probe passes again")
 	}

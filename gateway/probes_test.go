@@ -84,6 +84,16 @@ probes: {sirens: 1s, pa: 1s, twilio: 1s, dispatch: 1s, timeout: 2s, notify: [sms
 	if n := len(pa.Received()); n != 0 {
 		t.Errorf("the PA controllers played %d commands; a probe must play nothing", n)
 	}
+	// Flapping: back, then dead again — the operator, told once within the
+	// hour, is not told again.
+	s.fleet.SetOffline(dead, false)
+	eventually(t, 5*time.Second, "the dead siren answering again", func() bool { return strings.Contains(probes(), `"target":"`+dead+`","ok":true`) })
+	s.fleet.SetOffline(dead, true)
+	eventually(t, 5*time.Second, "the siren failing again", func() bool { return strings.Contains(probes(), `"target":"`+dead+`","ok":false`) })
+	time.Sleep(time.Second)
+	if n := told(); n != 1 {
+		t.Errorf("the operator was told %d times of a flapping siren within the hour; want once", n)
+	}
 	s.fleet.SetOffline(dead, false)
 	tw.SetFailure(fake.TwilioFailure{Status: 503})
 	ils.Fail("ils", "error")
