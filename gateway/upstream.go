@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,8 +68,8 @@ func (g *Gateway) postUpstream(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(audit.WithActor(r.Context(), actorName(p)))
 	rec := &statusWriter{ResponseWriter: w}
 	if err := g.postCAP(rec, r, p, body); err != nil {
-		prob, ok := err.(*Problem)
-		if !ok {
+		var prob *Problem
+		if !errors.As(err, &prob) {
 			g.log.Error().Err(err).Str("upstream", p.ID).Msg("Upstream CAP not taken")
 			prob = &Problem{Type: "urn:tocsin:problem:internal", Title: "Internal error", Status: 500}
 		}
