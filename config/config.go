@@ -95,11 +95,18 @@ func (c *Config) Digest() string { return c.digest }
 type Redis struct {
 	// Addrs is one address for a single server, several for Cluster, or the
 	// Sentinels when MasterName is set.
-	Addrs       []string `yaml:"addrs"`
-	MasterName  string   `yaml:"master_name"`
-	DB          int      `yaml:"db"`
-	Username    string   `yaml:"username"`
-	PasswordEnv string   `yaml:"password_env"`
+	Addrs      []string `yaml:"addrs"`
+	MasterName string   `yaml:"master_name"`
+	// Cluster makes one address a Redis Cluster seed (several addresses
+	// without master_name are a cluster anyway).
+	Cluster bool `yaml:"cluster"`
+	// Shards is how many hash slots the queue spreads over: 1 by default,
+	// 12 on Redis Cluster (so three masters share the load). Every instance
+	// must use the same number; change it only on an empty queue.
+	Shards      int    `yaml:"shards"`
+	DB          int    `yaml:"db"`
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
 	password    string
 	// TLS, when set, makes every connection TLS (the CA that signs the
 	// servers' certificates; a client certificate if Redis asks for one).
@@ -107,12 +114,28 @@ type Redis struct {
 	tlsConfig *tls.Config
 	// KeyPrefix is put in front of every key, so one Redis can serve several deployments.
 	KeyPrefix string `yaml:"key_prefix"`
-	// WaitReplicas, with Sentinel, is how many replicas must have an alert or
+	// WaitReplicas, with Sentinel or Cluster, is how many replicas must have an alert or
 	// a retraction before it is answered (Redis WAIT), so a failover loses
 	// none; WaitTimeout bounds the wait (1s; then 503, and the retry is a
 	// duplicate). Run one replica more than this, so a failover leaves enough.
 	WaitReplicas int           `yaml:"wait_replicas"`
 	WaitTimeout  time.Duration `yaml:"wait_timeout"`
+}
+
+// IsCluster reports whether the addresses are a Redis Cluster.
+func (r *Redis) IsCluster() bool {
+	return r.MasterName == "" && (r.Cluster || len(r.Addrs) > 1)
+}
+
+// ShardCount is Shards, or its default for the topology.
+func (r *Redis) ShardCount() int {
+	switch {
+	case r.Shards > 0:
+		return r.Shards
+	case r.IsCluster():
+		return 12
+	}
+	return 1
 }
 
 // MQTT says how to reach the broker the sirens listen on.

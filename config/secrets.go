@@ -134,8 +134,11 @@ func (c *Config) validateTransport(v *validator) {
 	if c.Redis.WaitReplicas < 0 || c.Redis.WaitReplicas > 5 {
 		v.add("redis.wait_replicas", "must be between 0 and 5")
 	}
-	if c.Redis.WaitReplicas > 0 && c.Redis.MasterName == "" {
-		v.add("redis.wait_replicas", "needs Sentinel (redis.master_name): a single Redis has no replicas to wait for")
+	if c.Redis.WaitReplicas > 0 && c.Redis.MasterName == "" && !c.Redis.IsCluster() {
+		v.add("redis.wait_replicas", "needs Sentinel (redis.master_name) or Redis Cluster: a single Redis has no replicas to wait for")
+	}
+	if c.Redis.Shards < 0 || c.Redis.Shards > 1024 {
+		v.add("redis.shards", "must be between 1 and 1024 (0: the default)")
 	}
 	if t := c.Redis.WaitTimeout; t != 0 && (t < 10*time.Millisecond || t > 10*time.Second) {
 		v.add("redis.wait_timeout", "must be between 10ms and 10s")

@@ -31,7 +31,7 @@ import (
 // Cluster; TLS with redis.tls), as the gateway and the CLI make it.
 func NewRedis(cfg *config.Config) redis.UniversalClient {
 	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB,
+		Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName, DB: cfg.Redis.DB, IsClusterMode: cfg.Redis.IsCluster(),
 		Username: cfg.Redis.Username, Password: cfg.Redis.Password(), TLSConfig: cfg.Redis.TLSConfig(),
 		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		MaxRetries: 1,
@@ -57,6 +57,7 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 			Prefix: cfg.Redis.KeyPrefix, DedupWindow: cfg.Queue.DedupWindow, IdempotencyTTL: cfg.Queue.IdempotencyTTL,
 			Lease: cfg.Queue.Lease, BatchSize: cfg.Queue.BatchSize,
 			WaitReplicas: cfg.Redis.WaitReplicas, WaitTimeout: cfg.Redis.WaitTimeout,
+			Shards: cfg.Redis.ShardCount(),
 		})
 	}
 	q, bulk := newQueue(), newQueue()

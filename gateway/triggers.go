@@ -150,7 +150,7 @@ func (g *Gateway) decideTrigger(ctx context.Context, source string, payload []by
 	if m, err := g.q.MaintenanceOf(ctx, source); err != nil {
 		return reject("cannot check maintenance right now: %v", err)
 	} else if m != nil {
-		fresh, err := g.q.SeenEvent(ctx, source, t.EventID, keep)
+		fresh, err := g.q.SeenEvent(ctx, "trigger/"+t.Trigger, source, t.EventID, keep)
 		if err != nil {
 			return reject("cannot check for replays right now: %v", err) // the source retries
 		}
@@ -256,7 +256,7 @@ func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t
 			return rej("not retracted: " + err.Error()) // the event id is not spent: the panel's retry is heard
 		}
 	}
-	if _, err := g.q.SeenEvent(ctx, src.ID, t.EventID, keep); err != nil {
+	if _, err := g.q.SeenReset(ctx, id, src.ID, t.EventID, keep); err != nil {
 		g.log.Warn().Err(err).Str("source", src.ID).Msg("Reset carried out, but its event id not recorded: a replay would repeat it (harmlessly)")
 	}
 	return ack, t

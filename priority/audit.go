@@ -3,9 +3,12 @@ package priority
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tocsin-alert/tocsin/audit"
 )
@@ -170,11 +173,98 @@ func (q *Queue) auditTime(t time.Time) string {
 	return string(b)
 }
 
-// auditKeys are the audit's seq and log keys, for a script's KEYS.
-func (q *Queue) auditKeys() []string {
+// auditKeys are the seq and log keys a script in shard sh appends its audit
+// entries to, for its KEYS: the audit's own on one Redis (the entry is
+// appended in the step that makes the change), the shard's outbox on Redis
+// Cluster, where the audit is in another slot (moveAudit moves them on).
+func (q *Queue) auditKeys(sh shard) []string {
+	if q.cluster != nil {
+		return sh.outbox()
+	}
+	return q.auditLog()
+}
+
+// auditLog are the audit's own seq and log keys, for a script in the
+// audit's slot (maintenance windows, trigger decisions).
+func (q *Queue) auditLog() []string {
 	k := audit.KeysFor(q.opts.Prefix)
 	return []string{k.Seq, k.Log}
 }
+
+// moveAuditCmd appends a shard's outbox entries ("m body", m the outbox's
+// own number) to the audit log, skipping those a move before already
+// appended (one that crashed before trimOutboxCmd, or ran at the same time
+// in another instance): the moved hash keeps each shard's last m. Entries of
+// one shard keep their order.
+//
+// KEYS[1] audit seq   KEYS[2] audit log   KEYS[3] moved hash
+// ARGV[1] shard number   ARGV[2..] outbox entries, oldest first
+// Returns the last m moved.
+var moveAuditCmd = redis.NewScript(audit.Lua + `
+local last = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+for i = 2, #ARGV do
+  local sp = string.find(ARGV[i], ' ', 1, true)
+  local m = tonumber(string.sub(ARGV[i], 1, sp - 1))
+  if m > last then
+    tocsin_audit(KEYS[1], KEYS[2], string.sub(ARGV[i], sp + 1))
+    last = m
+  end
+end
+redis.call('HSET', KEYS[3], ARGV[1], last)
+return last
+`)
+
+// trimOutboxCmd drops a shard's outbox entries numbered up to ARGV[1].
+//
+// KEYS[1] outbox log   ARGV[1] last entry moved
+var trimOutboxCmd = redis.NewScript(`
+local n = 0
+while true do
+  local v = redis.call('LINDEX', KEYS[1], 0)
+  if not v then return n end
+  local sp = string.find(v, ' ', 1, true)
+  if tonumber(string.sub(v, 1, sp - 1)) > tonumber(ARGV[1]) then return n end
+  redis.call('LPOP', KEYS[1])
+  n = n + 1
+end
+`)
+
+// moveAudit moves a shard's audit outbox onto the audit log (Redis Cluster
+// only; a no-op on one Redis). Enqueue and Fence move right after their
+// step, so their entries are on the log when they return; Resume moves
+// whatever is left (a claim's alert.expired, a crash between the step and
+// its move), so no entry is lost and none is appended twice.
+func (q *Queue) moveAudit(ctx context.Context, sh shard) error {
+	if q.cluster == nil {
+		return nil
+	}
+	box := sh.outbox()[1]
+	k := audit.KeysFor(q.opts.Prefix)
+	for {
+		lines, err := q.rdb.LRange(ctx, box, 0, 199).Result()
+		if err != nil || len(lines) == 0 {
+			return err
+		}
+		args := []any{sh.n}
+		for _, l := range lines {
+			args = append(args, l)
+		}
+		last, err := moveAuditCmd.Run(ctx, q.rdb, []string{k.Seq, k.Log, q.k.auditMoved()}, args...).Int64()
+		if err != nil {
+			return fmt.Errorf("move audit entries of shard %d: %w", sh.n, err)
+		}
+		if err := trimOutboxCmd.Run(ctx, q.rdb, []string{box}, last).Err(); err != nil {
+			return fmt.Errorf("move audit entries of shard %d: %w", sh.n, err)
+		}
+		if len(lines) < 200 {
+			return nil
+		}
+	}
+}
+
+// moved moves sh's audit outbox after a step that appended to it; an error
+// leaves the entries for Resume.
+func (q *Queue) moved(ctx context.Context, sh shard) { _ = q.moveAudit(ctx, sh) }
 
 // actor is who acts in ctx.
 func actor(ctx context.Context) string { return audit.ActorFrom(ctx) }

@@ -91,7 +91,7 @@ type logged struct {
 // auditLog reads the audit log under prefix and checks what every entry
 // must satisfy: numbered 1, 2, … without gaps, the seq key at the last
 // number, and each body byte-identical to its Entry's Body.
-func auditLog(t fataler, rdb *redis.Client, prefix string) []logged {
+func auditLog(t fataler, rdb redis.UniversalClient, prefix string) []logged {
 	t.Helper()
 	ctx := context.Background()
 	k := audit.KeysFor(prefix)

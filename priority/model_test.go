@@ -53,8 +53,36 @@ func TestModel(t *testing.T) {
 	srv := testenv.Redis(t, true)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { rdb.Close() })
+	runModel(t, rdb, 1)
+}
+
+// TestModelOnRedisCluster runs the model on a real three-master Redis
+// Cluster with the queue spread over five shards: the two principals'
+// alerts land in shards on different masters, and an update may supersede
+// the other principal's alert.
+func TestModelOnRedisCluster(t *testing.T) {
+	c := testenv.RedisCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { rdb.Close() })
+	const shards = 5
+	q := priority.New(rdb, priority.Options{Shards: shards})
+	var masters []string
+	for _, p := range mPrincipals {
+		m, err := rdb.MasterForKey(context.Background(), q.HomeKey(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters = append(masters, m.Options().Addr)
+	}
+	if masters[0] == masters[1] {
+		t.Fatalf("the principals' shards are both on %s: choose another shard count", masters[0])
+	}
+	runModel(t, rdb, shards)
+}
+
+func runModel(t *testing.T, rdb redis.UniversalClient, shards int) {
 	rapid.Check(t, func(rt *rapid.T) {
-		m := newModel(rdb)
+		m := newModel(rdb, shards)
 		rt.Repeat(map[string]func(*rapid.T){
 			"send":    m.send,
 			"resend":  m.resend,
@@ -180,7 +208,7 @@ type mAlert struct {
 
 type model struct {
 	ctx       context.Context
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	prefix    string
 	now       time.Time
 	q, doomed *priority.Queue
@@ -194,7 +222,7 @@ type model struct {
 	requests []request
 }
 
-func newModel(rdb *redis.Client) *model {
+func newModel(rdb redis.UniversalClient, shards int) *model {
 	m := &model{
 		ctx: context.Background(), rdb: rdb,
 		prefix: fmt.Sprintf("model%d", modelRun.Add(1)),
@@ -204,8 +232,8 @@ func newModel(rdb *redis.Client) *model {
 	clock := func() time.Time { return m.now }
 	// The dedup window is far longer than any sequence's clock span (and it
 	// is a Redis TTL, in real time): the window never closes in the model.
-	m.q = priority.New(rdb, priority.Options{Prefix: m.prefix, Now: clock, DedupWindow: time.Hour, BatchSize: 2})
-	m.doomed = priority.New(rdb, priority.Options{Prefix: m.prefix, Now: clock, DedupWindow: time.Hour, BatchSize: 2, Lease: crashLease})
+	m.q = priority.New(rdb, priority.Options{Prefix: m.prefix, Now: clock, DedupWindow: time.Hour, BatchSize: 2, Shards: shards})
+	m.doomed = priority.New(rdb, priority.Options{Prefix: m.prefix, Now: clock, DedupWindow: time.Hour, BatchSize: 2, Lease: crashLease, Shards: shards})
 	return m
 }
 
@@ -458,37 +486,41 @@ type laneState struct {
 	ready, leases, delayed map[string]float64
 }
 
+// Every shard's lane of kind counts as one: job ids are unique across
+// shards (they start with the alert id).
 func (m *model) lane(t *rapid.T, kind alert.Kind) laneState {
-	p := m.prefix + ":{lane:" + string(kind) + "}"
-	ls := laneState{jobs: map[string]priority.Job{}}
-	raw, err := m.rdb.HGetAll(m.ctx, p+":jobs").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for id, s := range raw {
-		var j priority.Job
-		if err := json.Unmarshal([]byte(s), &j); err != nil {
-			t.Fatalf("job %s: %v: %s", id, err, s)
-		}
-		ls.jobs[id] = j
-	}
-	set := func(name string) map[string]float64 {
-		zs, err := m.rdb.ZRangeWithScores(m.ctx, p+":"+name, 0, -1).Result()
+	ls := laneState{jobs: map[string]priority.Job{}, ready: map[string]float64{}, leases: map[string]float64{}, delayed: map[string]float64{}}
+	for _, k := range m.q.LaneKeys(kind) {
+		raw, err := m.rdb.HGetAll(m.ctx, k[1]).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]float64{}
-		for _, z := range zs {
-			out[z.Member.(string)] = z.Score
+		for id, s := range raw {
+			var j priority.Job
+			if err := json.Unmarshal([]byte(s), &j); err != nil {
+				t.Fatalf("job %s: %v: %s", id, err, s)
+			}
+			ls.jobs[id] = j
 		}
-		return out
+		set := func(key string, out map[string]float64) {
+			zs, err := m.rdb.ZRangeWithScores(m.ctx, key, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, z := range zs {
+				out[z.Member.(string)] = z.Score
+			}
+		}
+		set(k[0], ls.ready)
+		set(k[2], ls.leases)
+		set(k[3], ls.delayed)
 	}
-	ls.ready, ls.leases, ls.delayed = set("ready"), set("leases"), set("delayed")
 	return ls
 }
 
 func (m *model) fencedInRedis(t *rapid.T, id alert.ID) bool {
-	v, err := m.rdb.HGet(m.ctx, m.prefix+":{a:"+string(id)+"}", "fence").Result()
+	h, _ := m.q.AlertKeys(m.ctx, id)
+	v, err := m.rdb.HGet(m.ctx, h, "fence").Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
@@ -496,7 +528,8 @@ func (m *model) fencedInRedis(t *rapid.T, id alert.ID) bool {
 }
 
 func (m *model) ledgerState(t *rapid.T, id alert.ID, field string) string {
-	v, err := m.rdb.HGet(m.ctx, m.prefix+":{a:"+string(id)+"}:l", field).Result()
+	_, l := m.q.AlertKeys(m.ctx, id)
+	v, err := m.rdb.HGet(m.ctx, l, field).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}

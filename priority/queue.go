@@ -7,15 +7,18 @@
 package priority
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,13 +72,25 @@ type Options struct {
 	// failover then loses no alert or retraction that was answered.
 	WaitReplicas int
 	WaitTimeout  time.Duration
+	// Shards is the number of shards (hash slots) the queue spreads its
+	// alerts and lanes over (keys.go); 1 by default. On Redis Cluster, use
+	// a few per master (e.g. 12 for three). Every instance must use the
+	// same number; changing it needs an empty queue.
+	Shards int
 }
 
 // Queue is the Redis queue. It is safe for concurrent use.
 type Queue struct {
-	rdb  redis.UniversalClient
-	k    keys
-	opts Options
+	rdb    redis.UniversalClient
+	k      keys
+	opts   Options
+	shards []shard
+	// cluster is rdb on Redis Cluster: scripts append audit entries to
+	// their shard's outbox, and WAIT goes to the master of the script's slot.
+	cluster *redis.ClusterClient
+	// homes caches alert id -> shard (keys.home) with more than one shard.
+	homes sync.Map
+	wake  wakeup
 	// noAudit: the scripts append no audit entries (benchmarks measure the
 	// audit's cost against it; see export_test.go).
 	noAudit bool
@@ -113,7 +128,43 @@ func New(rdb redis.UniversalClient, o Options) *Queue {
 	if o.WaitTimeout == 0 {
 		o.WaitTimeout = time.Second
 	}
-	return &Queue{rdb: rdb, k: keys{prefix: o.Prefix}, opts: o}
+	if o.Shards < 1 {
+		o.Shards = 1
+	}
+	q := &Queue{rdb: rdb, k: keys{prefix: o.Prefix}, opts: o}
+	q.cluster, _ = rdb.(*redis.ClusterClient)
+	for n := range o.Shards {
+		q.shards = append(q.shards, q.k.shard(n))
+	}
+	return q
+}
+
+// shardFor is the shard of alerts sent by principal with source.
+func (q *Queue) shardFor(principal, source string) shard {
+	return q.shards[shardNum(homeOf(principal, source), len(q.shards))]
+}
+
+// shardOf is the shard an alert lives in: the only one, or the one its
+// home key names (shard 0 when it names none: an unknown alert).
+func (q *Queue) shardOf(ctx context.Context, id alert.ID) (shard, error) {
+	if len(q.shards) == 1 {
+		return q.shards[0], nil
+	}
+	if n, ok := q.homes.Load(id); ok {
+		return q.shards[n.(int)], nil
+	}
+	v, err := q.rdb.Get(ctx, q.k.home(id)).Int()
+	if errors.Is(err, redis.Nil) {
+		return q.shards[0], nil
+	}
+	if err != nil {
+		return shard{}, fmt.Errorf("alert %s: find its shard: %w", id, err)
+	}
+	if v < 0 || v >= len(q.shards) {
+		return shard{}, fmt.Errorf("alert %s: shard %d of %d (was queue.shards changed?)", id, v, len(q.shards))
+	}
+	q.homes.Store(id, v)
+	return q.shards[v], nil
 }
 
 // runAcked runs a script whose effect an answer promises. With
@@ -123,9 +174,21 @@ func (q *Queue) runAcked(ctx context.Context, s *redis.Script, keys []string, ar
 	if q.opts.WaitReplicas <= 0 {
 		return s.Run(ctx, q.rdb, keys, args...)
 	}
+	// WAIT counts the replicas of the connection's own server: on Redis
+	// Cluster, the master of the script's slot.
+	var node redis.Cmdable = q.rdb
+	if q.cluster != nil {
+		m, err := q.cluster.MasterForKey(ctx, keys[0])
+		if err != nil {
+			out := redis.NewCmd(ctx)
+			out.SetErr(err)
+			return out
+		}
+		node = m
+	}
 	run := func() (*redis.Cmd, *redis.Cmd) {
 		var cmd, wait *redis.Cmd
-		q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		node.Pipelined(ctx, func(p redis.Pipeliner) error {
 			cmd = s.EvalSha(ctx, p, keys, args...)
 			wait = p.Do(ctx, "WAIT", q.opts.WaitReplicas, q.opts.WaitTimeout.Milliseconds())
 			return nil
@@ -135,7 +198,7 @@ func (q *Queue) runAcked(ctx context.Context, s *redis.Script, keys []string, ar
 	cmd, wait := run()
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		// A new master (after a failover) has not cached the script yet.
-		if err := s.Load(ctx, q.rdb).Err(); err != nil {
+		if err := s.Load(ctx, node.(redis.Scripter)).Err(); err != nil {
 			return cmd
 		}
 		cmd, wait = run()
@@ -289,26 +352,46 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		return res, nil, 0, fmt.Errorf("enqueue: encode jobs: %w", err)
 	}
 	now := q.opts.Now()
+	sh := q.shardFor(a.Principal, a.Source)
 	idemTTL, fpTTL := int64(0), int64(0)
-	idemKey, fpKey, eventKey := "-", "-", "-"
+	idemKey, fpKey, eventKey := sh.p+":-", sh.p+":-", sh.p+":-"
 	eventTTL := int64(0)
 	digest := "" // only a request with a key is ever compared by content
 	if p.IdempotencyKey != "" {
 		idemTTL = q.opts.IdempotencyTTL.Milliseconds()
-		idemKey = q.k.dedup("i", sum(a.Principal, p.IdempotencyKey))
+		idemKey = sh.dedup("i", sum(a.Principal, p.IdempotencyKey))
 		digest = contentDigest(a)
 	}
 	fpSum := ""
 	if p.Fingerprint != "" && q.opts.DedupWindow > 0 {
 		fpTTL = q.opts.DedupWindow.Milliseconds()
 		fpSum = sum(p.Fingerprint)
-		fpKey = q.k.dedup("f", fpSum)
+		fpKey = sh.dedup("f", fpSum)
 	}
 	if p.Trigger != nil {
-		eventKey, eventTTL = q.k.triggerEvent(p.Trigger.Source, p.Trigger.Event), p.Trigger.TTL.Milliseconds()
+		eventKey, eventTTL = sh.triggerEvent(p.Trigger.Source, p.Trigger.Event), p.Trigger.TTL.Milliseconds()
 	}
 	keep := a.Expires.Add(q.opts.Retain)
-	args := []any{q.opts.Prefix, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
+	// Superseded alerts of this shard are fenced in the enqueue's step;
+	// another home's (an Update naming someone else's message) right after.
+	var here, elsewhere []alert.ID
+	for _, id := range p.Supersedes {
+		o, err := q.shardOf(ctx, id)
+		if err != nil {
+			return res, nil, 0, fmt.Errorf("enqueue: %w", err)
+		}
+		if o.n == sh.n {
+			here = append(here, id)
+		} else {
+			elsewhere = append(elsewhere, id)
+		}
+	}
+	if len(q.shards) > 1 {
+		if err := q.rdb.Set(ctx, q.k.home(a.ID), sh.n, time.Until(keep)).Err(); err != nil {
+			return res, nil, 0, fmt.Errorf("enqueue: record its shard: %w", err)
+		}
+	}
+	args := []any{sh.p, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
 		len(specs), now.Add(q.opts.Lease).UnixMilli(),
 		int(a.Severity), int(a.Urgency), channelSet(a.Channels), digest,
@@ -319,16 +402,22 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 	dupHead, dup := q.auditParts(audit.Entry{Time: now, Kind: "alert.duplicate", Actor: who,
 		Detail: detailOf("request", string(a.ID), "fingerprint", fpSum, "trigger", triggerSource(p.Trigger))}, "reason")
 	args = append(args, accHead, acc[0], acc[1], acc[2], dupHead, dup[0], dup[1], q.auditTime(now), who)
-	for _, id := range p.Supersedes {
+	update := ""
+	if len(p.Supersedes) > 0 {
+		update = "+" + strings.Join(idStrings(elsewhere), ",")
+	}
+	args = append(args, update)
+	for _, id := range here {
 		args = append(args, string(id))
 	}
 	r, err := q.runAcked(ctx, enqueueCmd,
-		append([]string{idemKey, fpKey, q.k.alert(a.ID), q.k.ledger(a.ID), q.k.alerts(), q.k.planning(), eventKey, q.k.retracting()},
-			q.auditKeys()...),
+		append([]string{idemKey, fpKey, sh.alert(a.ID), sh.ledger(a.ID), sh.alerts(), sh.planning(), eventKey, sh.retracting()},
+			q.auditKeys(sh)...),
 		args...).Slice()
 	if err != nil {
 		return res, nil, 0, fmt.Errorf("enqueue: %w", err)
 	}
+	q.moved(ctx, sh)
 	res = Enqueued{ID: alert.ID(str(r[1])), Why: str(r[2]), Earlier: alert.ID(str(r[3]))}
 	if f, ok := r[4].([]any); ok {
 		for _, id := range f {
@@ -342,6 +431,31 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		return res, nil, 0, ErrIdempotencyConflict
 	case 3:
 		return res, nil, 0, ErrReplay
+	}
+	if !res.Duplicate && len(q.shards) > 1 {
+		q.homes.Store(a.ID, sh.n)
+	}
+	// A crash before these leaves the other home's alerts in force beside
+	// their update (never neither); the sender's repeat of the update (a
+	// duplicate, by its Idempotency-Key) fences them then: the update keeps
+	// their ids.
+	if res.Duplicate {
+		elsewhere = nil
+		if res.Why == "idempotency_key" && !IsTombstone(res.ID) {
+			if v, err := q.rdb.HGet(ctx, sh.alert(res.ID), "sup_else").Result(); err == nil && v != "" {
+				for _, id := range strings.Split(v, ",") {
+					elsewhere = append(elsewhere, alert.ID(id))
+				}
+			}
+		}
+	}
+	for _, id := range elsewhere {
+		_, err := q.Fence(ctx, id, "superseded", "superseded by "+string(res.ID))
+		if err == nil {
+			res.Fenced = append(res.Fenced, id)
+		} else if !errors.Is(err, ErrRetracted) && !errors.Is(err, ErrNotFound) {
+			return res, specs, planned, fmt.Errorf("enqueue: fence superseded %s: %w", id, err)
+		}
 	}
 	return res, specs, planned, nil
 }
@@ -373,6 +487,14 @@ func triggerSource(t *TriggerEvent) string {
 		return ""
 	}
 	return t.Source
+}
+
+func idStrings(ids []alert.ID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(id)
+	}
+	return out
 }
 
 func str(v any) string {
@@ -421,6 +543,7 @@ func (q *Queue) chunk(specs []jobSpec, from int) int {
 // took the plan over.
 func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, planned int) error {
 	keep := a.Expires.Add(q.opts.Retain).UnixMilli()
+	sh := q.shardFor(a.Principal, a.Source)
 	for planned < len(specs) {
 		end := q.chunk(specs, planned)
 		jobs, err := json.Marshal(specs[planned:end])
@@ -428,8 +551,8 @@ func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, p
 			return fmt.Errorf("plan: encode jobs: %w", err)
 		}
 		now := q.opts.Now()
-		n, err := planCmd.Run(ctx, q.rdb, []string{q.k.alert(a.ID), q.k.ledger(a.ID), q.k.planning()},
-			q.opts.Prefix, string(a.ID), planned, jobs, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli(), int(a.Priority), keep).Int()
+		n, err := planCmd.Run(ctx, q.rdb, []string{sh.alert(a.ID), sh.ledger(a.ID), sh.planning()},
+			sh.p, string(a.ID), planned, jobs, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli(), int(a.Priority), keep).Int()
 		if err != nil {
 			return fmt.Errorf("plan %s: %w", a.ID, err)
 		}
@@ -447,45 +570,61 @@ func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, p
 // targets in the same order as when it was accepted: the routing of the same
 // configuration. It returns how many plans and sweeps it resumed.
 func (q *Queue) Resume(ctx context.Context, route func(*alert.Alert) []alert.Target) (int, error) {
+	resumed := 0
+	for _, sh := range q.shards {
+		n, err := q.resume(ctx, sh, route)
+		resumed += n
+		if err != nil {
+			return resumed, err
+		}
+		if err := q.moveAudit(ctx, sh); err != nil {
+			return resumed, err
+		}
+	}
+	return resumed, nil
+}
+
+// resume is Resume in one shard.
+func (q *Queue) resume(ctx context.Context, sh shard, route func(*alert.Alert) []alert.Target) (int, error) {
 	now := q.opts.Now()
-	sweeps, err := q.rdb.ZRangeByScore(ctx, q.k.retracting(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
+	sweeps, err := q.rdb.ZRangeByScore(ctx, sh.retracting(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
 	if err != nil {
 		return 0, fmt.Errorf("resume sweeps: %w", err)
 	}
 	resumed := 0
 	for _, id := range sweeps {
-		ok, err := takeOverCmd.Run(ctx, q.rdb, []string{q.k.retracting()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
+		ok, err := takeOverCmd.Run(ctx, q.rdb, []string{sh.retracting()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
 		if err != nil {
 			return resumed, fmt.Errorf("resume sweeps: %w", err)
 		}
 		if ok == 1 {
-			if err := q.resumeSweep(ctx, alert.ID(id)); err != nil {
+			if err := q.resumeSweep(ctx, sh, alert.ID(id)); err != nil {
 				return resumed, err
 			}
 			resumed++
 		}
 	}
-	ids, err := q.rdb.ZRangeByScore(ctx, q.k.planning(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
+	ids, err := q.rdb.ZRangeByScore(ctx, sh.planning(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 10}).Result()
 	if err != nil {
 		return resumed, fmt.Errorf("resume planning: %w", err)
 	}
 	for _, id := range ids {
-		ok, err := takeOverCmd.Run(ctx, q.rdb, []string{q.k.planning()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
+		ok, err := takeOverCmd.Run(ctx, q.rdb, []string{sh.planning()}, id, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli()).Int()
 		if err != nil {
 			return resumed, fmt.Errorf("resume planning: %w", err)
 		}
 		if ok == 0 {
 			continue
 		}
-		a, _, err := q.Alert(ctx, alert.ID(id))
+		a, _, err := q.alertIn(ctx, sh, alert.ID(id))
 		if errors.Is(err, ErrNotFound) {
-			q.rdb.ZRem(ctx, q.k.planning(), id) // aged out
+			q.rdb.ZRem(ctx, sh.planning(), id) // aged out
 			continue
 		}
 		if err != nil {
 			return resumed, err
 		}
-		planned, err := q.rdb.HGet(ctx, q.k.alert(a.ID), "jobs_planned").Int()
+		planned, err := q.rdb.HGet(ctx, sh.alert(a.ID), "jobs_planned").Int()
 		if err != nil {
 			return resumed, fmt.Errorf("resume planning %s: %w", id, err)
 		}
@@ -498,16 +637,16 @@ func (q *Queue) Resume(ctx context.Context, route func(*alert.Alert) []alert.Tar
 }
 
 // resumeSweep goes on with a sweep from the cursor its instance left.
-func (q *Queue) resumeSweep(ctx context.Context, id alert.ID) error {
-	cursor, err := q.rdb.HGet(ctx, q.k.alert(id), "sweep").Result()
+func (q *Queue) resumeSweep(ctx context.Context, sh shard, id alert.ID) error {
+	cursor, err := q.rdb.HGet(ctx, sh.alert(id), "sweep").Result()
 	if errors.Is(err, redis.Nil) {
-		q.rdb.ZRem(ctx, q.k.retracting(), string(id)) // done or aged out
+		q.rdb.ZRem(ctx, sh.retracting(), string(id)) // done or aged out
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("resume sweep %s: %w", id, err)
 	}
-	_, err = q.sweepFrom(ctx, id, cursor)
+	_, err = q.sweepFrom(ctx, sh, id, cursor)
 	return err
 }
 
@@ -524,6 +663,8 @@ type Job struct {
 	// Retries counts how often the job's targets were handed back for a
 	// later attempt (the backoff grows with it).
 	Retries int `json:"n,omitempty"`
+	// shard is the shard the job was claimed from.
+	shard shard
 }
 
 // Message is what the job tells its targets.
@@ -542,29 +683,138 @@ func (j *Job) Expires() time.Time { return time.UnixMilli(j.ExpireMS) }
 // reclaiming expired leases and readying handed-back jobs whose time has
 // come. It returns nil, nil when no such job is ready. A fenced alert's
 // original jobs are never returned.
+//
+// With several shards it first looks at the head of kind's lane in each
+// (one pipelined round) and claims from the shard with the highest-priority
+// job, or expired leases and due jobs to ready: priority holds across
+// shards, up to a job queued between the look and the claim.
 func (q *Queue) Claim(ctx context.Context, kind alert.Kind, min alert.Priority) (*Job, error) {
-	l := q.k.lane(kind)
+	if len(q.shards) == 1 {
+		j, _, err := q.claimIn(ctx, q.shards[0], kind, min, "")
+		return j, err
+	}
+	heads, due, err := q.heads(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	if due {
+		// Expired leases and handed-back jobs whose time has come go back on
+		// their ready sets first (a claim of nothing: no priority reaches
+		// 11), so the look below sees them.
+		for _, h := range heads {
+			if h.due {
+				if _, _, err := q.claimIn(ctx, h.sh, kind, alert.Priority(11), ""); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if heads, _, err = q.heads(ctx, kind); err != nil {
+			return nil, err
+		}
+	}
+	// Claim from the shard with the best job, taking nothing that scores
+	// above the next shard's best: its head may be a job the claim drops
+	// (fenced, expired), and the next best may then be elsewhere. Every
+	// "more" look again dropped at least one job, so this ends.
+	for {
+		slices.SortStableFunc(heads, func(a, b laneHead) int { return cmp.Compare(a.score, b.score) })
+		if len(heads) == 0 || !heads[0].ready {
+			return nil, nil
+		}
+		limit := ""
+		if len(heads) > 1 && heads[1].ready {
+			limit = strconv.FormatFloat(heads[1].score, 'f', 0, 64)
+		}
+		j, more, err := q.claimIn(ctx, heads[0].sh, kind, min, limit)
+		if j != nil || err != nil {
+			return j, err
+		}
+		if !more {
+			heads = heads[1:] // nothing at or above min there
+			continue
+		}
+		if heads, _, err = q.heads(ctx, kind); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// laneHead is what heads saw of a shard's lane: the score of its best ready
+// job, if any, and whether it has expired leases or due jobs to ready.
+type laneHead struct {
+	sh         shard
+	score      float64
+	ready, due bool
+}
+
+// heads looks at the head of kind's lane in every shard, in one round.
+func (q *Queue) heads(ctx context.Context, kind alert.Kind) ([]laneHead, bool, error) {
+	now := strconv.FormatInt(q.opts.Now().UnixMilli(), 10)
+	type cmds struct {
+		ready          *redis.ZSliceCmd
+		leases, delays *redis.StringSliceCmd
+	}
+	cs := make([]cmds, len(q.shards))
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sh := range q.shards {
+			l := sh.lane(kind)
+			due := &redis.ZRangeBy{Min: "-inf", Max: now, Count: 1}
+			cs[i] = cmds{p.ZRangeWithScores(ctx, l.ready, 0, 0), p.ZRangeByScore(ctx, l.leases, due), p.ZRangeByScore(ctx, l.delayed, due)}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("claim %s: %w", kind, err)
+	}
+	heads := make([]laneHead, len(q.shards))
+	anyDue := false
+	for i, c := range cs {
+		h := laneHead{sh: q.shards[i], score: math.Inf(1), due: len(c.leases.Val())+len(c.delays.Val()) > 0}
+		if top := c.ready.Val(); len(top) > 0 {
+			h.score, h.ready = top[0].Score, true
+		}
+		anyDue = anyDue || h.due
+		heads[i] = h
+	}
+	return heads, anyDue, nil
+}
+
+// claimIn is Claim in one shard, taking no job that scores above limit
+// ("" any): more reports that its best job did.
+func (q *Queue) claimIn(ctx context.Context, sh shard, kind alert.Kind, min alert.Priority, limit string) (j *Job, more bool, err error) {
+	l := sh.lane(kind)
 	now := q.opts.Now()
-	raw, err := claimCmd.Run(ctx, q.rdb, append([]string{l.ready, l.jobs, l.leases, l.delayed}, q.auditKeys()...),
-		q.opts.Prefix, now.UnixMilli(), q.opts.Lease.Milliseconds(),
-		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), int(min), q.auditTime(now), actor(ctx)).Text()
+	raw, err := claimCmd.Run(ctx, q.rdb, append([]string{l.ready, l.jobs, l.leases, l.delayed}, q.auditKeys(sh)...),
+		sh.p, now.UnixMilli(), q.opts.Lease.Milliseconds(),
+		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), int(min), q.auditTime(now), actor(ctx), limit).Text()
 	if errors.Is(err, redis.Nil) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("claim %s: %w", kind, err)
+		return nil, false, fmt.Errorf("claim %s: %w", kind, err)
 	}
-	var j Job
-	if err := json.Unmarshal([]byte(raw), &j); err != nil {
-		return nil, fmt.Errorf("claim %s: decode job: %w", kind, err)
+	if raw == "more" {
+		return nil, true, nil
 	}
-	return &j, nil
+	j = &Job{shard: sh}
+	if err := json.Unmarshal([]byte(raw), j); err != nil {
+		return nil, false, fmt.Errorf("claim %s: decode job: %w", kind, err)
+	}
+	return j, false, nil
 }
 
 // Wait blocks until work may have arrived on kind's lane, or timeout passes.
-// It never sleeps on its own: it is a blocking read on the lane's wake list.
+// It never sleeps on its own: it is a blocking read on the lane's wake list
+// (every shard's, on Redis Cluster through one reader per shard: wakeup).
 func (q *Queue) Wait(ctx context.Context, kind alert.Kind, timeout time.Duration) error {
-	err := q.rdb.BLPop(ctx, timeout, q.k.lane(kind).wake).Err()
+	if q.cluster != nil && len(q.shards) > 1 {
+		return q.wake.wait(ctx, q, kind, timeout)
+	}
+	wakes := make([]string, len(q.shards))
+	for i, sh := range q.shards {
+		wakes[i] = sh.lane(kind).wake
+	}
+	err := q.rdb.BLPop(ctx, timeout, wakes...).Err()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
@@ -575,7 +825,7 @@ func (q *Queue) Wait(ctx context.Context, kind alert.Kind, timeout time.Duration
 // false when the lease was already lost (reclaimed or finished).
 func (q *Queue) Extend(ctx context.Context, j *Job) (bool, error) {
 	deadline := q.opts.Now().Add(q.opts.Lease).UnixMilli()
-	n, err := extendCmd.Run(ctx, q.rdb, []string{q.k.lane(j.Kind).leases}, j.ID, deadline).Int()
+	n, err := extendCmd.Run(ctx, q.rdb, []string{j.shard.lane(j.Kind).leases}, j.ID, deadline).Int()
 	if err != nil {
 		return false, fmt.Errorf("extend lease: %w", err)
 	}
@@ -593,12 +843,12 @@ func (q *Queue) Extend(ctx context.Context, j *Job) (bool, error) {
 // reached now waits in Redis, not in a worker. A non-zero retryAt counts as
 // one more retry of the job.
 func (q *Queue) Finish(ctx context.Context, j *Job, outcomes map[string]alert.State, retryAt time.Time) error {
-	l := q.k.lane(j.Kind)
+	l := j.shard.lane(j.Kind)
 	bump := 0
 	if !retryAt.IsZero() {
 		bump = 1
 	}
-	args := []any{q.opts.Prefix, j.ID, q.opts.Now().UnixMilli(), q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), retryAt.UnixMilli(), bump}
+	args := []any{j.shard.p, j.ID, q.opts.Now().UnixMilli(), q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), retryAt.UnixMilli(), bump}
 	for _, t := range j.Targets {
 		if st, ok := outcomes[t]; ok {
 			args = append(args, t, string(st))
@@ -622,7 +872,7 @@ func (q *Queue) Progress(ctx context.Context, j *Job, outcomes map[string]alert.
 	for t, st := range outcomes {
 		args = append(args, pre+t, string(st))
 	}
-	if err := progressCmd.Run(ctx, q.rdb, []string{q.k.ledger(j.AlertID)}, args...).Err(); err != nil {
+	if err := progressCmd.Run(ctx, q.rdb, []string{j.shard.ledger(j.AlertID)}, args...).Err(); err != nil {
 		return fmt.Errorf("progress %s: %w", j.ID, err)
 	}
 	return nil
@@ -640,7 +890,11 @@ func (q *Queue) Release(ctx context.Context, j *Job) error {
 
 // Fenced reports whether the alert has been retracted.
 func (q *Queue) Fenced(ctx context.Context, id alert.ID) (bool, error) {
-	v, err := q.rdb.HGet(ctx, q.k.alert(id), "fence").Result()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("fence check: %w", err)
+	}
+	v, err := q.rdb.HGet(ctx, sh.alert(id), "fence").Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -675,18 +929,23 @@ func (q *Queue) Retract(ctx context.Context, id alert.ID, reason, note string) (
 // dispatch) are queued in the same step; Sweep queues the rest, and, if this
 // process dies before it is done, Resume in any instance finishes it.
 func (q *Queue) Fence(ctx context.Context, id alert.ID, reason, note string, first ...alert.Target) (Retracted, error) {
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return Retracted{}, fmt.Errorf("fence: %w", err)
+	}
 	now := q.opts.Now()
-	args := []any{q.opts.Prefix, string(id), now.UnixMilli(), reason, note,
+	args := []any{sh.p, string(id), now.UnixMilli(), reason, note,
 		q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds(), q.k.fence(), now.Add(q.opts.Lease).UnixMilli(),
 		q.auditTime(now), actor(ctx)}
 	for _, t := range first {
 		args = append(args, t.Key())
 	}
-	res, err := q.runAcked(ctx, retractCmd, append([]string{q.k.alert(id), q.k.ledger(id), q.k.retracting()}, q.auditKeys()...),
+	res, err := q.runAcked(ctx, retractCmd, append([]string{sh.alert(id), sh.ledger(id), sh.retracting()}, q.auditKeys(sh)...),
 		args...).Int64Slice()
 	if err != nil {
 		return Retracted{}, fmt.Errorf("fence: %w", err)
 	}
+	q.moved(ctx, sh)
 	switch res[0] {
 	case -1:
 		return Retracted{}, ErrNotFound
@@ -704,15 +963,19 @@ const SweepChunk = 2000
 // retraction. It returns the retractions it queued; it stops early, without
 // error, when another instance has taken the sweep over.
 func (q *Queue) Sweep(ctx context.Context, id alert.ID) (int, error) {
-	return q.sweepFrom(ctx, id, "0")
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", id, err)
+	}
+	return q.sweepFrom(ctx, sh, id, "0")
 }
 
-func (q *Queue) sweepFrom(ctx context.Context, id alert.ID, cursor string) (int, error) {
+func (q *Queue) sweepFrom(ctx context.Context, sh shard, id alert.ID, cursor string) (int, error) {
 	queued := 0
 	for {
 		now := q.opts.Now()
-		res, err := sweepCmd.Run(ctx, q.rdb, []string{q.k.alert(id), q.k.ledger(id), q.k.retracting()},
-			q.opts.Prefix, string(id), cursor, SweepChunk, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli(),
+		res, err := sweepCmd.Run(ctx, q.rdb, []string{sh.alert(id), sh.ledger(id), sh.retracting()},
+			sh.p, string(id), cursor, SweepChunk, now.UnixMilli(), now.Add(q.opts.Lease).UnixMilli(),
 			q.opts.BatchSize, q.opts.RetractionTTL.Milliseconds()).Slice()
 		if err != nil {
 			return queued, fmt.Errorf("sweep %s: %w", id, err)
@@ -808,7 +1071,11 @@ type DeliveryState struct {
 // when every target ended by expiry; completed when no target is open;
 // delivering once some target is no longer queued; else queued.
 func (q *Queue) Status(ctx context.Context, id alert.ID) (*Status, error) {
-	fields, err := q.rdb.HGetAll(ctx, q.k.alert(id)).Result()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	fields, err := q.rdb.HGetAll(ctx, sh.alert(id)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
@@ -936,7 +1203,11 @@ func (q *Queue) Deliveries(ctx context.Context, id alert.ID) ([]DeliveryState, e
 // so a page costs the same whatever the alert's size; a target may appear
 // on two pages if the ledger grows while it is walked.
 func (q *Queue) DeliveriesPage(ctx context.Context, id alert.ID, cursor uint64, count int) ([]DeliveryState, uint64, error) {
-	kv, next, err := q.rdb.HScan(ctx, q.k.ledger(id), cursor, "", int64(count)).Result()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("deliveries: %w", err)
+	}
+	kv, next, err := q.rdb.HScan(ctx, sh.ledger(id), cursor, "", int64(count)).Result()
 	if err != nil {
 		return nil, 0, fmt.Errorf("deliveries: %w", err)
 	}
@@ -957,7 +1228,7 @@ func (q *Queue) DeliveriesPage(ctx context.Context, id alert.ID, cursor uint64, 
 		rfields = append(rfields, "r|"+f)
 	}
 	if len(rfields) > 0 {
-		rs, err := q.rdb.HMGet(ctx, q.k.ledger(id), rfields...).Result()
+		rs, err := q.rdb.HMGet(ctx, sh.ledger(id), rfields...).Result()
 		if err != nil {
 			return nil, 0, fmt.Errorf("deliveries: %w", err)
 		}
@@ -971,27 +1242,48 @@ func (q *Queue) DeliveriesPage(ctx context.Context, id alert.ID, cursor uint64, 
 	return out, next, nil
 }
 
-// List returns up to limit alert ids, newest first.
+// List returns up to limit alert ids, newest first (every shard's).
 func (q *Queue) List(ctx context.Context, limit int) ([]alert.ID, error) {
-	ids, err := q.rdb.ZRevRange(ctx, q.k.alerts(), 0, int64(limit-1)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+	var all []redis.Z
+	for _, sh := range q.shards {
+		zs, err := q.rdb.ZRevRangeWithScores(ctx, sh.alerts(), 0, int64(limit-1)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		all = append(all, zs...)
 	}
-	out := make([]alert.ID, len(ids))
-	for i, id := range ids {
-		out[i] = alert.ID(id)
+	slices.SortStableFunc(all, func(a, b redis.Z) int { return cmp.Compare(b.Score, a.Score) })
+	out := make([]alert.ID, 0, min(limit, len(all)))
+	for _, z := range all[:min(limit, len(all))] {
+		out = append(out, alert.ID(z.Member.(string)))
 	}
 	return out, nil
 }
 
-// Depth is the number of jobs waiting (not leased) on kind's lane.
+// Depth is the number of jobs waiting (not leased) on kind's lane, every shard.
 func (q *Queue) Depth(ctx context.Context, kind alert.Kind) (int64, error) {
-	return q.rdb.ZCard(ctx, q.k.lane(kind).ready).Result()
+	var n int64
+	for _, sh := range q.shards {
+		c, err := q.rdb.ZCard(ctx, sh.lane(kind).ready).Result()
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
 }
 
 // Alert reads a stored alert and, if it was retracted, the reason.
 func (q *Queue) Alert(ctx context.Context, id alert.ID) (a *alert.Alert, reason string, err error) {
-	v, err := q.rdb.HMGet(ctx, q.k.alert(id), "doc", "reason").Result()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return nil, "", fmt.Errorf("read alert: %w", err)
+	}
+	return q.alertIn(ctx, sh, id)
+}
+
+func (q *Queue) alertIn(ctx context.Context, sh shard, id alert.ID) (a *alert.Alert, reason string, err error) {
+	v, err := q.rdb.HMGet(ctx, sh.alert(id), "doc", "reason").Result()
 	if err != nil {
 		return nil, "", fmt.Errorf("read alert: %w", err)
 	}
@@ -1014,7 +1306,11 @@ func (q *Queue) Callback(ctx context.Context, id alert.ID, t alert.Target, msg a
 	if msg == alert.MessageRetraction {
 		f = "r|" + f
 	}
-	n, err := callbackCmd.Run(ctx, q.rdb, []string{q.k.ledger(id)}, f, string(st)).Int()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("callback: %w", err)
+	}
+	n, err := callbackCmd.Run(ctx, q.rdb, []string{sh.ledger(id)}, f, string(st)).Int()
 	if err != nil {
 		return false, fmt.Errorf("callback: %w", err)
 	}
@@ -1055,7 +1351,7 @@ func (q *Queue) Unreserve(ctx context.Context, sender string, rate float64, cost
 // key is unknown, forgotten (after the idempotency TTL) or a tombstone. CAP
 // chains use it: a CAP message is enqueued under "cap:{sender},{identifier}".
 func (q *Queue) Lookup(ctx context.Context, principal, key string) (alert.ID, error) {
-	v, err := q.rdb.Get(ctx, q.k.dedup("i", sum(principal, key))).Result()
+	v, err := q.rdb.Get(ctx, q.shardFor(principal, "").dedup("i", sum(principal, key))).Result()
 	if errors.Is(err, redis.Nil) || IsTombstone(alert.ID(v)) {
 		return "", nil
 	}
@@ -1081,7 +1377,7 @@ func IsTombstone(id alert.ID) bool { return strings.HasPrefix(string(id), tombst
 // have stored it, so no race lets it through. If the message arrived first
 // after all, its alert id is returned: retract that instead.
 func (q *Queue) Tombstone(ctx context.Context, principal, key, note string) (alert.ID, error) {
-	k := q.k.dedup("i", sum(principal, key))
+	k := q.shardFor(principal, "").dedup("i", sum(principal, key))
 	ok, err := q.rdb.SetNX(ctx, k, tombstonePrefix+note, q.opts.IdempotencyTTL).Result()
 	if err != nil || ok {
 		return "", err

@@ -64,12 +64,12 @@ local function flush_counts()
 end
 
 local function lane(prefix, kind)
-  local p = prefix .. ':{lane:' .. kind .. '}'
+  local p = prefix .. ':lane:' .. kind
   return p .. ':ready', p .. ':jobs', p .. ':wake', p .. ':seq', p .. ':delayed'
 end
 
 local function ledger_key(prefix, id)
-  return prefix .. ':{a:' .. id .. '}:l'
+  return prefix .. ':a:' .. id .. ':l'
 end
 
 -- push_job puts a job on its lane: ready at once, or, with not_before (ms),
@@ -169,11 +169,11 @@ end
 //     step, so a crash leaves either the old alerts or the new one in force,
 //     never neither. Their ledgers are swept by sweepCmd (retracting set).
 //
-// KEYS[1] idempotency dedup key ("-": none)   KEYS[2] fingerprint dedup key ("-": none)
+// KEYS[1] idempotency dedup key ("…:-": none)   KEYS[2] fingerprint dedup key ("…:-": none)
 // KEYS[3] alert hash              KEYS[4] ledger
 // KEYS[5] alerts index            KEYS[6] planning set
-// KEYS[7] trigger event key ("-": none)       KEYS[8] retracting set
-// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] alert JSON
+// KEYS[7] trigger event key ("…:-": none)       KEYS[8] retracting set
+// ARGV[1] shard prefix   ARGV[2] alert id   ARGV[3] alert JSON
 // ARGV[4] idempotency TTL ms   ARGV[5] fingerprint TTL ms
 // ARGV[6] now ms       ARGV[7] keep-until ms (PEXPIREAT of the alert's keys)
 // ARGV[8] expires ms   ARGV[9] priority
@@ -191,7 +191,11 @@ end
 // ARGV[26..28] the alert.duplicate body but for subject and reason: its
 // head, its detail's fragments before reason and after it
 // ARGV[29] audit entry time (JSON)   ARGV[30] actor
-// ARGV[31..] ids of the alerts this one supersedes
+// ARGV[31] "" unless the request supersedes alerts (a CAP Update); then "+"
+// and the ids it supersedes in other shards, comma-separated (kept in the
+// alert's "sup_else" for its repeat: Enqueue fences them after)
+// ARGV[32..] ids of the alerts it supersedes in this shard (another
+// shard's are fenced after, by Enqueue)
 //
 // It appends alert.accepted for a new alert (detail: status, msg_type,
 // event, severity, urgency, priority, zones, channels, principal, source,
@@ -210,27 +214,30 @@ end
 // replayed trigger event. fenced lists the superseded alerts fenced now.
 var enqueueCmd = auditedLedgerScript(`
 local now = tonumber(ARGV[6])
-local sup = 31
+local sup = 32
+-- A key the request has none of is the shard's placeholder "…:-" (every
+-- key a script names is in its shard's slot).
+local function has(k) return string.sub(k, -2) ~= ':-' end
 local function duplicate(of, reason)
   if ARGV[22] == '' then return end
   tocsin_audit(KEYS[9], KEYS[10], tocsin_close(ARGV[26] .. ',"subject":' .. tocsin_json(of),
     ARGV[27], tocsin_frag('reason', reason), ARGV[28]))
 end
-if KEYS[7] ~= '-' and redis.call('EXISTS', KEYS[7]) == 1 then
+if has(KEYS[7]) and redis.call('EXISTS', KEYS[7]) == 1 then
   return {3, redis.call('GET', KEYS[7]), 'replay', '', {}}
 end
 local function spend(id)
-  if KEYS[7] ~= '-' then redis.call('SET', KEYS[7], id, 'PX', ARGV[18]) end
+  if has(KEYS[7]) then redis.call('SET', KEYS[7], id, 'PX', ARGV[18]) end
 end
 -- raise records a trigger source as holding alert id raised (until its reset).
 local function raise(id)
-  if KEYS[7] == '-' then return end
-  local raised = ARGV[1] .. ':{a:' .. id .. '}:raised'
+  if not has(KEYS[7]) then return end
+  local raised = ARGV[1] .. ':a:' .. id .. ':raised'
   redis.call('SADD', raised, ARGV[21])
   redis.call('PEXPIREAT', raised, ARGV[7])
 end
 -- An idempotency key holds "id|digest of the request that used it".
-if KEYS[1] ~= '-' then
+if has(KEYS[1]) then
   local v = redis.call('GET', KEYS[1])
   if v then
     if string.sub(v, 1, 10) == 'cancelled:' then
@@ -248,10 +255,10 @@ end
 local why, earlier = '', ''
 -- An update (it supersedes alerts) is never absorbed: what it replaces must
 -- be fenced, and its own text sent.
-if KEYS[2] ~= '-' and #ARGV < sup then
+if has(KEYS[2]) and ARGV[31] == '' then
   local prev = redis.call('GET', KEYS[2])
   if prev then
-    local a = redis.call('HMGET', ARGV[1] .. ':{a:' .. prev .. '}', 'fence', 'expires', 'sev', 'urg', 'ch', 'lowered')
+    local a = redis.call('HMGET', ARGV[1] .. ':a:' .. prev, 'fence', 'expires', 'sev', 'urg', 'ch', 'lowered')
     earlier = prev
     if not a[2] then
       why = ''
@@ -274,7 +281,7 @@ if KEYS[2] ~= '-' and #ARGV < sup then
       raise(prev)
       -- The request's key now names the alert that absorbed it, so its
       -- repeat (or a CAP Cancel of it) finds that alert.
-      if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], prev .. '|' .. ARGV[17], 'PX', ARGV[4]) end
+      if has(KEYS[1]) then redis.call('SET', KEYS[1], prev .. '|' .. ARGV[17], 'PX', ARGV[4]) end
       duplicate(prev, 'fingerprint')
       return {1, prev, 'fingerprint', '', {}}
     end
@@ -283,11 +290,12 @@ end
 local id = ARGV[2]
 spend(id)
 raise(id)
-if KEYS[1] ~= '-' then redis.call('SET', KEYS[1], id .. '|' .. ARGV[17], 'PX', ARGV[4]) end
-if KEYS[2] ~= '-' then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
+if has(KEYS[1]) then redis.call('SET', KEYS[1], id .. '|' .. ARGV[17], 'PX', ARGV[4]) end
+if has(KEYS[2]) then redis.call('SET', KEYS[2], id, 'PX', ARGV[5]) end
 local jobs = cjson.decode(ARGV[10])
 redis.call('HSET', KEYS[3], 'doc', ARGV[3], 'fence', '0', 'created', ARGV[6], 'expires', ARGV[8],
   'sev', ARGV[14], 'urg', ARGV[15], 'ch', ARGV[16])
+if #ARGV[31] > 1 then redis.call('HSET', KEYS[3], 'sup_else', string.sub(ARGV[31], 2)) end
 if tonumber(ARGV[12]) > #jobs then
   redis.call('HSET', KEYS[3], 'jobs_total', ARGV[12], 'jobs_planned', #jobs)
   redis.call('ZADD', KEYS[6], ARGV[13], id)
@@ -303,7 +311,7 @@ if ARGV[22] ~= '' then
 end
 local fenced = {}
 for i = sup, #ARGV do
-  local old = ARGV[1] .. ':{a:' .. ARGV[i] .. '}'
+  local old = ARGV[1] .. ':a:' .. ARGV[i]
   if redis.call('EXISTS', old) == 1 and redis.call('HGET', old, 'fence') ~= '1' then
     tocsin_record(KEYS[9], KEYS[10], ARGV[29], ARGV[30], 'alert.retracted', ARGV[i],
       {reason = 'superseded', note = 'superseded by ' .. id, superseded_by = id,
@@ -324,7 +332,7 @@ return {0, id, why, earlier, fenced}
 // targets were never attempted and are told nothing.
 //
 // KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] planning set
-// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] offset (jobs planned before this chunk)
+// ARGV[1] shard prefix   ARGV[2] alert id   ARGV[3] offset (jobs planned before this chunk)
 // ARGV[4] jobs JSON    ARGV[5] now ms     ARGV[6] next planning deadline ms
 // ARGV[7] priority     ARGV[8] keep-until ms (PEXPIREAT of the ledger)
 //
@@ -384,11 +392,14 @@ return 1
 //
 // KEYS[1] ready   KEYS[2] jobs   KEYS[3] leases   KEYS[4] delayed
 // KEYS[5] audit seq   KEYS[6] audit log
-// ARGV[1] key prefix   ARGV[2] now ms   ARGV[3] lease ms   ARGV[4] retraction batch
+// ARGV[1] shard prefix   ARGV[2] now ms   ARGV[3] lease ms   ARGV[4] retraction batch
 // ARGV[5] retraction expiry ms   ARGV[6] minimum priority (0 takes any job)
 // ARGV[7] audit entry time (JSON; "" appends none)   ARGV[8] actor
+// ARGV[9] the highest score to take ("" any): another shard's best job
 //
-// Returns the job JSON, or false when no job at or above the minimum is ready.
+// Returns the job JSON, false when no job at or above the minimum is
+// ready, or "more" when the best job here scores above ARGV[9] (the
+// caller claims from the other shard).
 var claimCmd = auditedLedgerScript(`
 local now = tonumber(ARGV[2])
 -- ready moves the jobs of a sorted set whose score (lease deadline or
@@ -402,7 +413,7 @@ local function ready(from, reclaimed)
       redis.call('ZADD', KEYS[1], (10 - j.p) * 1e13 + j.q, jid)
       if reclaimed and j.m == 'a' then
         -- Its worker died mid-job: every target it held may have been reached.
-        local ledger = ARGV[1] .. ':{a:' .. j.a .. '}:l'
+        local ledger = ARGV[1] .. ':a:' .. j.a .. ':l'
         for _, t in ipairs(j.t) do
           if redis.call('HGET', ledger, j.k .. '/' .. t) == 'in_flight' then
             redis.call('HSET', ledger, 'x|' .. j.k .. '/' .. t, '1')
@@ -419,12 +430,13 @@ local bound = (11 - tonumber(ARGV[6])) * 1e13
 while true do
   local top = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   if #top == 0 or tonumber(top[2]) >= bound then return false end
+  if ARGV[9] ~= '' and tonumber(top[2]) > tonumber(ARGV[9]) then return 'more' end
   local jid = top[1]
   redis.call('ZREM', KEYS[1], jid)
   local raw = redis.call('HGET', KEYS[2], jid)
   if raw then
     local j = cjson.decode(raw)
-    local akey = ARGV[1] .. ':{a:' .. j.a .. '}'
+    local akey = ARGV[1] .. ':a:' .. j.a
     local ledger = akey .. ':l'
     local field = function(t) return j.k .. '/' .. t end
     if j.m == 'r' then field = function(t) return 'r|' .. j.k .. '/' .. t end end
@@ -499,7 +511,7 @@ end
 // original attempt has ended.
 //
 // KEYS[1] jobs   KEYS[2] leases   KEYS[3] ready
-// ARGV[1] key prefix  ARGV[2] job id  ARGV[3] now ms  ARGV[4] retraction batch
+// ARGV[1] shard prefix  ARGV[2] job id  ARGV[3] now ms  ARGV[4] retraction batch
 // ARGV[5] retraction expiry ms  ARGV[6] not-before ms of handed-back targets
 // ARGV[7] 1 to count the hand-back as a retry, 0 not (shutdown)
 // ARGV[8..] target id, state pairs
@@ -512,7 +524,7 @@ local raw = redis.call('HGET', KEYS[1], ARGV[2])
 if not raw then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[2])
 local j = cjson.decode(raw)
-local akey = ARGV[1] .. ':{a:' .. j.a .. '}'
+local akey = ARGV[1] .. ':a:' .. j.a
 local ledger = akey .. ':l'
 local pre = j.k .. '/'
 if j.m == 'r' then pre = 'r|' .. pre end
@@ -591,7 +603,7 @@ end
 //
 // KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] retracting set
 // KEYS[4] audit seq    KEYS[5] audit log
-// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] now ms   ARGV[4] reason
+// ARGV[1] shard prefix   ARGV[2] alert id   ARGV[3] now ms   ARGV[4] reason
 // ARGV[5] note   ARGV[6] retraction batch   ARGV[7] retraction expiry ms
 // ARGV[8] fence channel   ARGV[9] sweep deadline ms
 // ARGV[10] audit entry time (JSON; "" appends none)   ARGV[11] actor
@@ -619,7 +631,7 @@ return {1, n}
 // cursor stored in the alert), if the sweep stands at the caller's cursor.
 //
 // KEYS[1] alert hash   KEYS[2] ledger   KEYS[3] retracting set
-// ARGV[1] key prefix   ARGV[2] alert id   ARGV[3] cursor   ARGV[4] fields per chunk
+// ARGV[1] shard prefix   ARGV[2] alert id   ARGV[3] cursor   ARGV[4] fields per chunk
 // ARGV[5] now ms   ARGV[6] next deadline ms   ARGV[7] retraction batch
 // ARGV[8] retraction expiry ms
 //

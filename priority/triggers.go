@@ -14,9 +14,25 @@ import (
 )
 
 // SeenEvent records a trigger source's event id for ttl and reports whether
-// it was new; a second sighting is a replay.
-func (q *Queue) SeenEvent(ctx context.Context, source, event string, ttl time.Duration) (bool, error) {
-	ok, err := q.rdb.SetNX(ctx, q.k.triggerEvent(source, event), "-", ttl).Result()
+// it was new; a second sighting is a replay. trigger is the Source of the
+// alerts the trigger makes ("trigger/<name>"): the event id is kept where
+// Enqueue spends it (keys.go), so a replay is found either way.
+func (q *Queue) SeenEvent(ctx context.Context, trigger, source, event string, ttl time.Duration) (bool, error) {
+	return q.seen(ctx, q.shardFor(TriggerPrincipalPrefix+source, trigger), source, event, ttl)
+}
+
+// SeenReset records a panel's reset event id of alert id for ttl (Lower
+// reads it) and reports whether it was new.
+func (q *Queue) SeenReset(ctx context.Context, id alert.ID, source, event string, ttl time.Duration) (bool, error) {
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("trigger event: %w", err)
+	}
+	return q.seen(ctx, sh, source, event, ttl)
+}
+
+func (q *Queue) seen(ctx context.Context, sh shard, source, event string, ttl time.Duration) (bool, error) {
+	ok, err := q.rdb.SetNX(ctx, sh.triggerEvent(source, event), "-", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("trigger event: %w", err)
 	}
@@ -24,16 +40,20 @@ func (q *Queue) SeenEvent(ctx context.Context, source, event string, ttl time.Du
 }
 
 // EventAlertOf is the alert a source's event made or joined (Enqueue with
-// Plan.Trigger records it), or "".
+// Plan.Trigger records it), or "". It looks in every shard: the reset does
+// not name the trigger.
 func (q *Queue) EventAlertOf(ctx context.Context, source, event string) (alert.ID, error) {
-	v, err := q.rdb.Get(ctx, q.k.triggerEvent(source, event)).Result()
-	if errors.Is(err, redis.Nil) || v == "-" {
-		return "", nil
+	for _, sh := range q.shards {
+		v, err := q.rdb.Get(ctx, sh.triggerEvent(source, event)).Result()
+		if errors.Is(err, redis.Nil) || v == "-" {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("trigger event: %w", err)
+		}
+		return alert.ID(v), nil
 	}
-	if err != nil {
-		return "", fmt.Errorf("trigger event: %w", err)
-	}
-	return alert.ID(v), nil
+	return "", nil
 }
 
 // Maintenance is a trigger source's maintenance window.
@@ -92,7 +112,7 @@ func (q *Queue) SetMaintenance(ctx context.Context, m Maintenance) error {
 	b, _ := json.Marshal(m)
 	ttl := max(time.Until(m.Until).Milliseconds(), 1)
 	e := audit.Entry{Time: q.opts.Now(), Kind: "maintenance.started", Actor: actor(ctx), Subject: m.Source, Detail: maintenanceDetail(m)}
-	err := maintenanceCmd.Run(ctx, q.rdb, append([]string{q.k.maintenance(m.Source)}, q.auditKeys()...), b, ttl, q.body(e)).Err()
+	err := maintenanceCmd.Run(ctx, q.rdb, append([]string{q.k.maintenance(m.Source)}, q.auditLog()...), b, ttl, q.body(e)).Err()
 	if err != nil {
 		return fmt.Errorf("maintenance: %w", err)
 	}
@@ -116,7 +136,7 @@ func (q *Queue) EndMaintenance(ctx context.Context, source string) (bool, error)
 		var m Maintenance
 		_ = json.Unmarshal([]byte(raw), &m) // a window we cannot read is ended all the same
 		e := audit.Entry{Time: q.opts.Now(), Kind: "maintenance.ended", Actor: actor(ctx), Subject: source, Detail: maintenanceDetail(m)}
-		n, err := endMaintenanceCmd.Run(ctx, q.rdb, append([]string{key}, q.auditKeys()...), raw, q.body(e)).Int()
+		n, err := endMaintenanceCmd.Run(ctx, q.rdb, append([]string{key}, q.auditLog()...), raw, q.body(e)).Int()
 		if err != nil {
 			return false, fmt.Errorf("maintenance: %w", err)
 		}
@@ -183,7 +203,7 @@ func (q *Queue) Audit(ctx context.Context, e AuditEntry) error {
 	}
 	detail := detailOf("event_id", e.EventID, "trigger", e.Trigger, "zone", e.Zone, "reason", e.Reason, "alert_id", string(e.AlertID))
 	entry := audit.Entry{Time: q.opts.Now(), Kind: "trigger." + e.Status, Actor: actor(ctx), Subject: e.Source, Detail: detail}
-	if err := auditCmd.Run(ctx, q.rdb, append([]string{key}, q.auditKeys()...), b, auditKeep, q.body(entry)).Err(); err != nil {
+	if err := auditCmd.Run(ctx, q.rdb, append([]string{key}, q.auditLog()...), b, auditKeep, q.body(entry)).Err(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
@@ -213,9 +233,13 @@ func (q *Queue) AuditLog(ctx context.Context, n int, rejected bool) ([]AuditEntr
 // Corroborate records a trigger source as confirming an alert (the history
 // GET /v1/alerts/{id} shows; Enqueue records it as holding the alert raised).
 func (q *Queue) Corroborate(ctx context.Context, id alert.ID, source string) error {
-	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, q.k.sources(id), source)
-		p.Expire(ctx, q.k.sources(id), q.opts.Retain+7*24*time.Hour)
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, sh.sources(id), source)
+		p.Expire(ctx, sh.sources(id), q.opts.Retain+7*24*time.Hour)
 		return nil
 	})
 	return err
@@ -223,14 +247,18 @@ func (q *Queue) Corroborate(ctx context.Context, id alert.ID, source string) err
 
 // Corroborators are the trigger sources that confirmed an alert.
 func (q *Queue) Corroborators(ctx context.Context, id alert.ID) ([]string, error) {
-	return q.rdb.SMembers(ctx, q.k.sources(id)).Result()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return q.rdb.SMembers(ctx, sh.sources(id)).Result()
 }
 
 // lowerCmd is a panel's reset: it takes the source off the alert's raised
 // set and, when no source holds the alert raised any more, marks it
 // lowered in the same step, so no trigger joins it from then on (enqueueCmd
 // makes a new alert instead) while its retraction follows. The reset's
-// event id is spent by the caller once the reset is carried out (SeenEvent),
+// event id is spent by the caller once the reset is carried out (SeenReset),
 // so a reset that failed half-way can be sent again.
 //
 // KEYS[1] the reset's trigger event key   KEYS[2] the alert's raised set   KEYS[3] the alert hash
@@ -246,9 +274,13 @@ return n
 
 // Lower records a source's reset of alert id and returns how many other
 // sources still hold the alert raised; ErrReplay if the reset's event id
-// was spent before. The caller spends it (SeenEvent) once the reset is done.
+// was spent before. The caller spends it (SeenReset) once the reset is done.
 func (q *Queue) Lower(ctx context.Context, id alert.ID, source, event string) (int, error) {
-	n, err := lowerCmd.Run(ctx, q.rdb, []string{q.k.triggerEvent(source, event), q.k.raised(id), q.k.alert(id)}, source).Int()
+	sh, err := q.shardOf(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("lower: %w", err)
+	}
+	n, err := lowerCmd.Run(ctx, q.rdb, []string{sh.triggerEvent(source, event), sh.raised(id), sh.alert(id)}, source).Int()
 	if err != nil {
 		return 0, fmt.Errorf("lower: %w", err)
 	}
