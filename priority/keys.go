@@ -117,10 +117,6 @@ func (l laneKeys) list() []string {
 	return []string{l.ready, l.jobs, l.leases, l.wake, l.seq, l.delayed}
 }
 
-// home maps an alert id to its shard number, when there is more than one
-// shard (written before the alert is stored, kept as long as the alert).
-func (k keys) home(id alert.ID) string { return k.prefix + ":home:" + string(id) }
-
 // pace holds a sender's next free send slot (GCRA).
 func (k keys) pace(sender string) string { return k.prefix + ":pace:{" + sender + "}" }
 

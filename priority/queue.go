@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,9 +89,10 @@ type Queue struct {
 	// cluster is rdb on Redis Cluster: scripts append audit entries to
 	// their shard's outbox, and WAIT goes to the master of the script's slot.
 	cluster *redis.ClusterClient
-	// homes caches alert id -> shard (keys.home) with more than one shard.
-	homes sync.Map
-	wake  wakeup
+	// homes caches alert id -> shard number (shardOf) with more than one shard.
+	homes     sync.Map
+	homeCount atomic.Int64
+	wake      wakeup
 	// noAudit: the scripts append no audit entries (benchmarks measure the
 	// audit's cost against it; see export_test.go).
 	noAudit bool
@@ -144,8 +146,10 @@ func (q *Queue) shardFor(principal, source string) shard {
 	return q.shards[shardNum(homeOf(principal, source), len(q.shards))]
 }
 
-// shardOf is the shard an alert lives in: the only one, or the one its
-// home key names (shard 0 when it names none: an unknown alert).
+// shardOf is the shard an alert lives in: the only one, or the one whose
+// alert hash exists (one pipelined look in every shard, remembered), or
+// shard 0 for an unknown alert. An id names no shard of its own: ids are
+// the sender's business (a trigger's are made from its event id).
 func (q *Queue) shardOf(ctx context.Context, id alert.ID) (shard, error) {
 	if len(q.shards) == 1 {
 		return q.shards[0], nil
@@ -153,18 +157,33 @@ func (q *Queue) shardOf(ctx context.Context, id alert.ID) (shard, error) {
 	if n, ok := q.homes.Load(id); ok {
 		return q.shards[n.(int)], nil
 	}
-	v, err := q.rdb.Get(ctx, q.k.home(id)).Int()
-	if errors.Is(err, redis.Nil) {
-		return q.shards[0], nil
-	}
+	found := make([]*redis.IntCmd, len(q.shards))
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sh := range q.shards {
+			found[i] = p.Exists(ctx, sh.alert(id))
+		}
+		return nil
+	})
 	if err != nil {
 		return shard{}, fmt.Errorf("alert %s: find its shard: %w", id, err)
 	}
-	if v < 0 || v >= len(q.shards) {
-		return shard{}, fmt.Errorf("alert %s: shard %d of %d (was queue.shards changed?)", id, v, len(q.shards))
+	for i, c := range found {
+		if c.Val() == 1 {
+			q.remember(id, i)
+			return q.shards[i], nil
+		}
 	}
-	q.homes.Store(id, v)
-	return q.shards[v], nil
+	return q.shards[0], nil
+}
+
+// remember caches an alert's shard; the cache starts over past 100,000
+// alerts (a look in every shard finds any alert again).
+func (q *Queue) remember(id alert.ID, n int) {
+	if q.homeCount.Add(1) > 100000 {
+		q.homes.Clear()
+		q.homeCount.Store(0)
+	}
+	q.homes.Store(id, n)
 }
 
 // runAcked runs a script whose effect an answer promises. With
@@ -386,11 +405,6 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 			elsewhere = append(elsewhere, id)
 		}
 	}
-	if len(q.shards) > 1 {
-		if err := q.rdb.Set(ctx, q.k.home(a.ID), sh.n, time.Until(keep)).Err(); err != nil {
-			return res, nil, 0, fmt.Errorf("enqueue: record its shard: %w", err)
-		}
-	}
 	args := []any{sh.p, string(a.ID), doc, idemTTL, fpTTL, now.UnixMilli(), keep.UnixMilli(),
 		a.Expires.UnixMilli(), int(a.Priority), jobs, now.Add(-q.opts.Retain).UnixMilli(),
 		len(specs), now.Add(q.opts.Lease).UnixMilli(),
@@ -433,7 +447,7 @@ func (q *Queue) enqueueFirst(ctx context.Context, p Plan) (res Enqueued, specs [
 		return res, nil, 0, ErrReplay
 	}
 	if !res.Duplicate && len(q.shards) > 1 {
-		q.homes.Store(a.ID, sh.n)
+		q.remember(a.ID, sh.n)
 	}
 	// A crash before these leaves the other home's alerts in force beside
 	// their update (never neither); the sender's repeat of the update (a
