@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -35,7 +36,18 @@ func NewRedis(cfg *config.Config) redis.UniversalClient {
 		Username: cfg.Redis.Username, Password: cfg.Redis.Password(), TLSConfig: cfg.Redis.TLSConfig(),
 		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		MaxRetries: 1,
+		// On Cluster, each queue's workers wait through one blocking read per
+		// shard (priority.Queue.Wait): room for them besides the rest.
+		PoolSize: poolSize(cfg),
 	})
+}
+
+func poolSize(cfg *config.Config) int {
+	n := 10 * runtime.GOMAXPROCS(0)
+	if cfg.Redis.IsCluster() {
+		n += cfg.Redis.ShardCount()
+	}
+	return n
 }
 
 // Open wires a Gateway from its configuration: the Redis client (single,

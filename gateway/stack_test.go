@@ -83,6 +83,11 @@ type stackOptions struct {
 	// sentinel, if set, is the Redis the gateway uses, through its Sentinel,
 	// waiting for one replica (redis.wait_replicas: 1).
 	sentinel *testenv.Sentinel
+	// cluster, if set, is the Redis Cluster the gateway uses (with a key
+	// prefix of its own, so tests can share one), waiting for one replica
+	// when the cluster has replicas. Without redis, sentinel or cluster, a
+	// test inside TestOnRedisCluster gets that test's cluster.
+	cluster *testenv.Cluster
 	// principal, if set, is YAML for further principals (a list item).
 	principal string
 	// mqttUser, if set, is the gateway's broker user name; its password is
@@ -210,7 +215,7 @@ type stack struct {
 	publicPort int
 	cancel     context.CancelFunc
 	done       chan struct{}
-	rdb        *redis.Client
+	rdb        redis.UniversalClient
 	// stopWorkers ends the gateway's Run (workers drain) but not its HTTP API.
 	stopWorkers context.CancelFunc
 }
@@ -239,6 +244,12 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	if o.sentinel != nil {
 		o.redis = o.sentinel.Sentinel
+	}
+	if o.redis == nil && o.sentinel == nil && o.cluster == nil {
+		o.cluster = sharedCluster
+	}
+	if o.cluster != nil {
+		o.redis = o.cluster.Masters[0]
 	}
 	if o.redis == nil {
 		o.redis = testenv.Redis(t)
@@ -269,6 +280,15 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	if o.sentinel != nil {
 		yml = strings.Replace(yml, "redis: {addrs: ["+o.redis.Addr()+"]}", "redis: {addrs: ["+o.redis.Addr()+"], master_name: "+o.sentinel.Name+", wait_replicas: 1}", 1)
+	}
+	if o.cluster != nil {
+		wait := ""
+		if len(o.cluster.Replicas) > 0 {
+			wait = ", wait_replicas: 1"
+		}
+		prefix := fmt.Sprintf("t%d", clusterPrefix.Add(1))
+		yml = strings.Replace(yml, "redis: {addrs: ["+o.redis.Addr()+"]}",
+			"redis: {addrs: ["+strings.Join(o.cluster.Addrs(), ", ")+"], key_prefix: "+prefix+wait+"}", 1)
 	}
 	if o.principal != "" {
 		yml = strings.Replace(yml, "principals:\n", "principals:\n"+o.principal, 1)
@@ -334,7 +354,7 @@ triggers:
 		t.Fatalf("config: %v", err)
 	}
 	s := &stack{t: t, cfg: cfg, cfgYML: yml, redis: o.redis, broker: o.broker, publicPort: publicPort}
-	s.rdb = redis.NewClient(&redis.Options{Addr: o.redis.Addr()})
+	s.rdb = gateway.NewRedis(cfg)
 	t.Cleanup(func() { s.rdb.Close() })
 	if o.fleet || !o.noGateway {
 		fo := fake.FleetOptions{Broker: testenv.MQTTURL(o.broker), IDs: all, Latency: o.fleetDelay, Offline: o.offline}

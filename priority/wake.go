@@ -3,6 +3,7 @@ package priority
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -13,10 +14,11 @@ import (
 
 // wakeup lets the workers of a process wait on a kind's wake list in every
 // shard on Redis Cluster, where one blocking read cannot name keys of
-// several slots: one reader per kind and shard blocks on the shard's list
-// and wakes every worker of the kind waiting in this process.
+// several slots: one reader per shard blocks on the shard's wake lists of
+// every kind (one slot) and wakes the workers of that kind waiting in this
+// process.
 type wakeup struct {
-	mu    sync.Mutex
+	once  sync.Once
 	kinds map[alert.Kind]*kindWake
 }
 
@@ -31,7 +33,11 @@ type kindWake struct {
 const recent = 20 * time.Millisecond
 
 func (w *wakeup) wait(ctx context.Context, q *Queue, kind alert.Kind, timeout time.Duration) error {
-	kw := w.start(q, kind)
+	w.once.Do(func() { w.start(q) })
+	kw := w.kinds[kind]
+	if kw == nil {
+		return fmt.Errorf("wait: unknown channel kind %q", kind)
+	}
 	kw.mu.Lock()
 	ch, last := kw.ch, kw.last
 	kw.mu.Unlock()
@@ -49,31 +55,32 @@ func (w *wakeup) wait(ctx context.Context, q *Queue, kind alert.Kind, timeout ti
 	return nil
 }
 
-// start returns kind's wake, starting its readers the first time. They run
-// until the Redis client is closed.
-func (w *wakeup) start(q *Queue, kind alert.Kind) *kindWake {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if kw, ok := w.kinds[kind]; ok {
-		return kw
+// start starts the readers, one per shard; they run until the Redis client
+// is closed.
+func (w *wakeup) start(q *Queue) {
+	w.kinds = map[alert.Kind]*kindWake{}
+	for _, k := range alert.Kinds {
+		w.kinds[k] = &kindWake{ch: make(chan struct{})}
 	}
-	if w.kinds == nil {
-		w.kinds = map[alert.Kind]*kindWake{}
-	}
-	kw := &kindWake{ch: make(chan struct{})}
-	w.kinds[kind] = kw
 	for _, sh := range q.shards {
-		go kw.read(q.rdb, sh.lane(kind).wake)
+		byKey := map[string]*kindWake{}
+		var keys []string
+		for _, k := range alert.Kinds {
+			key := sh.lane(k).wake
+			byKey[key] = w.kinds[k]
+			keys = append(keys, key)
+		}
+		go read(q.rdb, keys, byKey)
 	}
-	return kw
 }
 
-func (kw *kindWake) read(rdb redis.UniversalClient, key string) {
+func read(rdb redis.UniversalClient, keys []string, byKey map[string]*kindWake) {
 	ctx := context.Background()
 	for {
-		err := rdb.BLPop(ctx, 5*time.Second, key).Err()
+		kv, err := rdb.BLPop(ctx, 5*time.Second, keys...).Result()
 		switch {
 		case err == nil:
+			kw := byKey[kv[0]]
 			kw.mu.Lock()
 			close(kw.ch)
 			kw.ch, kw.last = make(chan struct{}), time.Now()
