@@ -37,9 +37,9 @@ test:
 # CI runs it shortened (SOAK_COUNT=2 RAPID_CHECKS=300 GATEWAY_MODEL_CHECKS=20).
 soak:
 	$(GO) test -race -count=$(SOAK_COUNT) -timeout 30m \
-		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery|TestDeadSirens|TestSentinelFailover|TestSiteGateway' ./gateway/
-	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease|TestSentinelFailover' ./priority/
-	$(GO) test -race -count=1 -timeout 30m -run '^TestModel$$' ./priority/ -rapid.checks=$(RAPID_CHECKS)
+		-run 'TestRedisDown|TestBrokerKilled|TestInstanceKilled|TestSIGTERM|TestRetractionMidDelivery|TestDeadSirens|TestSentinelFailover|TestClusterFailover|TestSiteGateway' ./gateway/
+	$(GO) test -race -count=$(SOAK_COUNT) -run 'TestFence|TestExpiredLease|TestSentinelFailover|TestClusterFailover' ./priority/
+	$(GO) test -race -count=1 -timeout 30m -run '^TestModel(OnRedisCluster)?$$' ./priority/ -rapid.checks=$(RAPID_CHECKS)
 	TOCSIN_GATEWAY_MODEL_CHECKS=$(GATEWAY_MODEL_CHECKS) $(GO) test -race -count=1 -timeout 30m -run '^TestGatewayModel$$' ./gateway/
 
 # Fuzzes the CAP parser, the JSON alert body and the MQTT trigger payload

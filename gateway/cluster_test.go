@@ -31,22 +31,22 @@ func TestOnRedisCluster(t *testing.T) {
 	sharedCluster = testenv.RedisCluster(t, 3)
 	t.Cleanup(func() { sharedCluster = nil })
 	for name, test := range map[string]func(*testing.T){
-		"AlertSoundsSirensAndIsDelivered":        TestAlertSoundsSirensAndIsDelivered,
-		"DuplicatesAnswer200WithTheFirstID":      TestDuplicatesAnswer200WithTheFirstID,
+		"AlertSoundsSirensAndIsDelivered":         TestAlertSoundsSirensAndIsDelivered,
+		"DuplicatesAnswer200WithTheFirstID":       TestDuplicatesAnswer200WithTheFirstID,
 		"RealAlarmAfterRetractedFalseAlarmSounds": TestRealAlarmAfterRetractedFalseAlarmSounds,
-		"RetractionMidDelivery":                  TestRetractionMidDelivery,
-		"CAPUpdateReplacesQueuedAlert":           TestCAPUpdateReplacesQueuedAlert,
-		"CAPCancelBeforeAlert":                   TestCAPCancelBeforeAlert,
-		"CAPCancelRetracts":                      TestCAPCancelRetracts,
-		"PAAndDispatchEndToEnd":                  TestPAAndDispatchEndToEnd,
-		"SMSAndVoiceEndToEnd":                    TestSMSAndVoiceEndToEnd,
-		"RetractionDuringSMSFanout":              TestRetractionDuringSMSFanout,
-		"FiftyTwoTriggersOneAlert":               TestFiftyTwoTriggersOneAlert,
-		"PanelResetRetracts":                     TestPanelResetRetracts,
-		"QuarantinedTriggers":                    TestQuarantinedTriggers,
-		"FourEyesStory":                          TestFourEyesStory,
-		"InstanceKilledMidAlertOtherFinishes":    TestInstanceKilledMidAlertOtherFinishes,
-		"GatewayModel":                           TestGatewayModel,
+		"RetractionMidDelivery":                   TestRetractionMidDelivery,
+		"CAPUpdateReplacesQueuedAlert":            TestCAPUpdateReplacesQueuedAlert,
+		"CAPCancelBeforeAlert":                    TestCAPCancelBeforeAlert,
+		"CAPCancelRetracts":                       TestCAPCancelRetracts,
+		"PAAndDispatchEndToEnd":                   TestPAAndDispatchEndToEnd,
+		"SMSAndVoiceEndToEnd":                     TestSMSAndVoiceEndToEnd,
+		"RetractionDuringSMSFanout":               TestRetractionDuringSMSFanout,
+		"FiftyTwoTriggersOneAlert":                TestFiftyTwoTriggersOneAlert,
+		"PanelResetRetracts":                      TestPanelResetRetracts,
+		"QuarantinedTriggers":                     TestQuarantinedTriggers,
+		"FourEyesStory":                           TestFourEyesStory,
+		"InstanceKilledMidAlertOtherFinishes":     TestInstanceKilledMidAlertOtherFinishes,
+		"GatewayModel":                            TestGatewayModel,
 	} {
 		t.Run(name, test)
 	}
