@@ -73,6 +73,13 @@ func Open(cfg *config.Config, log zerolog.Logger, override map[alert.Kind]adapte
 		})
 	}
 	q, bulk := newQueue(), newQueue()
+	mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if n, err := q.MoveLegacyKeys(mctx); err != nil {
+		log.Warn().Err(err).Msg("Could not look for maintenance windows kept under their names from before the queue's shards")
+	} else if n > 0 {
+		log.Warn().Int("keys", n).Msg("Moved maintenance windows and trigger decisions kept under their names from before the queue's shards")
+	}
+	cancel()
 	ads := map[alert.Kind]adapters.Adapter{}
 	fallbacks := map[alert.Kind]adapters.Adapter{}
 	var ready func(context.Context) error

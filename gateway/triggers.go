@@ -228,7 +228,10 @@ func (g *Gateway) resetTrigger(ctx context.Context, src *config.TriggerSource, t
 		return rej("reset_of: required, the event_id of the trigger being reset")
 	}
 	id, err := g.q.EventAlertOf(ctx, src.ID, t.ResetOf)
-	if err != nil || id == "" {
+	if err != nil {
+		return rej("cannot look the event up right now: " + err.Error()) // the panel's retry is heard
+	}
+	if id == "" {
 		return rej("no alert for event " + t.ResetOf + " from this source (unknown, or older than the reset window): an operator retracts it")
 	}
 	st, err := g.q.Status(ctx, id)

@@ -58,7 +58,7 @@ mqtt: {broker: "tcp://127.0.0.1:$mp", client_id: tocsin-bench}
 zones: [{id: town}]
 sirens: [{id: s1, zone: town}, {id: s2, zone: town}, {id: s3, zone: town}]
 principals:
-  - {id: ils, kind: dispatch, key_env: BENCH_KEY, scopes: {zones: ["*"]}}
+  - {id: ils, kind: dispatch, key_env: BENCH_KEY, scopes: {zones: ["*"]}, rate: 100000, burst: 1000000}
 YAML
   BENCH_KEY=$key "$tmp/tocsin" serve --no-workers --config "$tmp/$mode/tocsin.yaml" >"$tmp/$mode/tocsin.log" 2>&1 &
   tpid=$!

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ type Stack struct {
 	o      StackOptions
 	dir    string
 	prefix string
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	// Key is the dispatch principal's API key; TriggerKey the trigger source's.
 	Key, TriggerKey string
 	Twilio          *fake.Twilio
@@ -82,8 +83,11 @@ const (
 // StartStack writes the configuration, starts the fakes and the instances
 // (workers first, the API-only one last) and waits until each is ready.
 func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
-	if err := loopbackOnly("redis://" + o.Redis); err != nil {
-		return nil, err
+	addrs := strings.Split(o.Redis, ",")
+	for _, a := range addrs {
+		if err := loopbackOnly("redis://" + a); err != nil {
+			return nil, err
+		}
 	}
 	if err := loopbackOnly(o.Broker); err != nil {
 		return nil, err
@@ -109,7 +113,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{o: o, dir: dir, prefix: fmt.Sprintf("lt%x", time.Now().UnixNano()),
-		rdb: redis.NewClient(&redis.Options{Addr: o.Redis}), Key: "loadtest-dispatch-key-0001", TriggerKey: "loadtest-button-key-0001",
+		rdb: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs}), Key: "loadtest-dispatch-key-0001", TriggerKey: "loadtest-button-key-0001",
 		arrive: newArrivals(o.Recipients)}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		s.Close()
@@ -197,7 +201,7 @@ func (s *Stack) config(i int, port int) string {
 	}
 	return fmt.Sprintf(`listen: 127.0.0.1:%d
 public_url: http://127.0.0.1:%d
-redis: {addrs: [%q], key_prefix: %s}
+redis: {addrs: [%s], key_prefix: %s}
 mqtt: {broker: %q, client_id: %s-%d, topic_prefix: %s}
 queue: {workers: %d, batch_size: %d, lease: %s, dedup_window: 1ms, shutdown_grace: 2s}
 siren: {ack_timeout: 2s}
@@ -215,7 +219,7 @@ twilio:
   primary: fake
   accounts:
     - {id: fake, account_sid: %s, auth_token_env: LOADTEST_TWILIO_TOKEN, base_url: %q, sms: {from: "+4930100000", rate: 10000}}
-%s`, port, port, s.o.Redis, s.prefix, s.o.Broker, s.prefix, i, s.prefix, s.o.Workers, s.o.BatchSize, s.o.Lease,
+%s`, port, port, strings.Join(quoted(strings.Split(s.o.Redis, ",")), ", "), s.prefix, s.o.Broker, s.prefix, i, s.prefix, s.o.Workers, s.o.BatchSize, s.o.Lease,
 		sirens.String(), TriggerSource, stackSID, s.Twilio.URL, contacts)
 }
 
@@ -313,13 +317,38 @@ func (s *Stack) PeakRSS(i int) int64 {
 	return 0
 }
 
-// RedisMemory is Redis's used_memory in bytes.
+// RedisMemory is Redis's used_memory in bytes (every master's, on a cluster).
 func (s *Stack) RedisMemory(ctx context.Context) (int64, error) {
-	info, err := s.rdb.InfoMap(ctx, "memory").Result()
-	if err != nil {
-		return 0, err
+	var total atomic.Int64
+	err := s.eachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.InfoMap(ctx, "memory").Result()
+		if err != nil {
+			return err
+		}
+		n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+		total.Add(n)
+		return err
+	})
+	return total.Load(), err
+}
+
+// eachMaster runs fn on the Redis, or on every master of a cluster.
+func (s *Stack) eachMaster(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
 	}
-	return strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+	return fmt.Errorf("redis client %T", s.rdb)
+}
+
+func quoted(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, v := range ss {
+		out[i] = strconv.Quote(v)
+	}
+	return out
 }
 
 // Close stops the instances (SIGTERM), the fakes, and removes the stack's keys.
@@ -340,17 +369,13 @@ func (s *Stack) Close() {
 		s.Twilio.Close()
 	}
 	ctx := context.Background()
-	iter := s.rdb.Scan(ctx, 0, s.prefix+":*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		if keys = append(keys, iter.Val()); len(keys) == 1000 {
-			s.rdb.Unlink(ctx, keys...)
-			keys = keys[:0]
+	s.eachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, s.prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Unlink(ctx, iter.Val()) // one by one: a cluster's keys are in many slots
 		}
-	}
-	if len(keys) > 0 {
-		s.rdb.Unlink(ctx, keys...)
-	}
+		return nil
+	})
 	s.rdb.Close()
 	os.RemoveAll(s.dir)
 }

@@ -3,6 +3,7 @@ package priority
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -197,12 +198,21 @@ func (q *Queue) auditLog() []string {
 // in another instance): the moved hash keeps each shard's last m. Entries of
 // one shard keep their order.
 //
+// The outbox's number lives on the shard's master, the mark on the audit's:
+// after a failover of the shard's master its number may have gone back
+// (entries not yet on the replica are lost with it). Then the mark is
+// behind the number no more, and is moved back to just before the
+// entries read, so the new entries are appended, not skipped.
+//
 // KEYS[1] audit seq   KEYS[2] audit log   KEYS[3] moved hash
-// ARGV[1] shard number   ARGV[2..] outbox entries, oldest first
+// ARGV[1] shard number   ARGV[2] the outbox's number when the entries were read
+// ARGV[3..] outbox entries, oldest first
 // Returns the last m moved.
 var moveAuditCmd = redis.NewScript(audit.Lua + `
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-for i = 2, #ARGV do
+local function num(e) return tonumber(string.sub(e, 1, string.find(e, ' ', 1, true) - 1)) end
+if tonumber(ARGV[2]) < last then last = num(ARGV[3]) - 1 end
+for i = 3, #ARGV do
   local sp = string.find(ARGV[i], ' ', 1, true)
   local m = tonumber(string.sub(ARGV[i], 1, sp - 1))
   if m > last then
@@ -238,14 +248,25 @@ func (q *Queue) moveAudit(ctx context.Context, sh shard) error {
 	if q.cluster == nil {
 		return nil
 	}
-	box := sh.outbox()[1]
+	seqKey, box := sh.outbox()[0], sh.outbox()[1]
 	k := audit.KeysFor(q.opts.Prefix)
 	for {
-		lines, err := q.rdb.LRange(ctx, box, 0, 199).Result()
-		if err != nil || len(lines) == 0 {
+		var seq *redis.StringCmd
+		var read *redis.StringSliceCmd
+		_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			seq = p.Get(ctx, seqKey)
+			read = p.LRange(ctx, box, 0, 199)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
-		args := []any{sh.n}
+		lines := read.Val()
+		if len(lines) == 0 {
+			return nil
+		}
+		n, _ := seq.Int64()
+		args := []any{sh.n, n}
 		for _, l := range lines {
 			args = append(args, l)
 		}

@@ -156,3 +156,37 @@ func TestClusterFailoverLosesNothing(t *testing.T) {
 	t.Logf("%d alerts answered (%d after the failover), %d attempts failed and were retried (%d stored but not confirmed by the replica), %d lost",
 		len(acked), afterFailover, failed, notReplicated, lost)
 }
+
+// An upgrade in place keeps the maintenance windows and trigger decisions a
+// gateway from before the shards kept under their old names: a window keeps
+// its time left (a panel being serviced must not sound), and moving twice
+// moves nothing more.
+func TestMoveLegacyKeys(t *testing.T) {
+	srv := testenv.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	window := fmt.Sprintf(`{"source":"school-button","reason":"panel replaced","by":"operator:anna","since":"%s","until":"%s"}`,
+		time.Now().UTC().Format(time.RFC3339), until.Format(time.RFC3339))
+	rdb.Set(ctx, "old:maint:school-button", window, time.Hour)
+	rdb.LPush(ctx, "old:audit", `{"source":"school-button","event_id":"e1","status":"accepted"}`)
+	q := priority.New(rdb, priority.Options{Prefix: "old"})
+	if m, _ := q.MaintenanceOf(ctx, "school-button"); m != nil {
+		t.Fatal("the old window is found before the move: the test reads the old key")
+	}
+	n, err := q.MoveLegacyKeys(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("MoveLegacyKeys = %d, %v; want 2 keys", n, err)
+	}
+	m, err := q.MaintenanceOf(ctx, "school-button")
+	if err != nil || m == nil || !m.Until.Equal(until) {
+		t.Fatalf("after the move the window is %+v, %v; want until %v", m, err, until)
+	}
+	if log, _ := q.AuditLog(ctx, 10, false); len(log) != 1 || log[0].EventID != "e1" {
+		t.Errorf("trigger decisions after the move: %+v", log)
+	}
+	if n, err := q.MoveLegacyKeys(ctx); err != nil || n != 0 {
+		t.Errorf("a second move = %d, %v; want nothing", n, err)
+	}
+}

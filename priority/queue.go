@@ -584,18 +584,15 @@ func (q *Queue) planRest(ctx context.Context, a *alert.Alert, specs []jobSpec, p
 // targets in the same order as when it was accepted: the routing of the same
 // configuration. It returns how many plans and sweeps it resumed.
 func (q *Queue) Resume(ctx context.Context, route func(*alert.Alert) []alert.Target) (int, error) {
+	// One shard's trouble (its master failing over) holds up no other's.
 	resumed := 0
+	var errs []error
 	for _, sh := range q.shards {
 		n, err := q.resume(ctx, sh, route)
 		resumed += n
-		if err != nil {
-			return resumed, err
-		}
-		if err := q.moveAudit(ctx, sh); err != nil {
-			return resumed, err
-		}
+		errs = append(errs, err, q.moveAudit(ctx, sh))
 	}
-	return resumed, nil
+	return resumed, errors.Join(errs...)
 }
 
 // resume is Resume in one shard.
@@ -732,8 +729,8 @@ func (q *Queue) Claim(ctx context.Context, kind alert.Kind, min alert.Priority) 
 	// "more" look again dropped at least one job, so this ends.
 	for {
 		slices.SortStableFunc(heads, func(a, b laneHead) int { return cmp.Compare(a.score, b.score) })
-		if len(heads) == 0 || !heads[0].ready {
-			return nil, nil
+		if len(heads) == 0 || !heads[0].ready || heads[0].score >= float64(11-int(min))*1e13 {
+			return nil, nil // nothing ready at or above min anywhere
 		}
 		limit := ""
 		if len(heads) > 1 && heads[1].ready {

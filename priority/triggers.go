@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,18 +41,29 @@ func (q *Queue) seen(ctx context.Context, sh shard, source, event string, ttl ti
 }
 
 // EventAlertOf is the alert a source's event made or joined (Enqueue with
-// Plan.Trigger records it), or "". It looks in every shard: the reset does
-// not name the trigger.
+// Plan.Trigger records it), or "". It looks in every shard at once (the
+// reset does not name the trigger); a shard that cannot answer is an error
+// only when no other shard had the event.
 func (q *Queue) EventAlertOf(ctx context.Context, source, event string) (alert.ID, error) {
-	for _, sh := range q.shards {
-		v, err := q.rdb.Get(ctx, sh.triggerEvent(source, event)).Result()
-		if errors.Is(err, redis.Nil) || v == "-" {
-			continue
+	gets := make([]*redis.StringCmd, len(q.shards))
+	q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sh := range q.shards {
+			gets[i] = p.Get(ctx, sh.triggerEvent(source, event))
 		}
-		if err != nil {
-			return "", fmt.Errorf("trigger event: %w", err)
+		return nil
+	})
+	var errs []error
+	for _, g := range gets {
+		v, err := g.Result()
+		switch {
+		case err == nil && v != "-":
+			return alert.ID(v), nil
+		case err != nil && !errors.Is(err, redis.Nil):
+			errs = append(errs, err)
 		}
-		return alert.ID(v), nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", fmt.Errorf("trigger event: %w", err)
 	}
 	return "", nil
 }
@@ -288,4 +300,53 @@ func (q *Queue) Lower(ctx context.Context, id alert.ID, source, event string) (i
 		return 0, ErrReplay
 	}
 	return n, nil
+}
+
+// MoveLegacyKeys moves what a gateway from before the shards kept under
+// other names, so an upgrade in place keeps it: the sources' maintenance
+// windows (with their time left: a panel being serviced must not sound) and
+// the lists of recent trigger decisions. It returns how many keys it moved.
+// Alerts still queued under the old names are not moved: drain the queue
+// before upgrading (docs/admin.md). Such a gateway never ran on Redis
+// Cluster, so on Cluster there is nothing to move.
+func (q *Queue) MoveLegacyKeys(ctx context.Context) (int, error) {
+	if q.cluster != nil {
+		return 0, nil
+	}
+	moved := 0
+	p := q.opts.Prefix
+	iter := q.rdb.Scan(ctx, 0, p+":maint:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		old := iter.Val()
+		source := strings.TrimPrefix(old, p+":maint:")
+		v, err := q.rdb.Get(ctx, old).Result()
+		if errors.Is(err, redis.Nil) {
+			continue // ended meanwhile
+		}
+		if err != nil {
+			return moved, err
+		}
+		ttl, err := q.rdb.PTTL(ctx, old).Result()
+		if err != nil {
+			return moved, err
+		}
+		if ttl > 0 {
+			if err := q.rdb.SetNX(ctx, q.k.maintenance(source), v, ttl).Err(); err != nil {
+				return moved, err
+			}
+		}
+		q.rdb.Del(ctx, old)
+		moved++
+	}
+	if err := iter.Err(); err != nil {
+		return moved, err
+	}
+	for old, now := range map[string]string{p + ":audit": q.k.audit(), p + ":audit:rejected": q.k.auditRejected()} {
+		if ok, err := q.rdb.RenameNX(ctx, old, now).Result(); err == nil && ok {
+			moved++
+		} else if err != nil && !strings.Contains(err.Error(), "no such key") {
+			return moved, err
+		}
+	}
+	return moved, nil
 }

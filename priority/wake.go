@@ -15,22 +15,35 @@ import (
 // wakeup lets the workers of a process wait on a kind's wake list in every
 // shard on Redis Cluster, where one blocking read cannot name keys of
 // several slots: one reader per shard blocks on the shard's wake lists of
-// every kind (one slot) and wakes the workers of that kind waiting in this
-// process.
+// the kinds this queue has waited for (one slot: a gateway's urgent and
+// bulk queues each take their own kinds' tokens) and wakes the workers of
+// that kind waiting in this process. A token that comes while none of them
+// waits is kept (pending) for the next: it may have come while a worker was
+// claiming. A token taken by a busy instance wakes nobody elsewhere; its
+// workers claim the work as they finish theirs.
 type wakeup struct {
 	once  sync.Once
 	kinds map[alert.Kind]*kindWake
 }
 
 type kindWake struct {
-	mu   sync.Mutex
-	ch   chan struct{} // closed at the next wake
-	last time.Time     // when the last wake came
+	mu      sync.Mutex
+	ch      chan struct{} // closed at the next wake
+	waiters int
+	pending bool // a wake came while nobody waited
+	used    bool // a worker of this queue has waited for the kind
 }
 
-// recent is how long after a wake a worker that starts waiting goes back to
-// claim at once: the wake may have come while it was claiming.
-const recent = 20 * time.Millisecond
+func (kw *kindWake) wake() {
+	kw.mu.Lock()
+	defer kw.mu.Unlock()
+	if kw.waiters == 0 {
+		kw.pending = true
+		return
+	}
+	close(kw.ch)
+	kw.ch = make(chan struct{})
+}
 
 func (w *wakeup) wait(ctx context.Context, q *Queue, kind alert.Kind, timeout time.Duration) error {
 	w.once.Do(func() { w.start(q) })
@@ -39,11 +52,20 @@ func (w *wakeup) wait(ctx context.Context, q *Queue, kind alert.Kind, timeout ti
 		return fmt.Errorf("wait: unknown channel kind %q", kind)
 	}
 	kw.mu.Lock()
-	ch, last := kw.ch, kw.last
-	kw.mu.Unlock()
-	if time.Since(last) < recent {
+	kw.used = true
+	if kw.pending {
+		kw.pending = false
+		kw.mu.Unlock()
 		return nil
 	}
+	kw.waiters++
+	ch := kw.ch
+	kw.mu.Unlock()
+	defer func() {
+		kw.mu.Lock()
+		kw.waiters--
+		kw.mu.Unlock()
+	}()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -63,28 +85,36 @@ func (w *wakeup) start(q *Queue) {
 		w.kinds[k] = &kindWake{ch: make(chan struct{})}
 	}
 	for _, sh := range q.shards {
-		byKey := map[string]*kindWake{}
-		var keys []string
-		for _, k := range alert.Kinds {
-			key := sh.lane(k).wake
-			byKey[key] = w.kinds[k]
-			keys = append(keys, key)
-		}
-		go read(q.rdb, keys, byKey)
+		go w.read(q.rdb, sh)
 	}
 }
 
-func read(rdb redis.UniversalClient, keys []string, byKey map[string]*kindWake) {
+// read blocks on the shard's wake lists of the kinds waited for, a second at
+// a time (so a kind waited for later joins within a second).
+func (w *wakeup) read(rdb redis.UniversalClient, sh shard) {
 	ctx := context.Background()
+	byKey := map[string]*kindWake{}
 	for {
-		kv, err := rdb.BLPop(ctx, 5*time.Second, keys...).Result()
+		var keys []string
+		for _, k := range alert.Kinds {
+			kw := w.kinds[k]
+			kw.mu.Lock()
+			used := kw.used
+			kw.mu.Unlock()
+			if used {
+				key := sh.lane(k).wake
+				byKey[key] = kw
+				keys = append(keys, key)
+			}
+		}
+		if len(keys) == 0 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		kv, err := rdb.BLPop(ctx, time.Second, keys...).Result()
 		switch {
 		case err == nil:
-			kw := byKey[kv[0]]
-			kw.mu.Lock()
-			close(kw.ch)
-			kw.ch, kw.last = make(chan struct{}), time.Now()
-			kw.mu.Unlock()
+			byKey[kv[0]].wake()
 		case errors.Is(err, redis.Nil):
 		case errors.Is(err, redis.ErrClosed):
 			return

@@ -98,7 +98,7 @@ func stackScenario(ctx context.Context, fs *flag.FlagSet, args []string, asJSON 
 	name := args[0]
 	def := map[string]int{"fanout": 100_000, "retract": 100_000, "recover": 100_000, "siren-under-load": 1_000_000}[name]
 	var o loadtest.StackOptions
-	fs.StringVar(&o.Redis, "redis", "127.0.0.1:6379", "Redis (loopback host:port); the scenario uses its own key prefix and removes it")
+	fs.StringVar(&o.Redis, "redis", "127.0.0.1:6379", "Redis (loopback host:port, or several comma-separated: a Redis Cluster); the scenario uses its own key prefix and removes it")
 	fs.StringVar(&o.Broker, "mqtt", "tcp://127.0.0.1:1883", "MQTT broker (loopback)")
 	fs.IntVar(&o.Recipients, "recipients", def, "SMS recipients")
 	fs.IntVar(&o.Instances, "instances", 0, "gateway instances with workers (fanout 1, recover 2)")
