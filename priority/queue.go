@@ -158,20 +158,24 @@ func (q *Queue) shardOf(ctx context.Context, id alert.ID) (shard, error) {
 		return q.shards[n.(int)], nil
 	}
 	found := make([]*redis.IntCmd, len(q.shards))
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, sh := range q.shards {
 			found[i] = p.Exists(ctx, sh.alert(id))
 		}
 		return nil
 	})
-	if err != nil {
-		return shard{}, fmt.Errorf("alert %s: find its shard: %w", id, err)
-	}
+	// A shard that cannot answer (its master failing over) is an error only
+	// when no other shard has the alert.
+	var errs []error
 	for i, c := range found {
 		if c.Val() == 1 {
 			q.remember(id, i)
 			return q.shards[i], nil
 		}
+		errs = append(errs, c.Err())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return shard{}, fmt.Errorf("alert %s: find its shard: %w", id, err)
 	}
 	return q.shards[0], nil
 }
