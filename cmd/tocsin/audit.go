@@ -25,7 +25,7 @@ const auditUsage = `usage:
   tocsin audit keygen NAME
       make a checkpoint signing key pair named NAME
   tocsin audit verify --dir DIR [--key VERIFIERKEY] [--checkpoint FILE]
-                      [--redis ADDR|URL --prefix PREFIX --password-env VAR]
+                      [--redis ADDR|URL [--cluster] --prefix PREFIX --password-env VAR]
       replay the audit chain from entry 1 and check it against the checkpoints
 `
 
@@ -71,13 +71,14 @@ func auditVerify(args []string) error {
 	cpFile := fs.String("checkpoint", "", "a checkpoint kept off the host: a note, or a syslog file whose last tocsin-audit line is used")
 	addr := fs.String("redis", "", "Redis address or redis:// URL, to include the entries not yet archived")
 	prefix := fs.String("prefix", "tocsin", "Redis key prefix (redis.key_prefix)")
+	cluster := fs.Bool("cluster", false, "the --redis address is a server of a Redis Cluster")
 	passEnv := fs.String("password-env", "", "environment variable holding the Redis password")
 	show := fs.String("show", "", "after verifying, list the entries about this subject (an alert, source or operator id), or all")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" || fs.NArg() > 0 {
-		return errors.New("usage: tocsin audit verify --dir DIR [--key VERIFIERKEY] [--checkpoint FILE] [--redis ADDR --prefix PREFIX]")
+		return errors.New("usage: tocsin audit verify --dir DIR [--key VERIFIERKEY] [--checkpoint FILE] [--redis ADDR [--cluster] --prefix PREFIX]")
 	}
 	if *key == "" {
 		return errors.New("no verifier key: pass --key or set TOCSIN_AUDIT_VERIFIER_KEY")
@@ -100,7 +101,11 @@ func auditVerify(args []string) error {
 		if err != nil {
 			return err
 		}
-		rdb := redis.NewClient(opt)
+		var rdb redis.UniversalClient = redis.NewClient(opt)
+		if *cluster {
+			rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{opt.Addr}, Username: opt.Username,
+				Password: opt.Password, TLSConfig: opt.TLSConfig})
+		}
 		defer rdb.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -110,6 +115,9 @@ func auditVerify(args []string) error {
 		counter, err = rdb.Get(ctx, keys.Seq).Int64()
 		if errors.Is(err, redis.Nil) {
 			counter, err = 0, nil
+		}
+		if err != nil && strings.HasPrefix(err.Error(), "MOVED") {
+			return fmt.Errorf("redis: %w (a Redis Cluster: add --cluster)", err)
 		}
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)

@@ -120,3 +120,62 @@ func TestAuditKeygenVerify(t *testing.T) {
 		t.Fatal("verify without a key succeeded")
 	}
 }
+
+// On Redis Cluster, verify reads the entries not yet archived from the
+// master of the audit's slot, whichever server it is given (--cluster);
+// without --cluster, a server that does not hold the slot is an error that
+// says so.
+func TestAuditVerifyOnRedisCluster(t *testing.T) {
+	out, err := runAudit(t, "keygen", "tocsin-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skey, vkey string
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "signer key:   "); ok {
+			skey = v
+		}
+		if v, ok := strings.CutPrefix(l, "verifier key: "); ok {
+			vkey = v
+		}
+	}
+	c := testenv.RedisCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys := audit.KeysFor("acme")
+	dir := t.TempDir()
+	k, err := audit.NewKeeper(audit.KeeperOptions{Rdb: rdb, Keys: keys, Dir: dir, Signer: skey, Every: 5,
+		Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 9 {
+		if _, err := audit.Append(ctx, rdb, keys, audit.Entry{Time: time.Now(), Kind: "signin.ok", Actor: fmt.Sprintf("operator:%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 5 {
+			if err := k.Step(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	holder, err := rdb.MasterForKey(ctx, keys.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other string
+	for _, a := range c.Addrs() {
+		if a != holder.Options().Addr {
+			other = a
+		}
+	}
+	verify := []string{"verify", "--dir", dir, "--key", vkey, "--redis", other, "--prefix", "acme"}
+	if _, err := runAudit(t, verify...); err == nil || !strings.Contains(err.Error(), "add --cluster") {
+		t.Fatalf("verify against %s, which does not hold the audit's slot, without --cluster: %v", other, err)
+	}
+	out, err = runAudit(t, append(verify, "--cluster")...)
+	if err != nil || !strings.Contains(out, "chain verified to entry 6") || !strings.Contains(out, "3 entries after it not yet checkpointed") {
+		t.Fatalf("verify --cluster: %v\n%s", err, out)
+	}
+}
